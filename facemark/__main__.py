@@ -1,0 +1,5 @@
+import sys
+
+from facemark.cli import main
+
+sys.exit(main())

@@ -1,0 +1,55 @@
+"""The ``facemark`` command: one subcommand per module in this package.
+
+Each subcommand module has ``register(subparsers)``, which adds its parser and sets
+``handler`` to a function taking the parsed arguments. Heavy imports (torch, models) happen
+inside the handlers, so ``facemark --help`` is instant.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from facemark import __version__
+from facemark.errors import FacemarkError
+
+# Subcommand modules in the order ``--help`` lists them; a module that does not exist yet
+# is skipped, so the CLI grows with the package.
+SUBCOMMANDS = ("data", "evaluate", "train", "detect", "export", "bench", "analyze")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facemark", description="Facial landmark detection, training and evaluation.")
+    parser.add_argument("--version", action="version", version=f"facemark {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"facemark.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"facemark.cli.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    try:
+        result = args.handler(args)
+    except FacemarkError as e:
+        print(f"facemark: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facemark: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
