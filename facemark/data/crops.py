@@ -1,0 +1,130 @@
+"""Face crops: from landmarks or a box to a square patch, and back.
+
+A crop is a 2x3 affine matrix ``M`` mapping image pixels to crop pixels
+(``crop_xy = M @ [x, y, 1]``); :func:`invert_affine` maps predictions back. Crop rules
+hold the per-dataset conventions of ``../shared/REFERENCE.md`` (300-W landmark box x1.1,
+WFLW given box x1.2, COFW/AFLW given box as is, cross-domain x1.3, WFLW-68 top cut,
+detector boxes x1.2 moved down by 0.1 h).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CropRule:
+    """How to turn a face into a square crop box.
+
+    Args:
+        source: ``"landmarks"`` (tight box around the annotated points) or ``"box"`` (the
+            dataset's or detector's face box).
+        scale: enlargement of the box side about its centre (1.1 = 10% larger).
+        shift_y: move the centre down by this fraction of the box height (before scaling).
+        top_cut: drop this fraction of the box height from its top (before scaling).
+        square: make the box square using its longer side (PIPNet crops do).
+    """
+
+    source: str = "landmarks"
+    scale: float = 1.1
+    shift_y: float = 0.0
+    top_cut: float = 0.0
+    square: bool = True
+
+
+CROP_RULES: dict[str, CropRule] = {
+    "300w": CropRule("landmarks", 1.1),
+    "wflw": CropRule("box", 1.2),
+    "cofw": CropRule("box", 1.0),
+    "aflw": CropRule("box", 1.0),
+    "cross": CropRule("landmarks", 1.3),
+    "wflw68": CropRule("box", 1.2, top_cut=0.2),
+    "detector": CropRule("box", 1.2, shift_y=0.1),
+}
+
+
+def get_crop_rule(rule: str | CropRule) -> CropRule:
+    if isinstance(rule, CropRule):
+        return rule
+    if rule not in CROP_RULES:
+        raise KeyError(f"unknown crop rule {rule!r}; known rules: {', '.join(CROP_RULES)}")
+    return CROP_RULES[rule]
+
+
+def crop_box(rule: CropRule | str, landmarks: np.ndarray | None = None,
+             box: np.ndarray | None = None) -> np.ndarray:
+    """The crop box ``x1, y1, x2, y2`` (float, pixels) a rule makes for one face.
+
+    Args:
+        rule: a CropRule or the name of one in CROP_RULES.
+        landmarks: (N, 2) pixels, NaN rows ignored; used when ``rule.source == "landmarks"``
+            (and as a fallback when no box is given).
+        box: (4,) ``x1, y1, x2, y2``; used when ``rule.source == "box"``.
+    """
+    rule = get_crop_rule(rule)
+    if rule.source == "box" and box is not None:
+        x1, y1, x2, y2 = (float(v) for v in box)
+    else:
+        if landmarks is None:
+            raise ValueError("crop rule needs landmarks (or a box)")
+        pts = np.asarray(landmarks, dtype=np.float64)
+        pts = pts[np.isfinite(pts).all(axis=1)]
+        if len(pts) == 0:
+            raise ValueError("no finite landmarks to crop around")
+        x1, y1 = pts.min(axis=0)
+        x2, y2 = pts.max(axis=0)
+    h = y2 - y1
+    y1 += rule.top_cut * h
+    cy_shift = rule.shift_y * (y2 - y1)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 + cy_shift
+    w, h = (x2 - x1) * rule.scale, (y2 - y1) * rule.scale
+    if rule.square:
+        w = h = max(w, h)
+    return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dtype=np.float64)
+
+
+def box_to_affine(box: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """2x3 affine mapping image pixels inside ``box`` onto a ``size`` crop.
+
+    Pixel-centre convention: the box's left edge ``x1`` maps to crop x = -0.5 and its right
+    edge to ``W - 0.5``, so a crop of the whole image at its own size is the identity.
+    """
+    w_out, h_out = (size, size) if np.isscalar(size) else size
+    x1, y1, x2, y2 = (float(v) for v in box)
+    sx, sy = w_out / (x2 - x1), h_out / (y2 - y1)
+    return np.array([[sx, 0.0, -x1 * sx - 0.5],
+                     [0.0, sy, -y1 * sy - 0.5]], dtype=np.float64)
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a 2x3 affine (crop -> image)."""
+    full = np.vstack([np.asarray(matrix, dtype=np.float64), [0.0, 0.0, 1.0]])
+    return np.linalg.inv(full)[:2]
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 affine to (..., 2) points; NaN stays NaN. Returns float64."""
+    pts = np.asarray(points, dtype=np.float64)
+    m = np.asarray(matrix, dtype=np.float64)
+    return pts @ m[:, :2].T + m[:, 2]
+
+
+def warp_image(image: np.ndarray, matrix: np.ndarray, size: int | tuple[int, int],
+               border_value: int = 0) -> np.ndarray:
+    """Warp an (H, W, C) image with a 2x3 affine into a ``size`` crop (bilinear).
+
+    cv2's warpAffine uses the same integer-pixel-centre convention as the points, so
+    ``transform_points(p, M)`` lands exactly where ``warp_image(img, M)`` moved p.
+    """
+    w_out, h_out = (size, size) if np.isscalar(size) else size
+    return cv2.warpAffine(image, np.asarray(matrix, dtype=np.float64), (int(w_out), int(h_out)),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=(border_value,) * 3)
+
+
+def crop_face(image: np.ndarray, box: np.ndarray, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a crop box out of an image: returns (crop (size, size, C) uint8, 2x3 affine)."""
+    matrix = box_to_affine(box, size)
+    return warp_image(image, matrix, size), matrix
