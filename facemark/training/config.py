@@ -1,0 +1,283 @@
+"""Training configuration: typed sections read from YAML, overridable from the command line.
+
+A config file holds the sections below; any key can be overridden with ``section.key=value``
+(``facemark train cfg.yaml optim.lr=1e-3 data.input_size=128``). Unknown keys and values of
+the wrong type raise :class:`~facemark.errors.ConfigError` naming the dotted key and, for
+typos, the closest known key. Defaults are the PIPNet paper's recipe
+(``pip_32_16_60_r18_l2_l1_10_1_nb10``): ResNet-18, stride 32, 10 neighbours, Adam 1e-4,
+x0.1 at epochs 30 and 50, 60 epochs, batch 16, 256 px input.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from facemark.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the faces come from and how they are cropped and augmented.
+
+    ``train``/``val``/``test`` are dataset strings for ``open_dataset`` (``FORMAT:PATH`` or a
+    path); relative paths are resolved against the config file's folder. When ``val`` is
+    empty, ``val_fraction`` of the training faces (a seeded random split) validate.
+    """
+
+    train: list[str] = field(default_factory=list)
+    val: list[str] = field(default_factory=list)
+    test: list[str] = field(default_factory=list)
+    unlabelled: list[str] = field(default_factory=list)
+    val_fraction: float = 0.05
+    scheme: str = "300w68"
+    crop_rule: str = "300w"
+    input_size: int = 256
+    cache_dir: str = "cache"
+    augment: str = "pipnet"
+    num_workers: int = 2
+    skip_bad: bool = False
+
+
+@dataclass
+class ModelConfig:
+    """Which model: a registry name plus its constructor arguments (``None`` = the model's default)."""
+
+    name: str = "pipnet"
+    backbone: str = "resnet18"
+    net_stride: int | None = 32
+    num_nb: int | None = 10
+    backbone_weights: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and schedule; ``schedule`` is ``multistep`` (milestones, gamma) or ``cosine``."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-4
+    min_lr: float = 0.0
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "multistep"
+    milestones: list[int] = field(default_factory=lambda: [30, 50])
+    gamma: float = 0.1
+    epochs: int = 60
+    batch_size: int = 16
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings: devices, nodes, precision, logging, output folder."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    logger: str = "csv"
+    log_every_n_steps: int = 20
+    out_dir: str = "runs"
+    check_val_every_n_epoch: int = 1
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    gradient_clip_val: float | None = None
+
+
+@dataclass
+class TrainConfig:
+    """A whole experiment."""
+
+    experiment: str = "pipnet_r18_300w"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_CHOICES = {
+    "optim.optimizer": ("adam", "adamw", "sgd"),
+    "optim.schedule": ("multistep", "cosine", "constant"),
+    "trainer.logger": ("csv", "tensorboard", "both", "none"),
+    "trainer.precision": ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "64-true"),
+}
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert ``value`` to the field's declared type, or raise ConfigError naming ``key``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is list:
+        if isinstance(value, (str, int, float)):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r} expects a list, got {value!r}")
+        return [_coerce(v, args[0] if args else Any, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r} expects a mapping, got {value!r}")
+        return dict(value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"config key {key!r} expects true/false, got {value!r}")
+    if annotation in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} expects a number, got {value!r}")
+        try:
+            number = float(value) if annotation is float else value
+            if annotation is int:
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError
+                number = int(value)
+            return number
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key {key!r} expects {annotation.__name__}, got {value!r}") from None
+    if annotation is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"config key {key!r} expects a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _fill(cls, values: dict[str, Any], prefix: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section {prefix.rstrip('.') or 'top level'!r} must be a mapping, "
+                          f"got {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"; did you mean {prefix + close[0]!r}?" if close else \
+                f"; known keys: {', '.join(prefix + k for k in fields)}"
+            raise ConfigError(f"unknown config key {dotted!r}{hint}")
+        annotation = hints[key]
+        if dataclasses.is_dataclass(annotation):
+            kwargs[key] = _fill(annotation, value or {}, f"{dotted}.")
+            continue
+        value = _coerce(value, annotation, dotted)
+        choices = _CHOICES.get(dotted)
+        if choices and value not in choices:
+            raise ConfigError(f"config key {dotted!r}: {value!r} is not one of {', '.join(choices)}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    checks = [
+        ("optim.lr", cfg.optim.lr > 0, "must be > 0"),
+        ("optim.epochs", cfg.optim.epochs > 0, "must be > 0"),
+        ("optim.batch_size", cfg.optim.batch_size > 0, "must be > 0"),
+        ("data.input_size", cfg.data.input_size >= 32, "must be >= 32 pixels"),
+        ("data.val_fraction", 0 <= cfg.data.val_fraction < 1, "must be in [0, 1)"),
+        ("data.num_workers", cfg.data.num_workers >= 0, "must be >= 0"),
+    ]
+    for key, ok, why in checks:
+        if not ok:
+            raise ConfigError(f"config key {key!r} {why}")
+    if not cfg.data.train:
+        raise ConfigError("config key 'data.train' is empty: name at least one training dataset")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"optim.lr=1e-3"`` -> ("optim.lr", 0.001): the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for p in parts[:-1]:
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {key!r}: {p!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                check: bool = True) -> TrainConfig:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides.
+
+    Dataset paths are made absolute relative to the config file, so a run works from any
+    directory. Raises ConfigError for unknown keys, wrong types and out-of-range values.
+    """
+    tree: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        base = path.resolve().parent
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(tree, key, value)
+    cfg = _fill(TrainConfig, tree, "")
+    for name in ("train", "val", "test", "unlabelled"):
+        setattr(cfg.data, name, [_resolve(s, base) for s in getattr(cfg.data, name)])
+    if check:
+        _check_ranges(cfg)
+    return cfg
+
+
+def _resolve(spec: str, base: Path) -> str:
+    """Make the path part of ``FORMAT:PATH`` absolute against ``base``."""
+    from facemark.data.formats import split_spec
+
+    fmt, path = split_spec(spec)
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = (base / p).resolve()
+    return f"{fmt}:{p}" if fmt else str(p)
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    """Write a config as YAML (atomically), e.g. next to a run's checkpoints."""
+    import os
+
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    os.replace(tmp, path)
