@@ -1,0 +1,144 @@
+"""Data for training: crop caches built once per dataset, split, augmented, batched.
+
+Every dataset string in the config becomes one crop cache (built on the first run with a
+progress bar, then memory-mapped); training never decodes a JPEG per step.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Subset
+
+from facemark.errors import ConfigError, SkipLog
+from facemark.training.config import DataConfig
+
+
+def cache_path(cache_dir: str | Path, spec: str, scheme: str, rule: str, size: int) -> Path:
+    """The cache folder of one dataset string: readable prefix + hash of what shapes it."""
+    key = f"{spec}|{scheme}|{rule}|{size}"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", Path(spec.split(":", 1)[-1]).name).strip("_")[:40]
+    return Path(cache_dir) / f"{stem or 'data'}-{rule}-{size}-{digest}"
+
+
+def open_or_build_cache(spec: str, cfg: DataConfig, log: SkipLog | None = None):
+    """The CropCache of a dataset string, building it first if it does not exist yet."""
+    from facemark.data.cache import CropCache, build_cache
+    from facemark.data.formats import open_dataset
+
+    path = cache_path(cfg.cache_dir, spec, cfg.scheme, cfg.crop_rule, cfg.input_size)
+    if (path / "meta.json").is_file():
+        return CropCache.open(path)
+    log = log or SkipLog(cfg.skip_bad)
+    samples = open_dataset(spec, scheme=cfg.scheme, skip_bad=log)
+    return build_cache(samples, path, size=cfg.input_size, rule=cfg.crop_rule, skip_bad=log)
+
+
+class _GlobalIndex(torch.utils.data.Dataset):
+    """A ConcatDataset whose items carry their index in the concatenation (for messages)."""
+
+    def __init__(self, datasets):
+        self.inner = ConcatDataset(datasets)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.inner[i])
+        item["index"] = i
+        return item
+
+
+class LandmarkDataModule(L.LightningDataModule):
+    """Train/val/test loaders over crop caches.
+
+    Args:
+        data: the ``data`` section of the config.
+        batch_size: per-device batch size.
+        seed: seeds the validation split and the augmentation.
+    """
+
+    def __init__(self, data: DataConfig, batch_size: int = 16, seed: int = 0):
+        super().__init__()
+        self.data = data
+        self.batch_size = batch_size
+        self.seed = seed
+        self.skip_log = SkipLog(data.skip_bad)
+
+    def prepare_data(self) -> None:
+        # Runs on one process per node: build every missing cache once.
+        for spec in self.data.train + self.data.val + self.data.test:
+            open_or_build_cache(spec, self.data, self.skip_log)
+
+    def _caches(self, specs):
+        caches = [open_or_build_cache(s, self.data, self.skip_log) for s in specs]
+        for spec, cache in zip(specs, caches):
+            if cache.scheme != self.data.scheme:
+                raise ConfigError(f"dataset {spec} has scheme {cache.scheme!r} but data.scheme is "
+                                  f"{self.data.scheme!r}")
+        return caches
+
+    def setup(self, stage: str | None = None) -> None:
+        if getattr(self, "train_set", None) is not None:
+            return
+        from facemark.data.augment import Augment
+        from facemark.data.dataset import LandmarkDataset
+        from facemark.data.schemes import get_scheme
+
+        scheme = get_scheme(self.data.scheme)
+        presets = {"pipnet": Augment.pipnet, "sepbn": Augment.sepbn}
+        if self.data.augment not in presets and self.data.augment != "none":
+            raise ConfigError(f"config key 'data.augment': {self.data.augment!r} is not one of "
+                              f"{', '.join(presets)}, none")
+        augment = None if self.data.augment == "none" else \
+            presets[self.data.augment](scheme, self.data.input_size)
+        self.train_caches = self._caches(self.data.train)
+        train_aug = _GlobalIndex([LandmarkDataset(c, augment=augment, seed=self.seed)
+                                  for c in self.train_caches])
+        train_plain = _GlobalIndex([LandmarkDataset(c, augment=None) for c in self.train_caches])
+        names = [Path(r["image"]).name for c in self.train_caches for r in c.records]
+        if self.data.val:
+            self.val_caches = self._caches(self.data.val)
+            self.train_set = train_aug
+            self.val_set = _GlobalIndex([LandmarkDataset(c) for c in self.val_caches])
+            self.train_names = names
+        else:
+            n = len(train_aug)
+            n_val = int(round(n * self.data.val_fraction))
+            order = np.random.default_rng(self.seed).permutation(n)
+            val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+            self.train_set = Subset(train_aug, train_idx.tolist())
+            self.val_set = Subset(train_plain, val_idx.tolist()) if n_val else None
+            self.train_names = names
+        self.test_set = _GlobalIndex([LandmarkDataset(c) for c in self._caches(self.data.test)]) \
+            if self.data.test else None
+
+    def mean_face(self) -> np.ndarray:
+        """(N, 2) mean of the training landmarks in normalised crop coordinates."""
+        self.setup()
+        from facemark.data.meanface import mean_face
+
+        size = self.train_caches[0].size
+        pts = np.concatenate([c.landmarks for c in self.train_caches])
+        return mean_face((pts + 0.5) / size)
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        workers = self.data.num_workers
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle,
+                          drop_last=shuffle and len(dataset) > self.batch_size,
+                          num_workers=workers, persistent_workers=False,
+                          pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []
+
+    def test_dataloader(self):
+        return self._loader(self.test_set, shuffle=False) if self.test_set is not None else []

@@ -1,0 +1,119 @@
+"""The supervised LightningModule: one landmark model, its loss, validation NME, optimiser.
+
+The module owns no model code: it builds a :class:`facemark.models.model.LandmarkModel`
+from a JSON-able model config (so a checkpoint rebuilds it without the training config),
+encodes targets with the model's codec, and validates with the same ``decode`` that
+evaluation and inference use.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from facemark.errors import FacemarkError
+
+
+class NonFiniteLossError(FacemarkError):
+    """The loss became NaN or infinite; the message names the batch's samples."""
+
+
+class LandmarkModule(L.LightningModule):
+    """Supervised training of one landmark model.
+
+    Args:
+        model_config: ``facemark.models.registry.model_config`` output (name + kwargs,
+            mean face included), from which the model is built.
+        scheme: landmark scheme name (validation NME uses its normaliser).
+        optim: the ``optim`` section of the training config as a dict.
+        sample_names: names of the training crops, to name the culprits of a NaN loss.
+    """
+
+    def __init__(self, model_config: dict[str, Any], scheme: str, optim: dict[str, Any],
+                 sample_names: list[str] | None = None):
+        super().__init__()
+        self.save_hyperparameters(ignore=["sample_names"])
+        from facemark.models.registry import model_from_config
+
+        self.model = model_from_config(model_config)
+        self.scheme_name = scheme
+        self.optim = dict(optim)
+        self.sample_names = sample_names
+        self._val_pred: list[np.ndarray] = []
+        self._val_true: list[np.ndarray] = []
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B, 3, H, W) in [0, 1] -> (points (B, N, 2) normalised, confidence (B, N))."""
+        return self.model.predict(images)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        outputs = self.model(batch["image"])
+        targets = self.model.encode(batch["landmarks"], batch["mask"])
+        loss, parts = self.model.loss(outputs, targets)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(self._nan_message(batch, batch_idx, loss))
+        bs = batch["image"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        for name, value in parts.items():
+            self.log(f"train/{name}", value, batch_size=bs)
+        return loss
+
+    def _nan_message(self, batch, batch_idx: int, loss: torch.Tensor) -> str:
+        idx = batch["index"].tolist()
+        names = [self.sample_names[i] for i in idx] if self.sample_names else idx
+        shown = ", ".join(str(n) for n in names[:8]) + (" ..." if len(names) > 8 else "")
+        return (f"training loss is {loss.item()} at epoch {self.current_epoch}, batch "
+                f"{batch_idx} (samples: {shown}); lower optim.lr, check these samples with "
+                "'facemark data check', or try trainer.precision=32-true")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        points, _ = self.model.predict(batch["image"])
+        true = batch["landmarks"].clone()
+        true[~batch["mask"]] = float("nan")
+        self._val_pred.append(points.float().cpu().numpy())
+        self._val_true.append(true.float().cpu().numpy())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_pred:
+            return
+        from facemark.data.schemes import get_scheme
+        from facemark.evaluation.metrics import nme, summarize
+
+        pred = np.concatenate(self._val_pred)
+        true = np.concatenate(self._val_true)
+        self._val_pred.clear()
+        self._val_true.clear()
+        pred_t = torch.from_numpy(pred).to(self.device)
+        true_t = torch.from_numpy(true).to(self.device)
+        # DDP: every rank holds a shard of the validation set; gather them all.
+        if self.trainer.world_size > 1:
+            pred = self.all_gather(pred_t).reshape(-1, *pred.shape[1:]).cpu().numpy()
+            true = self.all_gather(true_t).reshape(-1, *true.shape[1:]).cpu().numpy()
+        # NME is scale invariant, so normalised crop coordinates give the image-space NME.
+        errors = nme(pred, true, get_scheme(self.scheme_name))
+        stats = summarize(errors, threshold=0.1)
+        self.log("val/nme", float(stats["nme"]), prog_bar=True, sync_dist=False, rank_zero_only=False)
+        self.log("val/fr", float(stats["fr"]), sync_dist=False)
+        self.log("val/auc", float(stats["auc"]), sync_dist=False)
+
+    def configure_optimizers(self):
+        o = self.optim
+        params = [p for p in self.parameters() if p.requires_grad]
+        if o["optimizer"] == "adam":
+            opt = torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"])
+        elif o["optimizer"] == "adamw":
+            opt = torch.optim.AdamW(params, lr=o["lr"], weight_decay=o["weight_decay"])
+        else:
+            opt = torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"],
+                                  weight_decay=o["weight_decay"])
+        if o["schedule"] == "multistep":
+            sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(o["milestones"]),
+                                                         gamma=o["gamma"])
+        elif o["schedule"] == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=o["epochs"],
+                                                               eta_min=o["min_lr"])
+        else:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

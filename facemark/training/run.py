@@ -1,0 +1,166 @@
+"""Run a supervised training experiment from a :class:`TrainConfig`.
+
+Layout of a run folder ``<trainer.out_dir>/<experiment>/``::
+
+    config.yaml              the full resolved config
+    checkpoints/last.ckpt    end of the last complete epoch (resume point)
+    checkpoints/best.ckpt    lowest validation NME
+    logs/                    CSV (and/or TensorBoard) logs
+    summary.json             final numbers, written at the end
+
+Running the same command again resumes from ``last.ckpt`` (the last complete epoch);
+Lightning writes checkpoints atomically, so a kill never leaves a broken resume point.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from facemark.errors import ConfigError, FacemarkError
+from facemark.training.config import TrainConfig, save_config
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    best_val_nme: float | None
+    epochs: int
+    seconds: float
+
+    def table(self) -> str:
+        rows = [("run", str(self.run_dir)),
+                ("epochs", str(self.epochs)),
+                ("best val NME", "n/a" if self.best_val_nme is None else f"{100 * self.best_val_nme:.3f}%"),
+                ("best checkpoint", str(self.best_checkpoint)),
+                ("last checkpoint", str(self.last_checkpoint)),
+                ("time", f"{self.seconds / 60:.1f} min")]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def build_model_config(cfg: TrainConfig, mean_face) -> dict:
+    """The model registry config for this experiment (mean face from the training data)."""
+    from facemark.data.schemes import get_scheme
+    from facemark.models.registry import create_model, model_config
+
+    m = cfg.model
+    kwargs = dict(m.kwargs)
+    kwargs.update(backbone=m.backbone, net_stride=m.net_stride, num_nb=m.num_nb,
+                  backbone_weights=m.backbone_weights)
+    try:
+        model = create_model(m.name, num_points=get_scheme(cfg.data.scheme).num_points,
+                             input_size=cfg.data.input_size, mean_face=mean_face, **kwargs)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"config section 'model': {e}") from None
+    return model_config(model)
+
+
+def _loggers(cfg: TrainConfig, run_dir: Path):
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    kind = cfg.trainer.logger
+    out = []
+    if kind in ("csv", "both"):
+        out.append(CSVLogger(run_dir, name="logs", version=""))
+    if kind in ("tensorboard", "both"):
+        try:
+            out.append(TensorBoardLogger(run_dir, name="tb", version=""))
+        except ModuleNotFoundError as e:
+            raise ConfigError(f"trainer.logger={kind} needs tensorboard installed ({e})") from None
+    return out or False
+
+
+def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = False,
+          callbacks: list | None = None) -> TrainResult:
+    """Train (or resume) the experiment described by ``cfg``.
+
+    Args:
+        cfg: the resolved config (``load_config``).
+        resume: ``"auto"`` continues from ``last.ckpt`` when the run folder has one, a path
+            resumes from that checkpoint, None always starts fresh (then the run folder must
+            be new or ``overwrite`` set).
+        overwrite: allow starting fresh in a run folder that already has checkpoints.
+        callbacks: extra Lightning callbacks (tests use this to interrupt a run).
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+
+    from facemark.training.datamodule import LandmarkDataModule
+    from facemark.training.module import LandmarkModule
+
+    start = time.time()
+    run_dir = Path(cfg.trainer.out_dir) / cfg.experiment
+    ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    ckpt_path = None
+    if resume == "auto":
+        ckpt_path = str(last) if last.is_file() else None
+    elif resume:
+        if not Path(resume).is_file():
+            raise ConfigError(f"--resume: checkpoint not found: {resume}")
+        ckpt_path = str(resume)
+    elif last.is_file() and not overwrite:
+        raise ConfigError(f"{run_dir} already has checkpoints; resume it (default), pick another "
+                          "experiment name, or pass --overwrite to start again")
+    if ckpt_path:
+        print(f"resuming from {ckpt_path}")
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = LandmarkDataModule(cfg.data, batch_size=cfg.optim.batch_size, seed=cfg.seed)
+    data.prepare_data()
+    data.setup("fit")
+    if ckpt_path:
+        module = LandmarkModule.load_from_checkpoint(ckpt_path, map_location="cpu",
+                                                     sample_names=data.train_names)
+    else:
+        model_cfg = build_model_config(cfg, data.mean_face())
+        module = LandmarkModule(model_cfg, cfg.data.scheme, cfg.to_dict()["optim"],
+                                sample_names=data.train_names)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+
+    has_val = data.val_set is not None and len(data.val_set) > 0
+    best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best",
+                              monitor="val/nme" if has_val else None, mode="min",
+                              save_top_k=1, save_last=False, enable_version_counter=False)
+    last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1,
+                              every_n_epochs=1, save_on_train_epoch_end=True,
+                              enable_version_counter=False)
+    t = cfg.trainer
+    trainer = L.Trainer(
+        max_epochs=cfg.optim.epochs, accelerator=t.accelerator, devices=t.devices,
+        num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
+        logger=_loggers(cfg, run_dir), log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
+        gradient_clip_val=t.gradient_clip_val, default_root_dir=run_dir,
+        callbacks=[best_cb, last_cb, LearningRateMonitor("epoch"), TQDMProgressBar(),
+                   *(callbacks or [])],
+        enable_model_summary=False, deterministic=False,
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+
+    best_score = best_cb.best_model_score
+    result = TrainResult(
+        run_dir=run_dir,
+        best_checkpoint=Path(best_cb.best_model_path) if best_cb.best_model_path else None,
+        last_checkpoint=last if last.is_file() else None,
+        best_val_nme=None if best_score is None else float(best_score),
+        epochs=trainer.current_epoch, seconds=time.time() - start)
+    if trainer.is_global_zero:
+        summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(result).items()}
+        summary["skipped"] = [str(e) for e in data.skip_log.skipped]
+        tmp = run_dir / f"summary.json.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, run_dir / "summary.json")
+    return result
+
+
+__all__ = ["TrainResult", "train", "build_model_config", "FacemarkError"]
