@@ -8,6 +8,7 @@ explicitly (``facemark data info wflw:/data/WFLW/list_98pt_rect_attr_test.txt``)
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 from facemark.data.sample import Sample
@@ -38,12 +39,31 @@ def _module(fmt: str):
 
 
 def split_spec(source: str | Path) -> tuple[str | None, str]:
-    """``"wflw:/data/x.txt"`` -> ("wflw", "/data/x.txt"); a plain path -> (None, path)."""
+    """``"wflw:/data/x.txt"`` -> ("wflw", "/data/x.txt"); a plain path -> (None, path).
+
+    Environment variables and ``~`` in the path are expanded
+    (``"wflw:$FACEMARK_DATA/WFLW/..."``); options stay attached (see ``split_options``).
+    """
     text = str(source)
     head, sep, tail = text.partition(":")
-    if sep and head in FORMATS:
-        return head, tail
-    return None, text
+    fmt, path = (head, tail) if sep and head in FORMATS else (None, text)
+    return fmt, os.path.expanduser(os.path.expandvars(path))
+
+
+def split_options(path: str) -> tuple[str, dict[str, str]]:
+    """``"/data/AFLWinfo_release.mat?split=test&protocol=frontal"`` -> (path, options)."""
+    if "?" not in path:
+        return path, {}
+    path, _, query = path.partition("?")
+    options = {}
+    for item in query.split("&"):
+        if not item:
+            continue
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise DataError(path, f"dataset option {item!r} must look like key=value")
+        options[key] = value
+    return path, options
 
 
 def detect_format(path: str | Path) -> str:
@@ -73,12 +93,18 @@ def open_dataset(source: str | Path, format: str | None = None, *, scheme: str |
             when None, e.g. ``300w68`` for ``.pts``).
         skip_bad: False: stop at the first bad record with a DataError naming file and line.
             True (or a SkipLog): skip bad records and list them in the log.
-        **options: format-specific options (e.g. ``images=`` for CSV, ``protocol=`` for AFLW).
+        **options: format-specific options (e.g. ``images=`` for CSV, ``protocol=`` for AFLW);
+            they can also ride on the path: ``"aflw:/d/AFLWinfo_release.mat?split=test"``.
 
     Returns:
         list of Sample, in the dataset's order.
     """
     fmt, path = split_spec(source)
+    path, spec_options = split_options(path)
+    options = {**spec_options, **options}
+    if "$" in path:
+        raise DataError(path, "the path names an environment variable that is not set "
+                              "(e.g. export FACEMARK_DATA=/path/to/datasets)")
     fmt = format or fmt or detect_format(path)
     log = skip_bad if isinstance(skip_bad, SkipLog) else SkipLog(bool(skip_bad))
     return _module(fmt).read(path, scheme=scheme, on_error=log, **options)
