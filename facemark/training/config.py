@@ -266,8 +266,10 @@ def _resolve(spec: str, base: Path) -> str:
     """Make the path part of ``FORMAT:PATH`` absolute against ``base``."""
     from facemark.data.formats import split_spec
 
-    fmt, path = split_spec(spec)
-    p = Path(path).expanduser()
+    fmt, path = split_spec(spec)  # expands ~ and environment variables
+    if "$" in path:
+        return spec  # an unset variable: open_dataset reports it with a hint
+    p = Path(path)
     if not p.is_absolute():
         p = (base / p).resolve()
     return f"{fmt}:{p}" if fmt else str(p)
