@@ -1,0 +1,70 @@
+"""Training config: YAML, overrides, and errors that name the key."""
+from pathlib import Path
+
+import pytest
+
+from facemark.errors import ConfigError
+from facemark.training.config import load_config, parse_override
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "cfg.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_are_the_paper_recipe(tmp_path):
+    cfg = load_config(write(tmp_path, "data:\n  train: [x]\n"))
+    assert (cfg.optim.optimizer, cfg.optim.lr, cfg.optim.milestones, cfg.optim.epochs,
+            cfg.optim.batch_size) == ("adam", 1e-4, [30, 50], 60, 16)
+    assert (cfg.model.backbone, cfg.model.net_stride, cfg.model.num_nb) == ("resnet18", 32, 10)
+    assert cfg.data.input_size == 256
+
+
+def test_overrides_and_relative_paths(tmp_path):
+    cfg = load_config(write(tmp_path, "data:\n  train: [pts:faces]\n"),
+                      ["optim.lr=1e-3", "optim.milestones=[5, 8]", "trainer.devices=2",
+                       "data.input_size=128"])
+    assert cfg.optim.lr == pytest.approx(1e-3)
+    assert cfg.optim.milestones == [5, 8]
+    assert cfg.trainer.devices == 2 and cfg.data.input_size == 128
+    assert cfg.data.train == [f"pts:{(tmp_path / 'faces').resolve()}"]
+
+
+def test_environment_variables_in_dataset_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEMARK_DATA", str(tmp_path))
+    cfg = load_config(write(tmp_path, "data:\n  train: [wflw:$FACEMARK_DATA/list.txt]\n"))
+    assert cfg.data.train == [f"wflw:{tmp_path}/list.txt"]
+
+
+@pytest.mark.parametrize("override, words", [
+    ("optim.lrr=1", ["optim.lrr", "optim.lr"]),
+    ("optim.epochs=abc", ["optim.epochs", "int", "abc"]),
+    ("optim.optimizer=rmsprop", ["optim.optimizer", "rmsprop", "adam"]),
+    ("optim.lr=-1", ["optim.lr", "> 0"]),
+    ("trainer.precision=8bit", ["trainer.precision"]),
+    ("nosection.key=1", ["nosection"]),
+    ("data.skip_bad=maybe", ["data.skip_bad", "true/false"]),
+])
+def test_bad_values_name_the_key(tmp_path, override, words):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "data:\n  train: [x]\n"), [override])
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_empty_training_set_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="data.train"):
+        load_config(write(tmp_path, "optim:\n  lr: 0.1\n"))
+    with pytest.raises(ConfigError, match=r"cfg.yaml:\d+: invalid YAML"):
+        load_config(write(tmp_path, "data: [unclosed\n"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_parse_override_reads_yaml_values():
+    assert parse_override("a.b=1e-3") == ("a.b", 1e-3)
+    assert parse_override("a.b=[1, 2]") == ("a.b", [1, 2])
+    assert parse_override("a.b=null") == ("a.b", None)
+    with pytest.raises(ConfigError):
+        parse_override("novalue")
