@@ -40,6 +40,13 @@ class LandmarkScheme:
         description: one line on where the scheme is used.
         aliases: other names that resolve to this scheme (e.g. ``"ibug68"``).
         skeleton: optional pairs of names to join with lines when drawing.
+        flippable: False for a markup with no horizontal mirror inside itself (a profile
+            markup such as ``menpo39``): it declares no mirror pairs, augmentation skips the
+            flip, and :attr:`flip_indices` raises instead of returning a wrong permutation.
+
+    Side names: a name token ``l``/``left`` or ``r``/``right`` (``eye_l_03``, ``pupil_r``)
+    says the subject's side; :attr:`sides` reads it. In a flippable scheme every such point
+    must be mirrored onto a point of the other side (checked by :meth:`validate`).
     """
 
     name: str
@@ -52,6 +59,7 @@ class LandmarkScheme:
     description: str = ""
     aliases: tuple[str, ...] = ()
     skeleton: tuple[tuple[str, str], ...] = field(default=())
+    flippable: bool = True
 
     @property
     def num_points(self) -> int:
@@ -73,12 +81,25 @@ class LandmarkScheme:
 
     @cached_property
     def flip_indices(self) -> np.ndarray:
-        """Permutation p such that ``flipped[i] = mirrored_points[p[i]]`` (an involution)."""
+        """Permutation p such that ``flipped[i] = mirrored_points[p[i]]`` (an involution).
+
+        After a horizontal flip of an image of width W, the landmarks of the flipped image
+        are ``pts[p]`` with x replaced by ``W - 1 - x``. Raises ValueError for a scheme with
+        ``flippable=False`` (check :attr:`flippable` first).
+        """
+        if not self.flippable:
+            raise ValueError(f"scheme {self.name!r} is not flippable (it has no horizontal "
+                             "mirror inside itself); check scheme.flippable before flipping")
         perm = np.arange(self.num_points)
         for a, b in self.mirror:
             ia, ib = self.index(a), self.index(b)
             perm[ia], perm[ib] = ib, ia
         return perm
+
+    @cached_property
+    def sides(self) -> tuple[str, ...]:
+        """The subject's side each point name says: ``"left"``, ``"right"`` or ``""``."""
+        return tuple(_side_of_name(n) for n in self.names)
 
     @cached_property
     def region_of(self) -> tuple[str, ...]:
@@ -103,9 +124,23 @@ class LandmarkScheme:
                 seen.add(n)
             if a == b:
                 raise ValueError(f"scheme {self.name!r}: mirror pair ({a!r}, {b!r}) is one point")
-        perm = self.flip_indices
-        if not np.array_equal(perm[perm], np.arange(self.num_points)):
-            raise ValueError(f"scheme {self.name!r}: mirror permutation is not an involution")
+        if not self.flippable:
+            if self.mirror:
+                raise ValueError(f"scheme {self.name!r}: flippable=False but it declares "
+                                 f"{len(self.mirror)} mirror pairs; drop them or the flag")
+        else:
+            perm = self.flip_indices
+            if not np.array_equal(perm[perm], np.arange(self.num_points)):
+                raise ValueError(f"scheme {self.name!r}: mirror permutation is not an involution")
+            for a, b in self.mirror:
+                sa, sb = _side_of_name(a), _side_of_name(b)
+                if (sa or sb) and {sa, sb} != {"left", "right"}:
+                    raise ValueError(f"scheme {self.name!r}: mirror pair ({a!r}, {b!r}) must pair "
+                                     f"a left name with a right one, got sides ({sa!r}, {sb!r})")
+            for n, side in zip(self.names, self.sides):
+                if side and n not in seen:
+                    raise ValueError(f"scheme {self.name!r}: {n!r} names the {side} side but has "
+                                     "no mirror partner")
         for region, names in self.regions.items():
             for n in names:
                 self.index(n)
@@ -121,6 +156,15 @@ class LandmarkScheme:
             self.indices(group)
         for a, b in self.skeleton:
             self.index(a), self.index(b)
+
+
+_SIDE_TOKENS = {"l": "left", "left": "left", "r": "right", "right": "right"}
+
+
+def _side_of_name(name: str) -> str:
+    """``"left"``/``"right"`` when a ``_``-separated token of the name says a side, else ``""``."""
+    sides = {_SIDE_TOKENS[t] for t in name.lower().split("_") if t in _SIDE_TOKENS}
+    return sides.pop() if len(sides) == 1 else ""
 
 
 def _seq(prefix: str, n: int, width: int = 2) -> tuple[str, ...]:
@@ -193,6 +237,275 @@ IBUG68 = LandmarkScheme(
 
 
 # ---------------------------------------------------------------------------------------
+# 98 points: WFLW (Wu et al., CVPR 2018, "Look at Boundary")
+# ---------------------------------------------------------------------------------------
+# Index layout (0-based): jaw 0-32 (16 = chin), right brow upper 33-37 (outer -> inner) and
+# lower 38-41 (inner -> outer), left brow upper 42-46 (inner -> outer) and lower 47-50
+# (outer -> inner), nose bridge 51-54, nose base 55-59 (right -> left), right eye 60-67
+# (60 outer corner, 61-63 upper lid, 64 inner corner, 65-67 lower lid), left eye 68-75
+# (68 inner corner, 69-71 upper lid, 72 outer corner, 73-75 lower lid), outer lip 76-87
+# (76 right corner, 79 top, 82 left corner, 85 bottom), inner lip 88-95 (88 right corner,
+# 90 top, 92 left corner, 94 bottom), pupils 96 (right), 97 (left).
+# The mirror pairs give the permutation of PIPNet's lib/train.py and mmpose's wflw.py.
+_JAW98 = _seq("jaw", 33)
+_BROW_R_UP98 = _seq("brow_r_upper", 5)
+_BROW_R_LOW98 = _seq("brow_r_lower", 4)
+_BROW_L_UP98 = _seq("brow_l_upper", 5)
+_BROW_L_LOW98 = _seq("brow_l_lower", 4)
+_NOSE_BRIDGE98 = _seq("nose_bridge", 4)
+_NOSE_BASE98 = _seq("nose_base", 5)
+_EYE_R98 = _seq("eye_r", 8)
+_EYE_L98 = _seq("eye_l", 8)
+_LIP_OUT98 = _seq("lip_outer", 12)
+_LIP_IN98 = _seq("lip_inner", 8)
+
+# Eye contours of 8 points, right eye from its outer corner, left eye from its inner one:
+# r[0] <-> l[4] (outer corners), r[1..3] <-> l[3..1] (upper lids), r[4] <-> l[0] (inner
+# corners), r[5..7] <-> l[7..5] (lower lids).
+_EYE8_MIRROR = tuple((f"eye_r_{i:02d}", f"eye_l_{j:02d}")
+                     for i, j in zip(range(8), (4, 3, 2, 1, 0, 7, 6, 5)))
+# Lips in the iBUG order (shared by 68, 98 and 106 points): outer 12 from the right corner,
+# inner 8 from the right corner.
+_LIP_MIRROR = (
+    (("lip_outer_00", "lip_outer_06"), ("lip_outer_01", "lip_outer_05"),
+     ("lip_outer_02", "lip_outer_04"), ("lip_outer_07", "lip_outer_11"),
+     ("lip_outer_08", "lip_outer_10"))
+    + (("lip_inner_00", "lip_inner_04"), ("lip_inner_01", "lip_inner_03"),
+       ("lip_inner_05", "lip_inner_07"))
+)
+
+WFLW98 = LandmarkScheme(
+    name="wflw98",
+    names=_JAW98 + _BROW_R_UP98 + _BROW_R_LOW98 + _BROW_L_UP98 + _BROW_L_LOW98
+    + _NOSE_BRIDGE98 + _NOSE_BASE98 + _EYE_R98 + _EYE_L98 + _LIP_OUT98 + _LIP_IN98
+    + ("pupil_r", "pupil_l"),
+    mirror=(
+        _reverse_pairs(_JAW98[:16], _JAW98[17:])
+        + _reverse_pairs(_BROW_R_UP98, _BROW_L_UP98)
+        + _reverse_pairs(_BROW_R_LOW98, _BROW_L_LOW98)
+        + (("nose_base_00", "nose_base_04"), ("nose_base_01", "nose_base_03"))
+        + _EYE8_MIRROR + _LIP_MIRROR
+        + (("pupil_r", "pupil_l"),)
+    ),
+    regions={
+        "jaw": _JAW98,
+        "brows": _BROW_R_UP98 + _BROW_R_LOW98 + _BROW_L_UP98 + _BROW_L_LOW98,
+        "nose": _NOSE_BRIDGE98 + _NOSE_BASE98,
+        "eyes": _EYE_R98 + _EYE_L98 + ("pupil_r", "pupil_l"),
+        "mouth": _LIP_OUT98 + _LIP_IN98,
+    },
+    nme_norm="inter_ocular",
+    outer_eye_corners=("eye_r_00", "eye_l_04"),          # 0-based 60, 72
+    eye_contours=(_EYE_R98, _EYE_L98),
+    description="WFLW 98-point markup (Wu et al. 2018); NME by outer eye corners 60/72",
+    aliases=("wflw", "98"),
+    skeleton=_chain(_JAW98) + _chain(_BROW_R_UP98 + _BROW_R_LOW98, True)
+    + _chain(_BROW_L_UP98 + _BROW_L_LOW98, True) + _chain(_NOSE_BRIDGE98)
+    + _chain(_NOSE_BASE98) + _chain(_EYE_R98, True) + _chain(_EYE_L98, True)
+    + _chain(_LIP_OUT98, True) + _chain(_LIP_IN98, True),
+)
+
+
+# ---------------------------------------------------------------------------------------
+# 29 points: COFW (Burgos-Artizzu et al., ICCV 2013; the LFPW-29 markup)
+# ---------------------------------------------------------------------------------------
+# The points are listed in right/left pairs (0-based): 0/1 brow outer ends, 2/3 brow inner
+# ends, 4/5 right brow top/bottom, 6/7 left brow top/bottom, 8/9 outer eye corners,
+# 10/11 inner eye corners, 12/13 right eye top/bottom, 14/15 left eye top/bottom,
+# 16/17 pupils, 18/19 nose wings, 20 nose tip, 21 nose bottom, 22/23 mouth corners,
+# 24/25 upper lip top/bottom, 26/27 lower lip top/bottom, 28 chin. (Checked on the COFW
+# samples: 8 and 9 are the outer eye corners, 16 and 17 the pupils.) The usual COFW NME
+# (PIPNet, mmpose, HRNet) divides by the distance of points 8 and 9, the outer corners.
+COFW29 = LandmarkScheme(
+    name="cofw29",
+    names=(
+        "brow_r_outer", "brow_l_outer", "brow_r_inner", "brow_l_inner",
+        "brow_r_top", "brow_r_bottom", "brow_l_top", "brow_l_bottom",
+        "eye_r_outer", "eye_l_outer", "eye_r_inner", "eye_l_inner",
+        "eye_r_top", "eye_r_bottom", "eye_l_top", "eye_l_bottom",
+        "pupil_r", "pupil_l", "nose_r", "nose_l", "nose_tip", "nose_bottom",
+        "mouth_r", "mouth_l", "lip_upper_top", "lip_upper_bottom",
+        "lip_lower_top", "lip_lower_bottom", "chin",
+    ),
+    mirror=(
+        ("brow_r_outer", "brow_l_outer"), ("brow_r_inner", "brow_l_inner"),
+        ("brow_r_top", "brow_l_top"), ("brow_r_bottom", "brow_l_bottom"),
+        ("eye_r_outer", "eye_l_outer"), ("eye_r_inner", "eye_l_inner"),
+        ("eye_r_top", "eye_l_top"), ("eye_r_bottom", "eye_l_bottom"),
+        ("pupil_r", "pupil_l"), ("nose_r", "nose_l"), ("mouth_r", "mouth_l"),
+    ),
+    regions={
+        "jaw": ("chin",),
+        "brows": ("brow_r_outer", "brow_l_outer", "brow_r_inner", "brow_l_inner",
+                  "brow_r_top", "brow_r_bottom", "brow_l_top", "brow_l_bottom"),
+        "nose": ("nose_r", "nose_l", "nose_tip", "nose_bottom"),
+        "eyes": ("eye_r_outer", "eye_l_outer", "eye_r_inner", "eye_l_inner", "eye_r_top",
+                 "eye_r_bottom", "eye_l_top", "eye_l_bottom", "pupil_r", "pupil_l"),
+        "mouth": ("mouth_r", "mouth_l", "lip_upper_top", "lip_upper_bottom",
+                  "lip_lower_top", "lip_lower_bottom"),
+    },
+    nme_norm="inter_ocular",
+    outer_eye_corners=("eye_r_outer", "eye_l_outer"),    # 0-based 8, 9
+    # the pupils are annotated: inter_pupil uses them (a one-point "contour" is its centre)
+    eye_contours=(("pupil_r",), ("pupil_l",)),
+    description="COFW 29-point markup (Burgos-Artizzu et al. 2013); NME by points 8/9",
+    aliases=("cofw", "29"),
+    skeleton=_chain(("brow_r_outer", "brow_r_top", "brow_r_inner", "brow_r_bottom"), True)
+    + _chain(("brow_l_inner", "brow_l_top", "brow_l_outer", "brow_l_bottom"), True)
+    + _chain(("eye_r_outer", "eye_r_top", "eye_r_inner", "eye_r_bottom"), True)
+    + _chain(("eye_l_inner", "eye_l_top", "eye_l_outer", "eye_l_bottom"), True)
+    + _chain(("nose_r", "nose_tip", "nose_l", "nose_bottom"), True)
+    + _chain(("mouth_r", "lip_upper_top", "mouth_l", "lip_lower_bottom"), True)
+    + _chain(("mouth_r", "lip_upper_bottom", "mouth_l", "lip_lower_top"), True),
+)
+
+
+# ---------------------------------------------------------------------------------------
+# 19 points: AFLW (Koestinger et al. 2011; the 21-point markup without the two ear points)
+# ---------------------------------------------------------------------------------------
+# 0-based: right brow 0-2 (outer, centre, inner), left brow 3-5 (inner, centre, outer),
+# right eye 6-8 (outer corner, centre, inner corner), left eye 9-11 (inner, centre, outer),
+# nose 12-14 (right wing, tip, left wing), mouth 15-17 (right corner, centre, left corner),
+# 18 chin. NME divides by sqrt(w * h) of the face box ("box").
+AFLW19 = LandmarkScheme(
+    name="aflw19",
+    names=(
+        "brow_r_outer", "brow_r_centre", "brow_r_inner",
+        "brow_l_inner", "brow_l_centre", "brow_l_outer",
+        "eye_r_outer", "eye_r_centre", "eye_r_inner",
+        "eye_l_inner", "eye_l_centre", "eye_l_outer",
+        "nose_r", "nose_tip", "nose_l", "mouth_r", "mouth_centre", "mouth_l", "chin",
+    ),
+    mirror=(
+        ("brow_r_outer", "brow_l_outer"), ("brow_r_centre", "brow_l_centre"),
+        ("brow_r_inner", "brow_l_inner"), ("eye_r_outer", "eye_l_outer"),
+        ("eye_r_centre", "eye_l_centre"), ("eye_r_inner", "eye_l_inner"),
+        ("nose_r", "nose_l"), ("mouth_r", "mouth_l"),
+    ),
+    regions={
+        "jaw": ("chin",),
+        "brows": ("brow_r_outer", "brow_r_centre", "brow_r_inner",
+                  "brow_l_inner", "brow_l_centre", "brow_l_outer"),
+        "eyes": ("eye_r_outer", "eye_r_centre", "eye_r_inner",
+                 "eye_l_inner", "eye_l_centre", "eye_l_outer"),
+        "nose": ("nose_r", "nose_tip", "nose_l"),
+        "mouth": ("mouth_r", "mouth_centre", "mouth_l"),
+    },
+    nme_norm="box",
+    outer_eye_corners=("eye_r_outer", "eye_l_outer"),    # 0-based 6, 11
+    eye_contours=(("eye_r_centre",), ("eye_l_centre",)),
+    description="AFLW 19-point markup (Koestinger et al. 2011, ears dropped); NME by box size",
+    aliases=("aflw", "19"),
+    skeleton=_chain(("brow_r_outer", "brow_r_centre", "brow_r_inner"))
+    + _chain(("brow_l_inner", "brow_l_centre", "brow_l_outer"))
+    + _chain(("eye_r_outer", "eye_r_centre", "eye_r_inner"))
+    + _chain(("eye_l_inner", "eye_l_centre", "eye_l_outer"))
+    + _chain(("nose_r", "nose_tip", "nose_l"))
+    + _chain(("mouth_r", "mouth_centre", "mouth_l")),
+)
+
+
+# ---------------------------------------------------------------------------------------
+# 39 points: Menpo 2D profile markup (Deng et al., IJCV 2019)
+# ---------------------------------------------------------------------------------------
+# Menpo annotates profile faces (large yaw) with 39 points of the visible half of the face.
+# No point has a mirror partner inside the markup (the mirror of a left profile is a right
+# profile), so the scheme is ``flippable=False``: augmentation does not flip it and
+# flip_indices raises rather than return an identity that may be wrong. The point-by-point
+# semantics of the 39 indices could not be confirmed from a source available here, so the
+# names are plain positions (``profile_00`` .. ``profile_38``) in one "face" region rather
+# than guessed parts. NME divides by the diagonal of the ground-truth landmarks' bounding
+# box (the Menpo benchmark's compute_diag_error), hence "box_diag".
+_PROFILE39 = _seq("profile", 39)
+
+MENPO39 = LandmarkScheme(
+    name="menpo39",
+    names=_PROFILE39,
+    mirror=(),
+    regions={"face": _PROFILE39},
+    nme_norm="box_diag",
+    description="Menpo 2D profile markup, 39 points of the visible half-face; not flippable",
+    aliases=("menpo_profile", "39"),
+    flippable=False,
+)
+
+
+# ---------------------------------------------------------------------------------------
+# 106 points: LaPa (Liu et al., AAAI 2020), the JD-landmark 106 point set in LaPa's order
+# ---------------------------------------------------------------------------------------
+# Index layout (0-based), checked on the LaPa samples: jaw 0-32 (16 = chin); brows as WFLW:
+# right upper 33-37, right lower 38-41, left upper 42-46, left lower 47-50; nose bridge
+# 51-54 (54 near the tip); 55 right side of the nose, 56-64 the nose contour from the right
+# wing round the base to the left wing (60 = bottom centre), 65 left side of the nose;
+# right eye 66-73 (66 outer corner, 67-69 upper lid, 70 inner corner, 71-73 lower lid) and
+# its centre 74; left eye 75-82 (75 inner corner, 76-78 upper lid, 79 outer corner, 80-82
+# lower lid) and its centre 83; outer lip 84-95 (84 right corner, 87 top, 90 left corner,
+# 93 bottom); inner lip 96-103 (96 right corner, 98 top, 100 left corner, 102 bottom);
+# pupils 104 (right), 105 (left). In the LaPa files the eye centres 74/83 and the pupils
+# 104/105 hold the same coordinates. NME uses the outer eye corners 66/79.
+_JAW106 = _seq("jaw", 33)
+_NOSE_BASE106 = _seq("nose_base", 9)
+_EYE_R106 = _seq("eye_r", 8)
+_EYE_L106 = _seq("eye_l", 8)
+
+LAPA106 = LandmarkScheme(
+    name="lapa106",
+    names=_JAW106 + _BROW_R_UP98 + _BROW_R_LOW98 + _BROW_L_UP98 + _BROW_L_LOW98
+    + _NOSE_BRIDGE98 + ("nose_side_r",) + _NOSE_BASE106 + ("nose_side_l",)
+    + _EYE_R106 + ("eye_r_centre",) + _EYE_L106 + ("eye_l_centre",)
+    + _LIP_OUT98 + _LIP_IN98 + ("pupil_r", "pupil_l"),
+    mirror=(
+        _reverse_pairs(_JAW106[:16], _JAW106[17:])
+        + _reverse_pairs(_BROW_R_UP98, _BROW_L_UP98)
+        + _reverse_pairs(_BROW_R_LOW98, _BROW_L_LOW98)
+        + (("nose_side_r", "nose_side_l"),)
+        + _reverse_pairs(_NOSE_BASE106[:4], _NOSE_BASE106[5:])
+        + _EYE8_MIRROR + (("eye_r_centre", "eye_l_centre"),)
+        + _LIP_MIRROR + (("pupil_r", "pupil_l"),)
+    ),
+    regions={
+        "jaw": _JAW106,
+        "brows": _BROW_R_UP98 + _BROW_R_LOW98 + _BROW_L_UP98 + _BROW_L_LOW98,
+        "nose": _NOSE_BRIDGE98 + ("nose_side_r",) + _NOSE_BASE106 + ("nose_side_l",),
+        "eyes": _EYE_R106 + ("eye_r_centre",) + _EYE_L106 + ("eye_l_centre",)
+        + ("pupil_r", "pupil_l"),
+        "mouth": _LIP_OUT98 + _LIP_IN98,
+    },
+    nme_norm="inter_ocular",
+    outer_eye_corners=("eye_r_00", "eye_l_04"),          # 0-based 66, 79
+    eye_contours=(_EYE_R106, _EYE_L106),
+    description="LaPa 106-point markup (JD-landmark points, LaPa order); NME by 66/79",
+    aliases=("lapa", "106"),
+    skeleton=_chain(_JAW106) + _chain(_BROW_R_UP98 + _BROW_R_LOW98, True)
+    + _chain(_BROW_L_UP98 + _BROW_L_LOW98, True) + _chain(_NOSE_BRIDGE98)
+    + _chain(("nose_side_r",) + _NOSE_BASE106 + ("nose_side_l",))
+    + _chain(_EYE_R106, True) + _chain(_EYE_L106, True)
+    + _chain(_LIP_OUT98, True) + _chain(_LIP_IN98, True),
+)
+
+
+# ---------------------------------------------------------------------------------------
+# 5 points: eye centres, nose tip, mouth corners (RetinaFace, MTCNN, ArcFace alignment)
+# ---------------------------------------------------------------------------------------
+# Order as RetinaFace and MTCNN give them: the eye on the image's left (the subject's right)
+# first. With only eye centres available, "inter_ocular" here is the distance between the
+# eye centres (outer_eye_corners names them), which equals inter-pupil.
+FACE5 = LandmarkScheme(
+    name="face5",
+    names=("eye_r", "eye_l", "nose_tip", "mouth_r", "mouth_l"),
+    mirror=(("eye_r", "eye_l"), ("mouth_r", "mouth_l")),
+    regions={"eyes": ("eye_r", "eye_l"), "nose": ("nose_tip",),
+             "mouth": ("mouth_r", "mouth_l")},
+    nme_norm="inter_ocular",
+    outer_eye_corners=("eye_r", "eye_l"),
+    eye_contours=(("eye_r",), ("eye_l",)),
+    description="5 points (eye centres, nose tip, mouth corners) as RetinaFace/MTCNN give them",
+    aliases=("5", "retinaface5", "mtcnn5"),
+    skeleton=(("eye_r", "eye_l"), ("mouth_r", "mouth_l")),
+)
+
+
+# ---------------------------------------------------------------------------------------
 # Registry
 # ---------------------------------------------------------------------------------------
 _SCHEMES: dict[str, LandmarkScheme] = {}
@@ -233,4 +546,5 @@ def scheme_for_count(num_points: int) -> LandmarkScheme | None:
     return found[0] if len(found) == 1 else None
 
 
-register_scheme(IBUG68)
+for _scheme in (IBUG68, WFLW98, COFW29, AFLW19, MENPO39, LAPA106, FACE5):
+    register_scheme(_scheme)
