@@ -128,3 +128,22 @@ def crop_face(image: np.ndarray, box: np.ndarray, size: int = 256) -> tuple[np.n
     """Cut a crop box out of an image: returns (crop (size, size, C) uint8, 2x3 affine)."""
     matrix = box_to_affine(box, size)
     return warp_image(image, matrix, size), matrix
+
+
+def compose_affine(*matrices: np.ndarray) -> np.ndarray:
+    """One 2x3 affine equal to applying ``matrices`` in the order given (first one first)."""
+    out = np.eye(3)
+    for m in matrices:
+        out = np.vstack([np.asarray(m, dtype=np.float64), [0.0, 0.0, 1.0]]) @ out
+    return out[:2].copy()
+
+
+def normalise_points(points: np.ndarray, size: int) -> np.ndarray:
+    """Crop pixels -> normalised crop coordinates ``(x + 0.5) / size``; [0, 1] spans the
+    crop from edge to edge. NaN stays NaN."""
+    return (np.asarray(points, dtype=np.float64) + 0.5) / float(size)
+
+
+def denormalise_points(points: np.ndarray, size: int) -> np.ndarray:
+    """Inverse of :func:`normalise_points`: ``x * size - 0.5``."""
+    return np.asarray(points, dtype=np.float64) * float(size) - 0.5
