@@ -1,0 +1,121 @@
+"""``facemark evaluate``: compare methods' landmarks with a dataset's ground truth.
+
+    facemark evaluate SOURCE [SOURCE ...] --data DATASET [--format F] [--norm N]
+        [--threshold 0.1] [--train DATASET] [--crop-rule 300w] [--subsets KIND]
+        [--out DIR] [--save-predictions] [--skip-bad]
+
+A SOURCE is a prediction file (``.json`` / ``.csv``, see docs/prediction-format.md), the
+word ``meanface`` (the mean-face baseline, fitted on ``--train``), or any kind registered
+in ``facemark.evaluation.sources``; ``name=SOURCE`` names it in the report. The table is
+printed; with ``--out`` the report (report.json, report.md) and the figures (ced.png,
+per_landmark.png, best_worst.png) are written there.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def register(subparsers) -> None:
+    from facemark.data.schemes import NME_NORMS
+
+    p = subparsers.add_parser(
+        "evaluate", help="NME, failure rate, AUC and plots of predictions against a dataset",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="prediction file (.json/.csv), 'meanface', or NAME=SOURCE")
+    p.add_argument("--data", required=True, metavar="DATASET",
+                   help="ground-truth dataset: a path or FORMAT:PATH")
+    p.add_argument("--format", default=None, help="format of --data (sniffed when omitted)")
+    p.add_argument("--norm", choices=NME_NORMS, default=None,
+                   help="NME normalisation (default: the scheme's, e.g. inter_ocular for 68 points)")
+    p.add_argument("--threshold", type=_positive_float, default=0.1,
+                   help="NME threshold for failure rate, AUC and CED (default 0.1)")
+    p.add_argument("--train", default=None, metavar="DATASET",
+                   help="training dataset for the meanface source")
+    p.add_argument("--train-format", default=None, help="format of --train")
+    p.add_argument("--crop-rule", default="300w",
+                   help="crop rule for the meanface source (facemark.data.crops.CROP_RULES)")
+    p.add_argument("--subsets", default="auto",
+                   choices=("auto", "none", "300w", "wflw", "300vw"),
+                   help="which subset tables to report (default: guessed from the dataset)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write report.json, report.md, ced.png, per_landmark.png, best_worst.png")
+    p.add_argument("--save-predictions", action="store_true",
+                   help="also write each source's predictions to DIR/predictions/NAME.json")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip bad records (listed at the end) instead of stopping at the first")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from facemark.data.crops import CROP_RULES
+    from facemark.data.formats import open_dataset
+    from facemark.errors import ConfigError, SkipLog
+    from facemark.evaluation import plots
+    from facemark.evaluation.predictions import write_predictions
+    from facemark.evaluation.report import evaluate
+    from facemark.evaluation.sources import resolve_predictions
+
+    if args.crop_rule not in CROP_RULES:
+        raise ConfigError(f"--crop-rule {args.crop_rule!r} is not a crop rule; known: "
+                          f"{', '.join(CROP_RULES)}")
+    if args.save_predictions and not args.out:
+        raise ConfigError("--save-predictions needs --out DIR")
+    log = SkipLog(args.skip_bad)
+    samples = open_dataset(args.data, format=args.format, skip_bad=log)
+    unlabelled = [s for s in samples if s.landmarks is None]
+    if unlabelled:
+        from facemark.errors import DataError
+        for s in unlabelled:
+            log(DataError(s.source or s.image, "face has no ground-truth landmarks to evaluate"))
+        samples = [s for s in samples if s.landmarks is not None]
+    if not samples:
+        raise ConfigError(f"--data {args.data}: no annotated faces to evaluate")
+
+    sets = {}
+    for arg in args.sources:
+        pset = resolve_predictions(arg, samples, train=args.train, train_format=args.train_format,
+                                   crop_rule=args.crop_rule, skip_bad=log,
+                                   scheme=samples[0].scheme)
+        name = pset.method or arg
+        base, k = name, 2
+        while name in sets:  # two sources with one name: keep both, numbered
+            name, k = f"{base}-{k}", k + 1
+        pset.method = name
+        sets[name] = pset
+
+    report = evaluate(sets, samples, norm=args.norm, threshold=args.threshold,
+                      subsets=args.subsets, dataset=args.data)
+    report.print()
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        report.to_json(out / "report.json")
+        report.write_markdown(out / "report.md")
+        plots.plot_ced(report, out / "ced.png")
+        plots.plot_per_landmark(report, out / "per_landmark.png")
+        plots.plot_best_worst(report, out / "best_worst.png")
+        if args.save_predictions:
+            from facemark.data.formats import split_spec
+            data_path = Path(split_spec(args.data)[1])
+            root = data_path if data_path.is_dir() else data_path.parent
+            for name, pset in sets.items():
+                safe = "".join(c if c.isalnum() or c in "_.+-" else "_" for c in name)
+                write_predictions(out / "predictions" / f"{safe}.json", pset, root=root)
+        print(f"\nwrote report.json, report.md, ced.png, per_landmark.png, best_worst.png to {out}")
+    if log.skipped:
+        print(log.summary(), file=sys.stderr)
+    return 0
