@@ -96,6 +96,26 @@ class LandmarkScheme:
             perm[ia], perm[ib] = ib, ia
         return perm
 
+    def flip_points(self, points, width: float) -> np.ndarray:
+        """Landmarks of the horizontally flipped image.
+
+        Args:
+            points: array-like (..., N, 2) of 0-based pixel (x, y).
+            width: image width W in pixels; x becomes ``W - 1 - x`` (pixel centres, as
+                ``cv2.flip(image, 1)`` / ``image[:, ::-1]`` move them).
+
+        Returns:
+            float array (..., N, 2), reordered with :attr:`flip_indices` so that index i is
+            again the point named ``names[i]``. Raises ValueError for a non-flippable scheme.
+        """
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim < 2 or pts.shape[-2:] != (self.num_points, 2):
+            raise ValueError(f"scheme {self.name!r} expects points of shape "
+                             f"(..., {self.num_points}, 2), got {pts.shape}")
+        out = pts[..., self.flip_indices, :].copy()
+        out[..., 0] = (width - 1) - out[..., 0]
+        return out
+
     @cached_property
     def sides(self) -> tuple[str, ...]:
         """The subject's side each point name says: ``"left"``, ``"right"`` or ``""``."""
