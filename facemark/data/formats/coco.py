@@ -226,7 +226,8 @@ def _parse_annotation(path: Path, i: int, ann, sch: LandmarkScheme, image_files:
             raise DataError(path, f"{where}: bbox must be 4 numbers x, y, w, h, got {bbox!r}")
         x, y, w, h = (float(b) for b in bbox)
         if not np.isfinite([x, y, w, h]).all() or not (w > 0 and h > 0):
-            raise DataError(path, f"{where}: bbox must be finite with width and height > 0, got {bbox!r}")
+            raise DataError(path, f"{where}: bbox must be finite with width and height > 0, "
+                                  f"got {bbox!r}")
         off = 1.0 if one_based else 0.0
         box = np.array([x - off, y - off, x - off + w, y - off + h])
 

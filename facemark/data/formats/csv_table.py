@@ -133,17 +133,22 @@ def _parse_row(path: Path, line: int, cells: list[str], sch: LandmarkScheme, exp
     name = cells[0].strip()
     if not name:
         raise DataError(path, "empty image name in column 1", line)
-    values = np.empty(expected - 1, dtype=np.float64)
-    for col, text in enumerate(cells[1:], start=2):
-        text = text.strip()
-        if not text:
-            raise DataError(path, f"column {col} is empty (expected a number)", line)
-        try:
-            values[col - 2] = float(text)
-        except ValueError:
-            raise DataError(path, f"column {col}: expected a number, got {text!r}", line) from None
-        if not np.isfinite(values[col - 2]):
-            raise DataError(path, f"column {col}: non-finite coordinate {text!r}", line)
+    try:
+        values = np.array([float(text) for text in cells[1:]], dtype=np.float64)
+    except ValueError:
+        values = None
+    if values is None or not np.isfinite(values).all():
+        for col, text in enumerate(cells[1:], start=2):  # find and name the bad cell
+            text = text.strip()
+            if not text:
+                raise DataError(path, f"column {col} is empty (expected a number)", line)
+            try:
+                value = float(text)
+            except ValueError:
+                raise DataError(path, f"column {col}: expected a number, got {text!r}",
+                                line) from None
+            if not np.isfinite(value):
+                raise DataError(path, f"column {col}: non-finite coordinate {text!r}", line)
     image = folder / name
     if not image.is_file():
         raise DataError(path, f"image {name!r} not found in {folder}", line)

@@ -20,7 +20,8 @@ Image files are relative to the XML file's folder and must exist (not decoded).
   ``scheme`` from ``scheme=`` (default ``300w68``). In a file with parts, a box without
   parts is a bad record, and so is a box missing some parts unless ``missing="nan"``
   (dlib's "part not present"), which leaves those rows NaN.
-- The scheme is ``scheme=`` or the one with (largest part index + 1) points.
+- The scheme is ``scheme=`` or the one with (largest part index + 1) points, taking the
+  value most boxes have.
 - ``ignore='1'`` boxes are regions dlib's trainers skip; like dlib, the reader drops them
   (``ignored="drop"``, default) or, with ``ignored="keep"``, returns them with
   ``attributes["ignore"] = True``.
@@ -31,6 +32,7 @@ Errors name the XML file and the line of the offending element.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.parsers import expat
@@ -136,15 +138,20 @@ def read(path, *, scheme: str | LandmarkScheme | None = None, on_error=raise_err
         raise DataError(path, f"expected a <dataset> root element, got <{root.tag}>", root.line)
     image_nodes = [n for c in root.children if c.tag == "images"
                    for n in c.children if n.tag == "image"]
-    parts = [p for img in image_nodes for b in img.children if b.tag == "box"
-             for p in b.children if p.tag == "part"]
-    if parts and sch is None:
-        top = max((int(p.attrs["name"]) for p in parts
-                   if p.attrs.get("name", "").strip().isdigit()), default=-1)
+    boxes = [b for img in image_nodes for b in img.children if b.tag == "box"]
+    tops = Counter(max((int(p.attrs["name"]) for p in b.children if p.tag == "part"
+                        and p.attrs.get("name", "").strip().isdigit()), default=-1)
+                   for b in boxes)
+    tops.pop(-1, None)
+    labelled = any(p.tag == "part" for b in boxes for p in b.children)
+    if labelled and sch is None:
+        if not tops:
+            raise DataError(path, "no <part> has a point index as its name (like '00')")
+        top, _ = tops.most_common(1)[0]
         sch = scheme_for_count(top + 1)
         if sch is None:
-            raise DataError(path, f"part names go up to {top}, and no landmark scheme has "
-                                  f"{top + 1} points; pass scheme=")
+            raise DataError(path, f"part names go up to {top} in most boxes, and no landmark "
+                                  f"scheme has {top + 1} points; pass scheme=")
     if sch is None:
         sch = get_scheme(DEFAULT_SCHEME)
 
@@ -163,7 +170,7 @@ def read(path, *, scheme: str | LandmarkScheme | None = None, on_error=raise_err
             if node.tag != "box":
                 continue
             try:
-                sample = _parse_box(path, node, image, sch, bool(parts), missing)
+                sample = _parse_box(path, node, image, sch, labelled, missing)
             except DataError as e:
                 on_error(e)
                 continue
@@ -213,7 +220,8 @@ def _parse_box(path: Path, node: _Node, image: Path, sch: LandmarkScheme, labell
             landmarks[k] = (_number(path, p, "x"), _number(path, p, "y"))
         absent = np.flatnonzero(np.isnan(landmarks[:, 0]))
         if len(absent) and missing == "error":
-            shown = ", ".join(str(int(a)) for a in absent[:10]) + (", ..." if len(absent) > 10 else "")
+            shown = ", ".join(str(int(a)) for a in absent[:10])
+            shown += ", ..." if len(absent) > 10 else ""
             raise DataError(path, f"expected {sch.num_points} parts for scheme {sch.name}, got "
                                   f"{sch.num_points - len(absent)} (missing {shown}; "
                                   "missing='nan' allows it)", node.line)
