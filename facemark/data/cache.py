@@ -382,6 +382,34 @@ def _move_into_place(tmp: Path, out_dir: Path, overwrite: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def crop_sample(sample: Sample, image: np.ndarray, size: int = 256,
+                rule: str | CropRule = "300w") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cut one face out of its decoded image exactly as :func:`build_cache` does.
+
+    Args:
+        sample: the face; ``image`` is its decoded RGB image (H, W, 3).
+        size: crop side S; rule: crop rule name or CropRule.
+
+    Returns:
+        (crop uint8 (S, S, 3), affine float64 (2, 3) image -> crop, landmarks float32 (N, 2)
+        crop pixels with NaN where not annotated, visible bool (N,)).
+
+    Raises:
+        DataError: naming the sample's source, if it cannot be cut.
+    """
+    where = sample.source or sample.image
+    try:
+        sch = get_scheme(sample.scheme)
+    except KeyError as e:
+        raise DataError(where, e.args[0]) from None
+    try:
+        crop_rule = get_crop_rule(rule)
+    except KeyError as e:
+        raise ConfigError(f"crop rule: {e.args[0]}") from None
+    crop, matrix, pts, vis, _, _ = _cut(sample, image, sch, crop_rule, size)
+    return crop, matrix, pts, vis
+
+
 def _cut(sample: Sample, image: np.ndarray, sch: LandmarkScheme, rule: CropRule, size: int):
     """(crop, matrix, crop landmarks, visible, crop box, crop_from) of one sample."""
     where = sample.source or sample.image

@@ -1,0 +1,448 @@
+"""``facemark data``: list schemes, summarise, check, cache and look at datasets.
+
+DATASET arguments go through :func:`facemark.data.formats.open_dataset`: a path, or
+``FORMAT:PATH`` (``csv:ytf68/test_frames_keypoints.csv``), with ``?key=value`` options.
+
+    facemark data schemes
+    facemark data info ../shared/data/300w/afw
+    facemark data check ../shared/data/300w            # exit status 1 if any problem
+    facemark data cache ../shared/data/300w/afw ../shared/data/300w/helen -o cache/300w
+    facemark data show cache/300w -o grid.png --augment
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from facemark.errors import ConfigError, DataError, FacemarkError
+
+# Region colours (RGB) for drawings, in the order regions are declared; "other" is grey.
+PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+           (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207), (255, 215, 0))
+OTHER_COLOUR = (160, 160, 160)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("data", help="list schemes; summarise, check, cache and show datasets",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(handler=lambda args: p.print_help() or 0)
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION")
+
+    s = sub.add_parser("schemes", help="table of the landmark schemes facemark knows")
+    s.set_defaults(handler=cmd_schemes)
+
+    s = sub.add_parser("info", help="count, scheme, sets and attributes of a dataset")
+    s.add_argument("dataset", metavar="DATASET")
+    _reading_options(s)
+    s.set_defaults(handler=cmd_info)
+
+    s = sub.add_parser("check", help="decode every image and check every point; exit 1 on problems")
+    s.add_argument("dataset", metavar="DATASET")
+    s.add_argument("--format", help="dataset format (sniffed when not given)")
+    s.add_argument("--scheme", help="landmark scheme to check the records against")
+    s.add_argument("--tolerance", type=float, default=0.1, metavar="FRACTION",
+                   help="how far outside the image a point may lie, as a fraction of the "
+                        "image's longer side (default 0.1: faces cut by the border)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(handler=cmd_check)
+
+    s = sub.add_parser("cache", help="cut the faces of one or more datasets into a crop cache")
+    s.add_argument("datasets", nargs="+", metavar="DATASET")
+    s.add_argument("-o", "--output", required=True, metavar="DIR", help="cache folder to create")
+    s.add_argument("--size", type=_positive_int, default=256, help="crop side in pixels (256)")
+    s.add_argument("--crop-rule", default="300w", metavar="RULE",
+                   help="how to cut faces: " + ", ".join(_crop_rules()) + " (default 300w)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing cache")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _reading_options(s)
+    s.set_defaults(handler=cmd_cache)
+
+    s = sub.add_parser("show", help="PNG grid of faces with their landmarks, to check by eye")
+    s.add_argument("source", metavar="DATASET|CACHE")
+    s.add_argument("-o", "--output", required=True, metavar="PNG")
+    s.add_argument("--n", type=_positive_int, default=16, help="number of faces (16)")
+    s.add_argument("--augment", nargs="?", const="pipnet", choices=("pipnet", "sepbn"),
+                   help="show augmented crops (recipe: pipnet, the default, or sepbn)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the augmentation (0)")
+    s.add_argument("--size", type=_positive_int, default=256,
+                   help="crop side for a dataset (a cache keeps its own) (256)")
+    s.add_argument("--crop-rule", default="300w", metavar="RULE",
+                   help="crop rule for a dataset (default 300w)")
+    _reading_options(s)
+    s.set_defaults(handler=cmd_show)
+
+
+def _reading_options(p) -> None:
+    p.add_argument("--format", help="dataset format (sniffed when not given)")
+    p.add_argument("--scheme", help="landmark scheme (the reader's default when not given)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip bad records (each is listed) instead of stopping at the first")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _crop_rules() -> list[str]:
+    from facemark.data.crops import CROP_RULES
+    return list(CROP_RULES)
+
+
+def _check_scheme(name: str | None) -> str | None:
+    if name is None:
+        return None
+    from facemark.data.schemes import get_scheme
+    try:
+        return get_scheme(name).name
+    except KeyError as e:
+        raise ConfigError(f"--scheme: {e.args[0]}") from None
+
+
+def _check_rule(name: str) -> str:
+    if name not in _crop_rules():
+        raise ConfigError(f"--crop-rule: unknown crop rule {name!r}; known rules: "
+                          f"{', '.join(_crop_rules())}")
+    return name
+
+
+def _read(spec: str, args, log):
+    from facemark.data.formats import open_dataset
+    return open_dataset(spec, args.format, scheme=_check_scheme(args.scheme), skip_bad=log)
+
+
+def _format_name(spec: str, given: str | None) -> str:
+    from facemark.data import formats
+    fmt, path = formats.split_spec(spec)
+    if given or fmt:
+        return given or fmt
+    split = getattr(formats, "split_options", None)
+    if split is not None:
+        path = split(path)[0]
+    try:
+        return formats.detect_format(path)
+    except FacemarkError:
+        return "?"
+
+
+# ----------------------------------------------------------------------- schemes
+def cmd_schemes(args) -> int:
+    from facemark.data.schemes import get_scheme, list_schemes
+    rows = [("name", "points", "NME norm", "flip", "aliases", "description")]
+    for name in list_schemes():
+        s = get_scheme(name)
+        rows.append((s.name, str(s.num_points), s.nme_norm,
+                     "yes" if getattr(s, "flippable", True) else "no",
+                     ", ".join(s.aliases) or "-", s.description))
+    print(_table(rows))
+    return 0
+
+
+def _table(rows) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for k, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * len(r[-1]))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# ----------------------------------------------------------------------- info
+def cmd_info(args) -> int:
+    import numpy as np
+
+    from facemark.data.schemes import get_scheme
+    from facemark.errors import SkipLog
+
+    log = SkipLog(args.skip_bad)
+    samples = _read(args.dataset, args, log)
+    print(f"dataset: {args.dataset} (format {_format_name(args.dataset, args.format)})")
+    if not samples:
+        print("faces: 0")
+        print(log.summary())
+        return 0
+    labelled = [s for s in samples if s.landmarks is not None]
+    images = {(s.image, s.frame) for s in samples}
+    print(f"faces: {len(samples)} ({len(labelled)} labelled, {len(samples) - len(labelled)} "
+          f"unlabelled) in {len(images)} images")
+    for name, count in Counter(s.scheme for s in samples).most_common():
+        sch = get_scheme(name)
+        print(f"scheme: {sch.name} ({sch.num_points} points, NME {sch.nme_norm}): {count} faces")
+    if labelled:
+        missing = sum(int((~np.isfinite(s.landmarks).all(axis=1)).sum()) for s in labelled)
+        total = sum(len(s.landmarks) for s in labelled)
+        print(f"points not annotated: {missing} of {total}")
+    with_box = sum(s.box is not None for s in samples)
+    with_vis = [s for s in samples if s.visible is not None]
+    occluded = sum(int((~s.visible).sum()) for s in with_vis)
+    frames = sum(s.frame is not None for s in samples)
+    print(f"face boxes: {with_box} of {len(samples)}; visibility flags: {len(with_vis)} faces"
+          f"{f' ({occluded} points occluded)' if with_vis else ''}; video frames: {frames}")
+    values: dict[str, Counter] = {}
+    for s in samples:
+        for key, value in s.attributes.items():
+            values.setdefault(key, Counter())[_short(value)] += 1
+    for key, counter in values.items():
+        label = "sets" if key == "set" else f"attribute {key}"
+        if len(counter) > 12:
+            examples = ", ".join(v for v, _ in counter.most_common(3))
+            print(f"{label}: {len(counter)} distinct values over {sum(counter.values())} faces "
+                  f"(e.g. {examples})")
+        else:
+            print(f"{label}: " + ", ".join(f"{v} {n}" for v, n in counter.most_common()))
+    print(log.summary())
+    return 0
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 30 else text[:27] + "..."
+
+
+# ----------------------------------------------------------------------- check
+def cmd_check(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from facemark.data.images import read_image
+    from facemark.errors import SkipLog
+
+    if not args.tolerance >= 0:
+        raise ConfigError(f"--tolerance: expected a fraction >= 0, got {args.tolerance}")
+    log = SkipLog(True)
+    samples = _read(args.dataset, args, log)
+    problems = [str(e) for e in log.skipped]
+    by_image: dict[tuple, list] = {}
+    for s in samples:
+        by_image.setdefault((s.image, s.frame), []).append(s)
+    for (image, frame), group in tqdm(by_image.items(), desc="checking images", unit="image",
+                                      disable=args.no_progress):
+        try:
+            h, w = read_image(image, frame).shape[:2]
+        except DataError as e:
+            where = ", ".join(sorted({s.source for s in group if s.source}))
+            problems.append(f"{e}" + (f" (annotation {where})" if where else ""))
+            continue
+        for s in group:
+            problems += _point_problems(s, w, h, args.tolerance, np)
+    for line in problems:
+        print(line)
+    n_bad = len(problems)
+    print(f"checked {len(samples)} faces in {len(by_image)} images: "
+          f"{'no problems' if not n_bad else f'{n_bad} problem(s)'}", file=sys.stderr)
+    return 1 if n_bad else 0
+
+
+def _point_problems(s, w: int, h: int, tolerance: float, np) -> list[str]:
+    from facemark.data.schemes import get_scheme
+    where = s.source or s.image
+    out = []
+    names = get_scheme(s.scheme).names
+    margin = tolerance * max(w, h)
+    if s.landmarks is not None:
+        pts = s.landmarks
+        for i in np.flatnonzero(np.isinf(pts).any(axis=1)):
+            out.append(f"{where}: point {i} ({names[i]}) is infinite: {pts[i].tolist()}")
+        for i in np.flatnonzero(np.isnan(pts).any(axis=1) & ~np.isnan(pts).all(axis=1)):
+            out.append(f"{where}: point {i} ({names[i]}) has one NaN coordinate: {pts[i].tolist()}")
+        fin = np.isfinite(pts).all(axis=1)
+        lo = np.array([-0.5, -0.5]) - margin
+        hi = np.array([w - 0.5, h - 0.5]) + margin
+        outside = fin & ((pts < lo) | (pts > hi)).any(axis=1)
+        for i in np.flatnonzero(outside):
+            x, y = pts[i]
+            by = max(-0.5 - x, x - (w - 0.5), -0.5 - y, y - (h - 0.5))
+            out.append(f"{where}: point {i} ({names[i]}) at ({x:.1f}, {y:.1f}) lies {by:.0f} px "
+                       f"outside the {w}x{h} image {s.image}")
+    if s.box is not None:
+        x1, y1, x2, y2 = (float(v) for v in s.box)
+        if not np.isfinite(s.box).all() or x2 <= x1 or y2 <= y1:
+            out.append(f"{where}: bad face box {s.box.tolist()} (need x1 < x2, y1 < y2)")
+        elif x1 < -margin or y1 < -margin or x2 > w + margin or y2 > h + margin:
+            out.append(f"{where}: face box {np.round(s.box, 1).tolist()} lies outside the "
+                       f"{w}x{h} image {s.image}")
+    return out
+
+
+# ----------------------------------------------------------------------- cache
+def cmd_cache(args) -> int:
+    from facemark.data.cache import build_cache
+    from facemark.errors import SkipLog
+
+    _check_rule(args.crop_rule)
+    log = SkipLog(args.skip_bad)
+    samples = []
+    for spec in args.datasets:
+        part = _read(spec, args, log)
+        if not part:
+            raise DataError(spec, "dataset has no usable faces")
+        samples += part
+    schemes = sorted({s.scheme for s in samples})
+    if len(schemes) > 1:
+        raise DataError(" + ".join(args.datasets), f"datasets of different landmark schemes "
+                                                   f"({', '.join(schemes)}): one cache holds one scheme")
+    cache = build_cache(samples, args.output, size=args.size, rule=args.crop_rule, skip_bad=log,
+                        progress=not args.no_progress, overwrite=args.overwrite,
+                        scheme=_check_scheme(args.scheme), source=" + ".join(args.datasets))
+    print(f"wrote {len(cache)} crops of {cache.size}x{cache.size} ({cache.scheme}, crop rule "
+          f"{args.crop_rule}) to {cache.path}")
+    from_landmarks = sum(r["crop_from"] == "landmarks" for r in cache.records)
+    rule_source = cache.meta["crop_rule"]["source"]
+    if rule_source == "box" and from_landmarks:
+        print(f"note: {from_landmarks} faces have no face box; they were cut around their "
+              f"landmarks with the {args.crop_rule} rule's scale")
+    unlabelled = int((~cache.labelled).sum())
+    if unlabelled:
+        print(f"unlabelled crops (no landmarks): {unlabelled}")
+    print(log.summary())
+    return 0
+
+
+# ----------------------------------------------------------------------- show
+def cmd_show(args) -> int:
+    import cv2
+    import numpy as np
+
+    from facemark.data.cache import CropCache, crop_sample, is_cache
+    from facemark.data.images import read_image
+    from facemark.data.schemes import get_scheme
+    from facemark.errors import SkipLog
+
+    output = Path(args.output)
+    if output.suffix.lower() != ".png":
+        raise ConfigError(f"-o/--output: expected a .png file name, got {str(output)!r}")
+    log = SkipLog(args.skip_bad)
+    tiles = []                   # (image uint8 (S, S, 3), points (N, 2) crop px, caption)
+    if is_cache(args.source):
+        cache = CropCache.open(args.source)
+        scheme = cache.landmark_scheme
+        for i in _spread(len(cache), args.n):
+            tiles.append((np.asarray(cache.image(i)), cache.landmarks[i],
+                          Path(cache.records[i]["image"]).name))
+        size = cache.size
+    else:
+        _check_rule(args.crop_rule)
+        samples = _read(args.source, args, log)
+        if not samples:
+            raise DataError(args.source, "dataset has no usable faces")
+        scheme = get_scheme(samples[0].scheme)
+        size = args.size
+        for i in _spread(len(samples), args.n):
+            s = samples[i]
+            try:
+                crop, _, pts, _ = crop_sample(s, read_image(s.image, s.frame), size, args.crop_rule)
+            except DataError as e:
+                log(e)
+                continue
+            tiles.append((crop, pts, s.name))
+    if not tiles:
+        raise DataError(args.source, "no face could be shown")
+    if args.augment:
+        from facemark.data.augment import Augment
+        aug = getattr(Augment, args.augment)(scheme, size)
+        out = []
+        for k, (img, pts, caption) in enumerate(tiles):
+            img, pts, _ = aug(img, pts, np.random.default_rng((args.seed, k)))
+            out.append((img, pts, caption + " (aug)"))
+        tiles = out
+    grid = draw_grid(tiles, scheme)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        ok = cv2.imwrite(str(output), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    except (OSError, cv2.error) as e:
+        raise DataError(output, f"cannot write the PNG ({str(e).strip().splitlines()[-1]})") from None
+    if not ok:
+        raise DataError(output, "cannot write the PNG (is the folder writable?)")
+    print(f"wrote {len(tiles)} faces to {output}")
+    if log.skipped:
+        print(log.summary())
+    return 0
+
+
+def _spread(total: int, n: int) -> list[int]:
+    """``n`` indices spread evenly over ``range(total)`` (all of them if n >= total)."""
+    import numpy as np
+    if n >= total:
+        return list(range(total))
+    return sorted({int(round(v)) for v in np.linspace(0, total - 1, n)})
+
+
+def draw_grid(tiles, scheme, tile: int | None = None):
+    """One RGB image: the tiles in a near-square grid, landmarks coloured by region.
+
+    Filled dots are points on the subject's right, rings on the subject's left (so a flip
+    that forgot to swap names shows up), small squares are midline points; skeleton lines
+    follow ``scheme.skeleton``. A legend strip at the bottom names the colours.
+    """
+    import math
+
+    import cv2
+    import numpy as np
+
+    size = tiles[0][0].shape[0]
+    tile = tile or max(size, 192)
+    k = tile / size
+    regions = list(scheme.regions)
+    colour_of_region = {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(regions)}
+    colours = [colour_of_region.get(r, OTHER_COLOUR) for r in scheme.region_of]
+    sides = getattr(scheme, "sides", None) or ("",) * scheme.num_points
+    links = [(scheme.index(a), scheme.index(b)) for a, b in scheme.skeleton]
+    radius = max(2, round(tile / 80))
+
+    cols = math.ceil(math.sqrt(len(tiles)))
+    rows = math.ceil(len(tiles) / cols)
+    legend_h = 28
+    grid = np.full((rows * tile, cols * tile, 3), 255, np.uint8)
+    for n, (img, pts, caption) in enumerate(tiles):
+        t = cv2.resize(np.ascontiguousarray(img), (tile, tile), interpolation=cv2.INTER_LINEAR) \
+            if tile != size else np.array(img)
+        p = (np.asarray(pts, dtype=np.float64) + 0.5) * k - 0.5      # pixel centres stay centres
+        ok = np.isfinite(p).all(axis=1)
+        q = np.round(np.where(ok[:, None], p, 0) * 16).astype(np.int64)   # 4 fractional bits
+        for a, b in links:
+            if ok[a] and ok[b]:
+                cv2.line(t, tuple(map(int, q[a])), tuple(map(int, q[b])), colours[a], 1,
+                         cv2.LINE_AA, shift=4)
+        for i in np.flatnonzero(ok):
+            c = tuple(map(int, q[i]))
+            if sides[i] == "right":
+                cv2.circle(t, c, radius * 16, colours[i], -1, cv2.LINE_AA, shift=4)
+            elif sides[i] == "left":
+                cv2.circle(t, c, radius * 16, colours[i], 1, cv2.LINE_AA, shift=4)
+            else:
+                x, y = c
+                r = radius * 16
+                cv2.rectangle(t, (x - r, y - r), (x + r, y + r), colours[i], -1, cv2.LINE_AA, shift=4)
+        cv2.rectangle(t, (0, 0), (tile - 1, 15), (0, 0, 0), -1)
+        cv2.putText(t, caption[:max(4, tile // 7)], (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+        r0, c0 = divmod(n, cols)
+        grid[r0 * tile:(r0 + 1) * tile, c0 * tile:(c0 + 1) * tile] = t
+    entries = [(r, colour_of_region[r]) for r in regions]
+    if "other" in scheme.region_of:
+        entries.append(("other", OTHER_COLOUR))
+    entries.append(("filled: subject's right, ring: left, square: midline", None))
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.45
+    placed, x, line = [], 6, 0
+    for name, colour in entries:
+        width = (14 if colour is not None else 0) + cv2.getTextSize(name, font, scale, 1)[0][0]
+        if x > 6 and x + width > grid.shape[1] - 6:
+            x, line = 6, line + 1
+        placed.append((x, line, name, colour))
+        x += width + 14
+    legend = np.full(((line + 1) * legend_h, grid.shape[1], 3), 255, np.uint8)
+    for x, line, name, colour in placed:
+        y = line * legend_h
+        if colour is not None:
+            cv2.circle(legend, (x + 5, y + 14), 5, colour, -1, cv2.LINE_AA)
+            x += 14
+        cv2.putText(legend, name, (x, y + 19), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.vstack([grid, legend])
