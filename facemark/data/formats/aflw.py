@@ -99,8 +99,8 @@ def read(path, *, scheme: str | None = None, on_error=raise_error,
     with MatFile(path) as mat:
         missing = [n for n in REQUIRED if n not in mat]
         if missing:
-            raise DataError(path, f"not an AFLW-19 file: missing variable(s) {', '.join(missing)} "
-                                  f"(found {', '.join(mat.names) or 'none'})")
+            raise DataError(path, f"not an AFLW-19 file: missing variable(s) "
+                                  f"{', '.join(missing)} (found {', '.join(mat.names) or 'none'})")
         data = mat.matrix("data", columns=2 * p)
         bbox = mat.matrix("bbox", columns=4)
         mask = mat.matrix("mask_new", columns=p)
@@ -125,8 +125,9 @@ def read(path, *, scheme: str | None = None, on_error=raise_error,
         else:
             root = find_image_root(path)
             if root is None:
-                raise DataError(path, f"cannot find the AFLW image folder ({', '.join(IMAGE_ROOTS)} "
-                                      "next to the .mat or in its parent); pass images=DIR")
+                raise DataError(path, "cannot find the AFLW image folder "
+                                      f"({', '.join(IMAGE_ROOTS)} next to the .mat or in its "
+                                      "parent); pass images=DIR")
         positions = {"all": range(n), "train": range(min(NUM_TRAIN, n)),
                      "test": range(NUM_TRAIN, n)}[split]
         samples = []

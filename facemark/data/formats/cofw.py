@@ -314,8 +314,9 @@ def read(path, *, scheme: str | None = None, on_error=raise_error,
     with MatFile(path) as mat:
         split = _split_of(mat.names)
         if split is None:
+            found = ", ".join(mat.names) or "none"
             raise DataError(path, "not a COFW file: expected variables IsTr + phisTr + bboxesTr "
-                                  f"or IsT + phisT + bboxesT, found {', '.join(mat.names) or 'none'}")
+                                  f"or IsT + phisT + bboxesT, found {found}")
         images_name, shapes_name, boxes_name = VARIABLES[split]
         p = sch.num_points
         shapes = mat.matrix(shapes_name, columns=3 * p)
@@ -326,28 +327,34 @@ def read(path, *, scheme: str | None = None, on_error=raise_error,
                                   f"length: {len(images)}, {len(shapes)}, {len(boxes)}")
         samples = []
         for i in range(len(shapes)):
-            row, box = shapes[i], boxes[i]
             try:
-                if not np.isfinite(row).all():
-                    cols = np.flatnonzero(~np.isfinite(row)) + 1
-                    raise DataError(path, f"{shapes_name}: non-finite value in column(s) "
-                                          f"{', '.join(map(str, cols[:5]))}", i + 1)
-                occluded = row[2 * p:]
-                if not np.isin(occluded, (0.0, 1.0)).all():
-                    raise DataError(path, f"{shapes_name}: occlusion flags (columns {2 * p + 1}-"
-                                          f"{3 * p}) must be 0 or 1, got "
-                                          f"{sorted(set(occluded.tolist()) - {0.0, 1.0})[:3]}", i + 1)
-                if not np.isfinite(box).all() or box[2] <= 0 or box[3] <= 0:
-                    raise DataError(path, f"{boxes_name}: expected x, y, w, h with w, h > 0, got "
-                                          f"{box.tolist()}", i + 1)
+                points, visible, box = _face(path, i + 1, shapes[i], boxes[i], p,
+                                             shapes_name, boxes_name)
                 image = extract_image(images, i, path, images_name, folder)
             except DataError as e:
                 on_error(e)
                 continue
-            points = np.stack([row[:p], row[p:2 * p]], axis=1) - 1.0
-            x1, y1 = box[0] - 1.0, box[1] - 1.0
-            samples.append(Sample(image=str(image), landmarks=points, scheme=sch.name,
-                                  box=np.array([x1, y1, x1 + box[2], y1 + box[3]]),
-                                  visible=occluded == 0, attributes={"split": split, "record": i + 1},
+            samples.append(Sample(image=str(image), landmarks=points, scheme=sch.name, box=box,
+                                  visible=visible, attributes={"split": split, "record": i + 1},
                                   source=f"{path}:{i + 1}"))
     return samples
+
+
+def _face(path: Path, record: int, row: np.ndarray, box: np.ndarray, p: int,
+          shapes_name: str, boxes_name: str):
+    """Check one face; (points (p, 2) 0-based, visible (p,), box x1 y1 x2 y2) or DataError."""
+    if not np.isfinite(row).all():
+        cols = np.flatnonzero(~np.isfinite(row)) + 1
+        raise DataError(path, f"{shapes_name}: non-finite value in column(s) "
+                              f"{', '.join(map(str, cols[:5]))}", record)
+    occluded = row[2 * p:]
+    if not np.isin(occluded, (0.0, 1.0)).all():
+        bad = sorted(set(occluded.tolist()) - {0.0, 1.0})[:3]
+        raise DataError(path, f"{shapes_name}: occlusion flags (columns {2 * p + 1}-{3 * p}) "
+                              f"must be 0 or 1, got {bad}", record)
+    if not np.isfinite(box).all() or box[2] <= 0 or box[3] <= 0:
+        raise DataError(path, f"{boxes_name}: expected x, y, w, h with w, h > 0, got "
+                              f"{box.tolist()}", record)
+    points = np.stack([row[:p], row[p:2 * p]], axis=1) - 1.0
+    x1, y1 = box[0] - 1.0, box[1] - 1.0
+    return points, occluded == 0, np.array([x1, y1, x1 + box[2], y1 + box[3]])

@@ -52,7 +52,8 @@ def _scheme(name) -> LandmarkScheme:
 
 def _annotation_folder(path: Path) -> Path | None:
     for folder in (path, path / ANNOTATION_FOLDER):
-        if folder.is_dir() and any(_POINTS_FILE.match(p.name) for p in folder.glob("*_points.mat")):
+        if folder.is_dir() and any(_POINTS_FILE.match(p.name)
+                                   for p in folder.glob("*_points.mat")):
             return folder
     return None
 
@@ -120,7 +121,8 @@ class _Images:
         for name in (f"im_{number}.png", f"{number}.png"):
             if (self.folder / name).is_file():
                 return self.folder / name
-        raise DataError(source, f"image im_{number}.png (or {number}.png) not found in {self.folder}")
+        raise DataError(source, f"image im_{number}.png (or {number}.png) not found in "
+                                f"{self.folder}")
 
     def close(self) -> None:
         if self._cell is not None:
