@@ -1,0 +1,336 @@
+"""PIPNet: pixel-in-pixel regression with the neighbour regression module (NRM).
+
+Pixel-in-Pixel Net: Towards Efficient Facial Landmark Detection in the Wild (Jin, Liao and
+Shao, IJCV 2021; papers/pipnet.txt, Sections 3.1-3.2), as the authors' code runs it
+(REFERENCE.md): on the backbone's last map (stride 32 for ResNets; one deconv for stride
+16, one or two Conv3x3-s2(512)+BN+ReLU for 64 and 128), five parallel 1x1 convolutions give
+a score map (N), x and y offsets (N each) and the x and y offsets of each landmark's C
+neighbours (C * N each, channel ``C * i + j`` = neighbour j of landmark i).
+
+Codec (grid H x W, landmark u in [0, 1]):
+
+- encode: cell = floor(u * W) clamped to [0, W - 1]; score one-hot at that cell; offset
+  u * W - cell (in [0, 1) inside the crop); neighbour offsets of landmark i are its
+  neighbours' positions measured from i's own cell (may lie outside [0, 1]).
+- loss: ``score_weight`` * MSE(score, all cells) + ``offset_weight`` * (L1 x + L1 y at the
+  positive cell) + ``offset_weight`` * (L1 nb-x + L1 nb-y at the positive cell); missing
+  landmarks contribute nothing, a neighbour term is dropped when the neighbour is missing.
+- decode: argmax cell (integer floor division), its offsets; each landmark's final position
+  is the plain mean of its own prediction and every prediction other landmarks make for it
+  (a scatter-mean over any neighbour graph: landmarks that are nobody's neighbour just keep
+  their own prediction). Confidence is the peak score clamped to [0, 1].
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from facemark.errors import ConfigError
+from facemark.models.backbones import create_backbone
+from facemark.models.backbones.base import NormLayer, resolve_norm_layer
+from facemark.models.heads.base import (
+    LandmarkHead, argmax_cells, check_same_grid, gather_cells, masked_mean)
+from facemark.models.model import LandmarkModel
+from facemark.models.registry import check_input_size, register_model, reject_unknown
+
+
+def neighbour_indices(mean_face: np.ndarray, num_nb: int) -> np.ndarray:
+    """The ``num_nb`` nearest other landmarks of each landmark in the mean face.
+
+    Args:
+        mean_face: (N, 2) landmark positions (any consistent unit).
+        num_nb: C, with 0 <= C < N.
+
+    Returns:
+        (N, C) int64; row i lists i's neighbours by increasing Euclidean distance (ties by
+        index). A landmark is never its own neighbour, even where points coincide.
+    """
+    mean_face = np.asarray(mean_face, dtype=np.float64)
+    n = len(mean_face)
+    d = np.linalg.norm(mean_face[:, None, :] - mean_face[None, :, :], axis=-1)
+    d[np.arange(n), np.arange(n)] = np.inf
+    return np.argsort(d, axis=1, kind="stable")[:, :num_nb].astype(np.int64)
+
+
+def check_mean_face(mean_face: Any, num_points: int) -> np.ndarray:
+    """(N, 2) finite float array, or ConfigError naming ``mean_face``."""
+    try:
+        arr = np.asarray(mean_face, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"mean_face: expected a ({num_points}, 2) array of numbers, "
+                          f"got {type(mean_face).__name__}") from None
+    if arr.shape != (num_points, 2):
+        raise ConfigError(f"mean_face: expected shape ({num_points}, 2) for "
+                          f"num_points={num_points}, got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ConfigError("mean_face: contains NaN or infinite values")
+    return arr
+
+
+def _init_normal(module: nn.Module, std: float = 0.001) -> None:
+    nn.init.normal_(module.weight, std=std)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
+def resample_layers(in_channels: int, in_stride: int, net_stride: int, norm_layer: NormLayer,
+                    channels: int = 512) -> tuple[nn.Sequential, int]:
+    """Layers taking a stride-``in_stride`` map to stride ``net_stride`` (PIPNet Sec. 4.2.1).
+
+    Each doubling of the stride is Conv3x3-s2(``channels``) + norm + ReLU; each halving is
+    ConvTranspose(k4, s2, ``channels``) + norm + ReLU. Weights N(0, 0.001), as the authors'.
+
+    Returns:
+        (layers, their output channels).
+    """
+    ratio = net_stride / in_stride
+    steps = round(math.log2(ratio)) if ratio > 0 else 0
+    if ratio <= 0 or 2 ** steps != ratio:
+        raise ConfigError(f"net_stride: must be the backbone stride {in_stride} times a power "
+                          f"of two, got {net_stride}")
+    layers: list[nn.Module] = []
+    ch = in_channels
+    for _ in range(abs(steps)):
+        if steps > 0:
+            conv = nn.Conv2d(ch, channels, kernel_size=3, stride=2, padding=1)
+        else:
+            conv = nn.ConvTranspose2d(ch, channels, kernel_size=4, stride=2, padding=1, bias=False)
+        _init_normal(conv)
+        layers += [conv, norm_layer(channels), nn.ReLU(inplace=True)]
+        ch = channels
+    return nn.Sequential(*layers), ch
+
+
+class PIPHead(LandmarkHead):
+    """PIP regression (+ NRM when ``num_nb`` > 0) on one feature map.
+
+    Args:
+        in_channels, in_stride: from the backbone (``out_channels``, ``stride``).
+        num_points: N.
+        input_size: crop side S; the grid is S / net_stride cells a side.
+        net_stride: 16, 32 (default), 64, 128 for a stride-32 backbone (any power-of-two
+            multiple of ``in_stride``).
+        num_nb: C neighbours per landmark (0 turns the NRM off).
+        mean_face: (N, 2) mean landmark positions; required when ``num_nb`` > 0.
+        score_weight, offset_weight: loss weights (authors: 10 and 1).
+        norm_layer: norm used by the resampling layers (default BatchNorm2d).
+
+    Outputs (grid H x W):
+        ``score``, ``offset_x``, ``offset_y``: (B, N, H, W);
+        ``nb_x``, ``nb_y``: (B, C * N, H, W) when C > 0.
+    """
+
+    def __init__(self, in_channels: int, in_stride: int, *, num_points: int, input_size: int,
+                 net_stride: int = 32, num_nb: int = 10, mean_face: Any = None,
+                 score_weight: float = 10.0, offset_weight: float = 1.0,
+                 norm_layer: str | NormLayer | None = None):
+        super().__init__()
+        if not isinstance(num_nb, (int, np.integer)) or not 0 <= num_nb < num_points:
+            raise ConfigError(f"num_nb: expected an integer in [0, {num_points - 1}] for "
+                              f"{num_points} landmarks, got {num_nb!r}")
+        if num_nb > 0 and mean_face is None:
+            raise ConfigError(f"mean_face: PIPNet with num_nb={num_nb} needs the mean face "
+                              f"(an ({num_points}, 2) array of the training landmarks' mean, "
+                              f"normalised to [0, 1]) to choose neighbours; pass mean_face=... "
+                              f"or use num_nb=0 (pipnet_nonrm)")
+        self.num_points = num_points
+        self.input_size = input_size
+        self.net_stride = net_stride
+        self.num_nb = int(num_nb)
+        self.score_weight = float(score_weight)
+        self.offset_weight = float(offset_weight)
+        self.grid = input_size // net_stride
+        self.extra, ch = resample_layers(in_channels, in_stride, net_stride,
+                                         resolve_norm_layer(norm_layer, nn.BatchNorm2d))
+        # Layer names as the authors' checkpoints (cls_layer, x_layer, ...).
+        self.cls_layer = nn.Conv2d(ch, num_points, kernel_size=1)
+        self.x_layer = nn.Conv2d(ch, num_points, kernel_size=1)
+        self.y_layer = nn.Conv2d(ch, num_points, kernel_size=1)
+        layers = [self.cls_layer, self.x_layer, self.y_layer]
+        if self.num_nb:
+            self.nb_x_layer = nn.Conv2d(ch, self.num_nb * num_points, kernel_size=1)
+            self.nb_y_layer = nn.Conv2d(ch, self.num_nb * num_points, kernel_size=1)
+            layers += [self.nb_x_layer, self.nb_y_layer]
+            face = check_mean_face(mean_face, num_points)
+            nb = neighbour_indices(face, self.num_nb)
+        else:
+            nb = np.zeros((num_points, 0), dtype=np.int64)
+        for layer in layers:
+            _init_normal(layer)
+        # (N, C): row i = the landmarks i predicts besides itself. Saved with the weights.
+        self.register_buffer("nb_index", torch.from_numpy(nb))
+
+    def forward(self, features: Tensor) -> dict[str, Tensor]:
+        x = self.extra(features)
+        out = {"score": self.cls_layer(x), "offset_x": self.x_layer(x), "offset_y": self.y_layer(x)}
+        if self.num_nb:
+            out["nb_x"] = self.nb_x_layer(x)
+            out["nb_y"] = self.nb_y_layer(x)
+        return out
+
+    # -- codec ------------------------------------------------------------------------
+    def encode(self, landmarks: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
+        """Targets on the S / net_stride grid (see the module docstring).
+
+        Returns:
+            ``score``, ``offset_x``, ``offset_y`` (B, N, H, W); ``nb_x``, ``nb_y``
+            (B, C * N, H, W); ``cell`` (B, N) flat positive-cell index; ``mask`` (B, N);
+            ``nb_mask`` (B, N, C): neighbour term counts (both ends annotated).
+        """
+        landmarks, mask = self.check_landmarks(landmarks, mask)
+        b, n = mask.shape
+        h = w = self.grid
+        gx, gy = landmarks[..., 0] * w, landmarks[..., 1] * h
+        cx = gx.floor().clamp(0, w - 1)
+        cy = gy.floor().clamp(0, h - 1)
+        cell = (cy * w + cx).long()
+        onehot = F.one_hot(cell, h * w).to(landmarks.dtype) * mask[..., None]
+        shape = (b, n, h, w)
+        targets = {
+            "score": onehot.reshape(shape),
+            "offset_x": (onehot * (gx - cx)[..., None]).reshape(shape),
+            "offset_y": (onehot * (gy - cy)[..., None]).reshape(shape),
+            "cell": cell,
+            "mask": mask,
+        }
+        c = self.num_nb
+        nb = self.nb_index
+        if c:
+            nbx = gx[:, nb] - cx[..., None]          # (B, N, C): neighbour j from i's cell
+            nby = gy[:, nb] - cy[..., None]
+            nb_shape = (b, c * n, h, w)               # channel C * i + j
+            targets["nb_x"] = (onehot[:, :, None, :] * nbx[..., None]).reshape(nb_shape)
+            targets["nb_y"] = (onehot[:, :, None, :] * nby[..., None]).reshape(nb_shape)
+        targets["nb_mask"] = mask[:, nb] & mask[..., None]
+        return targets
+
+    def loss(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Weighted parts ``score``, ``offset`` and (with NRM) ``neighbour``; see module doc."""
+        check_same_grid("PIPHead.loss", outputs["score"], targets["score"])
+        mask, cell = targets["mask"], targets["cell"]
+        se = (outputs["score"] - targets["score"]).pow(2).mean(dim=(2, 3))      # (B, N)
+        parts = {"score": self.score_weight * masked_mean(se, mask)}
+        off = sum(masked_mean((gather_cells(outputs[k], cell) - gather_cells(targets[k], cell)).abs(), mask)
+                  for k in ("offset_x", "offset_y"))
+        parts["offset"] = self.offset_weight * off
+        if self.num_nb:
+            b, n = mask.shape
+            h, w = outputs["score"].shape[2:]
+            nb_terms = []
+            for k in ("nb_x", "nb_y"):
+                pred = gather_cells(outputs[k].reshape(b, n, self.num_nb, h, w), cell)
+                true = gather_cells(targets[k].reshape(b, n, self.num_nb, h, w), cell)
+                nb_terms.append(masked_mean((pred - true).abs(), targets["nb_mask"]))
+            parts["neighbour"] = self.offset_weight * (nb_terms[0] + nb_terms[1])
+        total = sum(parts.values())
+        return total, parts
+
+    def decode(self, outputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Points (B, N, 2) in [0, 1] and confidence (B, N) = peak score clamped to [0, 1]."""
+        score = outputs["score"]
+        b, n, h, w = score.shape
+        idx, row, col, peak = argmax_cells(score)
+        col_f, row_f = col.to(score.dtype), row.to(score.dtype)
+        own = torch.stack([(col_f + gather_cells(outputs["offset_x"], idx)) / w,
+                           (row_f + gather_cells(outputs["offset_y"], idx)) / h], dim=-1)
+        if self.num_nb:
+            c = self.num_nb
+            nbx = gather_cells(outputs["nb_x"].reshape(b, n, c, h, w), idx)    # (B, N, C)
+            nby = gather_cells(outputs["nb_y"].reshape(b, n, c, h, w), idx)
+            votes = torch.stack([(col_f[..., None] + nbx) / w, (row_f[..., None] + nby) / h], -1)
+            own = self.merge_votes(own, votes.reshape(b, n * c, 2))
+        return own, peak.clamp(0.0, 1.0)
+
+    def merge_votes(self, own: Tensor, votes: Tensor) -> Tensor:
+        """Scatter-mean: each landmark's own prediction with the votes others cast for it.
+
+        Args:
+            own: (B, N, 2) each landmark's own prediction.
+            votes: (B, N * C, 2); vote ``C * i + j`` is landmark i's prediction for its
+                neighbour ``nb_index[i, j]``.
+
+        Returns:
+            (B, N, 2): for landmark k, the mean of own[k] and all votes for k. The average
+            runs as a matrix product with a one-hot assignment, so it is exact for any
+            neighbour graph (no padding) and exports to ONNX.
+        """
+        n = own.shape[1]
+        target = torch.cat([torch.arange(n, device=own.device), self.nb_index.reshape(-1)])
+        assign = F.one_hot(target, n).to(own.dtype)                  # (N + N*C, N)
+        summed = torch.einsum("en,bed->bnd", assign, torch.cat([own, votes], dim=1))
+        return summed / assign.sum(0)[None, :, None]
+
+
+def _create_pipnet(variant: str, *, num_points: int, input_size: int = 256,
+                   backbone: str = "resnet18", net_stride: int = 32, num_nb: int = 10,
+                   mean_face: Any = None, score_weight: float = 10.0,
+                   offset_weight: float = 1.0, norm_layer: str | None = None,
+                   **unknown: Any) -> LandmarkModel:
+    reject_unknown(variant, unknown, _create_pipnet)
+    trunk = create_backbone(backbone, norm_layer=norm_layer)
+    input_size = check_input_size(input_size, max(net_stride, trunk.stride), variant,
+                                  f"net_stride {net_stride}, backbone stride {trunk.stride}")
+    face = None if mean_face is None else check_mean_face(mean_face, num_points)
+    head = PIPHead(trunk.out_channels, trunk.stride, num_points=num_points,
+                   input_size=input_size, net_stride=net_stride, num_nb=num_nb,
+                   mean_face=face, score_weight=score_weight, offset_weight=offset_weight,
+                   norm_layer=norm_layer)
+    model = LandmarkModel(trunk, head, input_size=input_size)
+    model.config = dict(name=variant, num_points=num_points, input_size=input_size,
+                        backbone=backbone, net_stride=net_stride, num_nb=num_nb,
+                        mean_face=face, score_weight=score_weight,
+                        offset_weight=offset_weight, norm_layer=norm_layer)
+    return model
+
+
+@register_model
+def pipnet(**kwargs) -> LandmarkModel:
+    """PIPNet (PIP regression + NRM): ResNet-18, stride 32, 10 neighbours; needs ``mean_face``."""
+    return _create_pipnet("pipnet", **kwargs)
+
+
+@register_model
+def pipnet_nonrm(**kwargs) -> LandmarkModel:
+    """PIP regression without the neighbour regression module (the paper's baseline)."""
+    return _create_pipnet("pipnet_nonrm", **{"num_nb": 0, **kwargs})
+
+
+@register_model
+def pipnet_r18(**kwargs) -> LandmarkModel:
+    """PIPNet on ResNet-18 (the authors' ``pip_32_16_60_r18_l2_l1_10_1_nb10``)."""
+    return _create_pipnet("pipnet_r18", **{"backbone": "resnet18", **kwargs})
+
+
+@register_model
+def pipnet_r50(**kwargs) -> LandmarkModel:
+    """PIPNet on ResNet-50, stride 32, 10 neighbours."""
+    return _create_pipnet("pipnet_r50", **{"backbone": "resnet50", **kwargs})
+
+
+@register_model
+def pipnet_r101(**kwargs) -> LandmarkModel:
+    """PIPNet on ResNet-101, stride 32, 10 neighbours."""
+    return _create_pipnet("pipnet_r101", **{"backbone": "resnet101", **kwargs})
+
+
+@register_model
+def pipnet_rx50(**kwargs) -> LandmarkModel:
+    """PIPNet on ResNeXt-50 32x4d, stride 32, 10 neighbours."""
+    return _create_pipnet("pipnet_rx50", **{"backbone": "resnext50_32x4d", **kwargs})
+
+
+@register_model
+def pipnet_mbv2(**kwargs) -> LandmarkModel:
+    """PIPNet on MobileNetV2 (1280-channel last map), stride 32, 10 neighbours."""
+    return _create_pipnet("pipnet_mbv2", **{"backbone": "mobilenet_v2", **kwargs})
+
+
+@register_model
+def pipnet_mbv3(**kwargs) -> LandmarkModel:
+    """PIPNet on MobileNetV3-Large (960-channel last map), stride 32, 10 neighbours."""
+    return _create_pipnet("pipnet_mbv3", **{"backbone": "mobilenet_v3_large", **kwargs})

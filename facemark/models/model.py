@@ -1,0 +1,100 @@
+"""``LandmarkModel``: a backbone and a head, with one codec for training and inference.
+
+Images enter as float32 (B, 3, H, W) RGB in [0, 1]; the model subtracts the ImageNet mean
+and divides by the standard deviation itself (buffers, so an ONNX export needs no outside
+preprocessing beyond the crop). Landmarks are normalised crop coordinates in [0, 1]
+(``(x_px + 0.5) / S``); ``mask`` (B, N) bool marks annotated points.
+
+    model = create_model("pipnet_r18", num_points=68, mean_face=mean_face)
+    outputs = model(images)                          # raw head outputs
+    targets = model.encode(landmarks, mask)          # same keys as outputs
+    total, parts = model.loss(outputs, targets)      # masked
+    points, confidence = model.decode(outputs)       # (B, N, 2), (B, N)
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from facemark.models.backbones.base import Backbone
+from facemark.models.heads.base import LandmarkHead
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class LandmarkModel(nn.Module):
+    """Backbone + landmark head + input normalisation.
+
+    Args:
+        backbone: feature extractor (see ``facemark.models.backbones``).
+        head: landmark head built for ``backbone.out_channels`` and ``backbone.stride``.
+        input_size: side S of the square crops the model is trained on (pixels).
+        mean, std: per-channel RGB normalisation applied to [0, 1] images.
+
+    Attributes:
+        config: name and constructor arguments, set by ``create_model`` (see
+            ``facemark.models.registry.model_config``); None for a hand-built model.
+    """
+
+    def __init__(self, backbone: Backbone, head: LandmarkHead, *, input_size: int,
+                 mean: tuple[float, float, float] = IMAGENET_MEAN,
+                 std: tuple[float, float, float] = IMAGENET_STD):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.input_size = int(input_size)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        self.config: dict | None = None
+
+    @property
+    def num_points(self) -> int:
+        return self.head.num_points
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """Raw head outputs for images (B, 3, H, W) float in [0, 1]."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"LandmarkModel: images must be (B, 3, H, W) RGB in [0, 1], "
+                             f"got shape {tuple(images.shape)}")
+        x = (images - self.mean) / self.std
+        return self.head(self.backbone(x))
+
+    def encode(self, landmarks: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
+        """Training targets for landmarks (B, N, 2) in [0, 1]; mask (B, N) bool (None: all)."""
+        return self.head.encode(landmarks, mask)
+
+    def loss(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """(total scalar, weighted parts by name); missing points contribute nothing."""
+        return self.head.loss(outputs, targets)
+
+    def decode(self, outputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """(points (B, N, 2) in [0, 1] crop coordinates, confidence (B, N) in [0, 1])."""
+        return self.head.decode(outputs)
+
+    @torch.no_grad()
+    def predict(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """``decode(forward(images))`` without gradients; any batch size."""
+        return self.decode(self.forward(images))
+
+    def predictor(self) -> "PredictModule":
+        """A module whose ``forward`` is ``predict``: the thing to export to ONNX."""
+        return PredictModule(self)
+
+
+class PredictModule(nn.Module):
+    """Wraps a ``LandmarkModel``: images (B, 3, S, S) -> (points (B, N, 2), confidence (B, N)).
+
+    Export with ``torch.onnx.export(model.predictor().eval(), images, ..., dynamo=False,
+    dynamic_axes={"images": {0: "batch"}, ...})``; the decode (argmax, offsets, neighbour
+    averaging) is part of the graph, so onnxruntime returns the same points as PyTorch.
+    """
+
+    def __init__(self, model: LandmarkModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        return self.model.decode(self.model(images))
