@@ -306,7 +306,7 @@ def check_cofw_samples(samples, images, phis, boxes, mat: Path, folder: Path):
         decoded = read_image(s.image)
         expect = img if img.ndim == 3 else np.repeat(img[:, :, None], 3, axis=2)
         np.testing.assert_array_equal(decoded, expect)
-        assert s.attributes["record"] == i + 1 and s.source == f"{mat}:{i + 1}"
+        assert s.attributes == {"split": mat.stem.split("_")[1]} and s.source == f"{mat}:{i + 1}"
 
 
 def test_cofw_v7_grey_file(tmp_path):
@@ -393,7 +393,7 @@ def test_cofw_bad_records_name_file_and_record(tmp_path):
         cofw.read(mat)
     log = SkipLog(skip_bad=True)
     samples = open_dataset(mat, skip_bad=log)  # --skip-bad
-    assert [s.attributes["record"] for s in samples] == [1, 3]
+    assert [s.source.rsplit(":", 1)[1] for s in samples] == ["1", "3"]
     assert "COFW_test.mat:2:" in log.summary()
 
     phis[1, 4] = 3.0
@@ -470,12 +470,16 @@ def cofw68_root(tmp_path):
     return root, ann, images, faces, bboxes
 
 
+def face_number(sample) -> int:
+    return int(Path(sample.source).name.split("_")[0])
+
+
 def test_cofw68_reads_benchmark_layout(cofw68_root):
     root, ann, images, faces, bboxes = cofw68_root
     samples = cofw68.read(root / "COFW68_Data")
-    assert [s.attributes["face"] for s in samples] == [1, 2, 10]  # numeric, not text, order
+    assert [face_number(s) for s in samples] == [1, 2, 10]  # numeric, not text, order
     for s in samples:
-        number = s.attributes["face"]
+        number = face_number(s)
         points, occ = faces[number]
         assert s.scheme == "300w68"
         np.testing.assert_allclose(s.landmarks, points - 1, atol=1e-4)
@@ -569,17 +573,23 @@ def aflw_release(tmp_path_factory):
     return mat, data, bbox, mask, ra
 
 
+def row_of(sample) -> int:
+    """1-based row of an AFLW face, from ``source`` = "<mat>:<row>"."""
+    return int(sample.source.rsplit(":", 1)[1])
+
+
 def test_aflw_protocols(aflw_release):
     mat, data, bbox, mask, ra = aflw_release
     test = aflw.read(mat, split="test")
     assert len(test) == NUM_FACES - 20000
-    assert [s.attributes["face"] for s in test] == list(ra[20000:])  # ra order
+    assert [row_of(s) for s in test] == list(ra[20000:])  # ra order
     frontal = aflw.read(mat, split="test", protocol="frontal")
     assert len(frontal) == 2 and all(s.visible.all() and s.attributes["frontal"] for s in frontal)
-    assert [s.attributes["face"] for s in frontal] == [ra[20000], ra[20002]]
+    assert [row_of(s) for s in frontal] == [ra[20000], ra[20002]]
     for s in test:
-        r = s.attributes["face"] - 1
+        r = row_of(s) - 1
         assert s.scheme == "aflw19" and s.attributes["split"] == "test"
+        assert s.attributes["frontal"] == bool((mask[r] == 1).all())
         np.testing.assert_allclose(s.landmarks[:, 0], data[r, :AFLW_N], atol=1e-3)
         np.testing.assert_allclose(s.landmarks[:, 1], data[r, AFLW_N:], atol=1e-3)
         x1, x2, y1, y2 = bbox[r]
@@ -588,7 +598,7 @@ def test_aflw_protocols(aflw_release):
         assert Path(s.image).is_file() and "flickr" in s.image
         assert s.source == f"{mat}:{r + 1}"
     train = aflw.read(mat, split="train")
-    assert len(train) == 20000 and train[0].attributes["face"] == ra[0]
+    assert len(train) == 20000 and row_of(train[0]) == ra[0]
     assert not train[0].visible[0] and train[3].visible.all()
     every = aflw.read(mat)
     assert len(every) == NUM_FACES
@@ -605,6 +615,9 @@ def test_aflw_option_errors(aflw_release):
         aflw.read(mat, split="test", protocol="profile")
     with pytest.raises(ConfigError, match="images: folder"):
         aflw.read(mat, images=mat.parent / "missing")
+    with pytest.raises(ConfigError, match="unknown option.*format aflw: subset; known options: "
+                                          "images, split, protocol"):
+        open_dataset(f"aflw:{mat}?subset=frontal")
     # options can ride on the dataset string, as the CLI passes them
     assert len(open_dataset(f"aflw:{mat}?split=test&protocol=frontal")) == 2
 
@@ -662,7 +675,7 @@ def test_aflw_v73_file(tmp_path):
                       "nameList": ["2/image00004.jpg"] * n, "mask_new": np.ones((n, AFLW_N)),
                       "ra": np.array([3.0, 1.0, 2.0])})
     samples = aflw.read(mat)
-    assert [s.attributes["face"] for s in samples] == [3, 1, 2]
+    assert [row_of(s) for s in samples] == [3, 1, 2]
     np.testing.assert_allclose(samples[0].landmarks[:, 0], data[2, :AFLW_N])
 
 
@@ -685,9 +698,9 @@ def test_aflw_real_samples_round_trip(tmp_path):
                            "nameList": cell_column(name_list),
                            "mask_new": np.ones((len(rows), AFLW_N)), "ra": np.array([[2.0, 1.0]])})
     samples = open_dataset(mat)
-    assert [s.attributes["face"] for s in samples] == [2, 1]
+    assert [row_of(s) for s in samples] == [2, 1]
     for s in samples:
-        ann = coco["annotations"][s.attributes["face"] - 1]
+        ann = coco["annotations"][row_of(s) - 1]
         np.testing.assert_allclose(s.landmarks, coco_points(ann)[0], atol=1e-3)
         x, y, w, h = ann["bbox"]
         np.testing.assert_allclose(s.box, [x, y, x + w, y + h], atol=1e-3)
@@ -791,6 +804,13 @@ def test_lapa_real_samples_round_trip(tmp_path):
 # ---------------------------------------------------------------------------------------
 # sniffing: each reader claims its own files and nobody else's
 # ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("module", [wflw, cofw, cofw68, aflw, lapa])
+def test_unknown_options_are_config_errors(module, tmp_path):
+    name = module.__name__.rsplit(".", 1)[1]
+    with pytest.raises(ConfigError, match=f"unknown option.*format {name}: colour"):
+        module.read(tmp_path, colour="yes")
+
+
 def test_sniffers_claim_only_their_own_files(tmp_path, wflw_root, lapa_root):
     root, recs = wflw_root
     lapa_dir, _ = lapa_root

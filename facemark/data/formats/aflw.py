@@ -20,7 +20,8 @@ The original AFLW leaves out points that are not visible; AFLW-19's authors adde
 missing positions by hand, so every point is annotated and ``mask_new`` only says whether
 it is visible (``Sample.visible``). The coordinates are used as they are: they come from
 the AFLW database, not from MATLAB indices (mmpose, PIPNet and FaRL read them unchanged).
-``attributes`` hold ``split``, ``face`` (1-based row) and ``frontal`` (all 19 visible).
+``attributes`` hold ``split`` and ``frontal`` (all 19 visible); ``source`` is
+``"<mat>:<row>"`` with the 1-based row of the face in the variables.
 
 The image root is the ``images=`` option, or the first of ``flickr``, ``data/flickr``,
 ``aflw/data/flickr`` that exists next to the ``.mat`` or in its parent folder.
@@ -37,6 +38,7 @@ from facemark.data.sample import Sample
 from facemark.data.schemes import LandmarkScheme, get_scheme
 from facemark.errors import ConfigError, DataError, raise_error
 
+OPTIONS = ("images", "split", "protocol")
 DEFAULT_SCHEME = "aflw19"
 REQUIRED = ("data", "bbox", "nameList", "mask_new", "ra")
 NUM_TRAIN = 20000
@@ -71,7 +73,7 @@ def find_image_root(mat: Path) -> Path | None:
 
 def read(path, *, scheme: str | None = None, on_error=raise_error,
          images: str | Path | None = None, split: str = "all",
-         protocol: str = "full") -> list[Sample]:
+         protocol: str = "full", **unknown) -> list[Sample]:
     """Read ``AFLWinfo_release.mat``.
 
     Args:
@@ -86,6 +88,9 @@ def read(path, *, scheme: str | None = None, on_error=raise_error,
         Samples in ``ra`` order: landmarks (19, 2) float32, ``visible`` from ``mask_new``,
         ``box`` x1, y1, x2, y2.
     """
+    if unknown:
+        raise ConfigError(f"unknown option(s) for format aflw: {', '.join(sorted(unknown))}; "
+                          f"known options: {', '.join(OPTIONS)}")
     path = Path(path)
     if split not in SPLITS:
         raise ConfigError(f"split: expected one of {', '.join(SPLITS)}, got {split!r}")
@@ -143,8 +148,7 @@ def read(path, *, scheme: str | None = None, on_error=raise_error,
                 continue
             samples.append(Sample(image=sample["image"], landmarks=sample["points"],
                                   scheme=sch.name, box=sample["box"], visible=sample["visible"],
-                                  attributes={"split": face_split, "face": row + 1,
-                                              "frontal": sample["frontal"]},
+                                  attributes={"split": face_split, "frontal": sample["frontal"]},
                                   source=f"{path}:{row + 1}"))
     return samples
 

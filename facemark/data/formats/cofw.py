@@ -37,6 +37,7 @@ from facemark.data.sample import Sample
 from facemark.data.schemes import LandmarkScheme, get_scheme
 from facemark.errors import ConfigError, DataError, raise_error
 
+OPTIONS = ("extract_to",)
 DEFAULT_SCHEME = "cofw29"
 #: (image cell, shape matrix, box matrix) variable names of the two halves of COFW.
 VARIABLES = {"train": ("IsTr", "phisTr", "bboxesTr"), "test": ("IsT", "phisT", "bboxesT")}
@@ -294,7 +295,7 @@ def sniff(path: Path) -> bool:
 
 
 def read(path, *, scheme: str | None = None, on_error=raise_error,
-         extract_to: str | Path | None = None) -> list[Sample]:
+         extract_to: str | Path | None = None, **unknown) -> list[Sample]:
     """Read a COFW ``.mat`` file (train or test, grey or colour).
 
     Args:
@@ -306,8 +307,12 @@ def read(path, *, scheme: str | None = None, on_error=raise_error,
 
     Returns:
         one Sample per face, in file order: landmarks (29, 2) float32 0-based, ``visible``
-        False where occluded, ``box`` x1, y1, x2, y2, ``attributes`` split and record.
+        False where occluded, ``box`` x1, y1, x2, y2, ``attributes["split"]``; ``source``
+        is ``"<mat>:<record>"`` (1-based).
     """
+    if unknown:
+        raise ConfigError(f"unknown option(s) for format cofw: {', '.join(sorted(unknown))}; "
+                          f"known options: {', '.join(OPTIONS)}")
     path = Path(path)
     sch = _scheme(scheme)
     folder = Path(extract_to) if extract_to is not None else default_extract_folder(path)
@@ -335,7 +340,7 @@ def read(path, *, scheme: str | None = None, on_error=raise_error,
                 on_error(e)
                 continue
             samples.append(Sample(image=str(image), landmarks=points, scheme=sch.name, box=box,
-                                  visible=visible, attributes={"split": split, "record": i + 1},
+                                  visible=visible, attributes={"split": split},
                                   source=f"{path}:{i + 1}"))
     return samples
 

@@ -36,6 +36,7 @@ from facemark.data.sample import Sample
 from facemark.data.schemes import LandmarkScheme, get_scheme
 from facemark.errors import ConfigError, DataError, raise_error
 
+OPTIONS = ("images", "boxes", "extract_to")
 DEFAULT_SCHEME = "300w68"
 ANNOTATION_FOLDER = "test_annotations"
 BOXES_FILE = "cofw68_test_bboxes.mat"
@@ -144,7 +145,7 @@ def _load_boxes(ann: Path, boxes) -> tuple[Path | None, np.ndarray | None]:
 
 def read(path, *, scheme: str | None = None, on_error=raise_error,
          images: str | Path | None = None, boxes: str | Path | None = None,
-         extract_to: str | Path | None = None) -> list[Sample]:
+         extract_to: str | Path | None = None, **unknown) -> list[Sample]:
     """Read the COFW-68 test annotations.
 
     Args:
@@ -157,8 +158,11 @@ def read(path, *, scheme: str | None = None, on_error=raise_error,
 
     Returns:
         one Sample per face, by face number: landmarks (68, 2) float32 0-based,
-        ``visible`` = not occluded, ``box`` or None, ``attributes["face"]`` = N.
+        ``visible`` = not occluded, ``box`` or None; ``source`` is the ``N_points.mat``.
     """
+    if unknown:
+        raise ConfigError(f"unknown option(s) for format cofw68: {', '.join(sorted(unknown))}; "
+                          f"known options: {', '.join(OPTIONS)}")
     path = Path(path)
     if not path.is_dir():
         raise DataError(path, "COFW-68 annotation folder not found")
@@ -204,7 +208,7 @@ def read(path, *, scheme: str | None = None, on_error=raise_error,
                 on_error(e)
                 continue
             samples.append(Sample(image=str(image), landmarks=points - 1.0, scheme=sch.name,
-                                  box=box, visible=visible, attributes={"face": number},
+                                  box=box, visible=visible,
                                   source=str(file)))
     finally:
         source_images.close()

@@ -26,6 +26,7 @@ from facemark.data.sample import Sample
 from facemark.data.schemes import LandmarkScheme, get_scheme
 from facemark.errors import ConfigError, DataError, raise_error
 
+OPTIONS = ("split",)
 DEFAULT_SCHEME = "lapa106"
 SPLITS = ("train", "val", "test")
 
@@ -112,7 +113,7 @@ def _image_for(images: Path, stem: str) -> Path | None:
 
 
 def read(path, *, scheme: str | None = None, on_error=raise_error,
-         split: str | None = None) -> list[Sample]:
+         split: str | None = None, **unknown) -> list[Sample]:
     """Read one LaPa split folder or a LaPa root.
 
     Args:
@@ -125,6 +126,9 @@ def read(path, *, scheme: str | None = None, on_error=raise_error,
         one Sample per landmark file, sorted by name within each split: landmarks
         (106, 2) float32, ``box`` and ``visible`` None.
     """
+    if unknown:
+        raise ConfigError(f"unknown option(s) for format lapa: {', '.join(sorted(unknown))}; "
+                          f"known options: {', '.join(OPTIONS)}")
     path = Path(path)
     if not path.is_dir():
         raise DataError(path, "LaPa folder not found")

@@ -38,6 +38,7 @@ from facemark.data.sample import Sample
 from facemark.data.schemes import LandmarkScheme, get_scheme
 from facemark.errors import ConfigError, DataError, raise_error
 
+OPTIONS = ("images",)
 DEFAULT_SCHEME = "wflw98"
 #: Names of the six attribute flags, in the order of the annotation columns.
 WFLW_ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
@@ -173,7 +174,7 @@ def _key(rec: dict) -> tuple:
 
 
 def read(path, *, scheme: str | None = None, on_error=raise_error,
-         images: str | Path | None = None) -> list[Sample]:
+         images: str | Path | None = None, **unknown) -> list[Sample]:
     """Read one WFLW annotation list.
 
     Args:
@@ -186,6 +187,9 @@ def read(path, *, scheme: str | None = None, on_error=raise_error,
         one Sample per line, in file order: landmarks (98, 2) float32, ``box`` x1, y1, x2,
         y2 (None for subset lines with no match in the main test list), ``visible`` None.
     """
+    if unknown:
+        raise ConfigError(f"unknown option(s) for format wflw: {', '.join(sorted(unknown))}; "
+                          f"known options: {', '.join(OPTIONS)}")
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "annotation list not found")
