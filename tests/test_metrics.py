@@ -225,12 +225,14 @@ def _s(**attrs):
 
 def test_subset_masks_300w():
     samples = [_s(set="lfpw"), _s(set="helen"), _s(set="ibug"), _s(set="afw"),
-               _s(subset="challenge")]
+               _s(subset="challenge"), _s(set="helen")]
+    samples[-1].image = "/data/300w/helen/trainset/1.jpg"    # training images are not "common"
     masks = m.subset_masks(samples, "300w")
-    assert masks["common"].tolist() == [True, True, False, False, False]
-    assert masks["challenge"].tolist() == [False, False, True, False, True]
-    assert masks["full"].tolist() == [True, True, True, False, True]
-    assert masks["set=afw"].tolist() == [False, False, False, True, False]
+    assert masks["common"].tolist() == [True, True, False, False, False, False]
+    assert masks["challenge"].tolist() == [False, False, True, False, True, False]
+    assert masks["full"].tolist() == [True, True, True, False, True, False]
+    assert masks["set=afw"].tolist() == [False, False, False, True, False, False]
+    assert masks["set=helen"].tolist() == [False, True, False, False, False, True]
     assert m.detect_dataset_kind(samples) == "300w"
 
 

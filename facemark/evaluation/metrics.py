@@ -22,6 +22,7 @@ Conventions (see ``docs/prediction-format.md`` for where predictions come from):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -384,15 +385,17 @@ def subset_masks(samples: Sequence, dataset_kind: str = "auto") -> dict[str, np.
         samples: the evaluated samples, in order.
         dataset_kind: ``"300w"``: ``common`` (sets lfpw + helen), ``challenge`` (ibug),
             ``full`` (both), from ``attributes["subset"]`` when a reader gives it, else
-            from ``attributes["set"]``; plus ``set=<name>`` for every set present.
+            from ``attributes["set"]`` (images under a ``trainset`` folder are left out);
+            plus ``set=<name>`` for every set present.
             ``"wflw"``: the six attribute flags (pose, expression, illumination, makeup,
             occlusion, blur), from the flags or, for faces read from WFLW's per-attribute
-            test lists, from ``attributes["subset"]``. ``"300vw"``: ``category1..3`` from ``attributes["category"]``.
+            test lists, from ``attributes["subset"]``. ``"300vw"``: ``category1..3`` from
+            ``attributes["category"]``.
             ``"auto"``: guessed with :func:`detect_dataset_kind`. ``"none"``: no subsets.
 
     Returns:
-        subset name -> bool array (B,), in a fixed order; empty subsets are included (the
-        report shows their count as 0).
+        subset name -> bool array (B,), in a fixed order; empty subsets are included
+        (reports list their count, 0, in ``subset_counts`` and leave them out of tables).
     """
     if dataset_kind not in DATASET_KINDS:
         raise ValueError(f"unknown dataset kind {dataset_kind!r}; choose one of "
@@ -402,9 +405,11 @@ def subset_masks(samples: Sequence, dataset_kind: str = "auto") -> dict[str, np.
     if kind == "300w":
         sets = [str(s.attributes.get("set", "")).lower() for s in samples]
         subsets = [str(s.attributes.get("subset", "")).lower() for s in samples]
+        # the 300-W release keeps training images of LFPW and Helen under */trainset/
+        train = ["trainset" in Path(s.image).parts for s in samples]
         for name, members in W300_SETS.items():
-            masks[name] = np.array([sub == name or (not sub and st in members)
-                                    for sub, st in zip(subsets, sets)], dtype=bool)
+            masks[name] = np.array([sub == name or (not sub and st in members and not tr)
+                                    for sub, st, tr in zip(subsets, sets, train)], dtype=bool)
         masks["full"] = masks["common"] | masks["challenge"]
         for st in sorted(set(sets) - {""}):
             masks[f"set={st}"] = np.array([x == st for x in sets], dtype=bool)

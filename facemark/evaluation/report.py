@@ -196,6 +196,8 @@ def evaluate(sets: Mapping[str, PredictionSet], samples: Sequence, scheme=None,
     Returns:
         a Report; every subset table starts with ``all``.
     """
+    if not sets:
+        raise ValueError("evaluate needs at least one prediction set")
     samples = list(samples)
     if not samples:
         raise ValueError("evaluate needs at least one ground-truth sample")
