@@ -8,11 +8,12 @@ explicitly (``facemark data info wflw:/data/WFLW/list_98pt_rect_attr_test.txt``)
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from pathlib import Path
 
 from facemark.data.sample import Sample
-from facemark.errors import DataError, SkipLog
+from facemark.errors import ConfigError, DataError, SkipLog
 
 # format name -> module under facemark.data.formats. Order matters for sniffing: the more
 # specific formats come first, the plain image folder last.
@@ -107,4 +108,13 @@ def open_dataset(source: str | Path, format: str | None = None, *, scheme: str |
                               "(e.g. export FACEMARK_DATA=/path/to/datasets)")
     fmt = format or fmt or detect_format(path)
     log = skip_bad if isinstance(skip_bad, SkipLog) else SkipLog(bool(skip_bad))
-    return _module(fmt).read(path, scheme=scheme, on_error=log, **options)
+    reader = _module(fmt).read
+    params = inspect.signature(reader).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        known = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY
+                 and n not in ("scheme", "on_error")]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ConfigError(f"dataset format {fmt!r} has no option {', '.join(unknown)}; "
+                              f"its options: {', '.join(known) or 'none'}")
+    return reader(path, scheme=scheme, on_error=log, **options)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facemark.data.formats._common import lookup_scheme
 from facemark.data.formats.cofw import MatFile, variable_names
 from facemark.data.sample import Sample
 from facemark.data.schemes import LandmarkScheme, get_scheme
@@ -47,11 +48,6 @@ PROTOCOLS = ("full", "frontal")
 IMAGE_ROOTS = ("flickr", "data/flickr", "aflw/data/flickr")
 
 
-def _scheme(name) -> LandmarkScheme:
-    try:
-        return get_scheme(name or DEFAULT_SCHEME)
-    except KeyError as e:
-        raise ConfigError(f"scheme: {e.args[0]}") from None
 
 
 def sniff(path: Path) -> bool:
@@ -176,3 +172,7 @@ def _face(path: Path, row: int, data, bbox, mask, name, root: Path, p: int) -> d
     return {"image": str(image), "points": np.stack([data[:p], data[p:]], axis=1),
             "box": np.array([x1, y1, x2, y2]), "visible": visible,
             "frontal": bool(visible.all())}
+
+
+def _scheme(name) -> LandmarkScheme:
+    return lookup_scheme(name, DEFAULT_SCHEME)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facemark.data.formats._common import lookup_scheme, bool_option
 from facemark.data.sample import Sample
 from facemark.data.schemes import LandmarkScheme, get_scheme, scheme_for_count
 from facemark.errors import ConfigError, DataError, raise_error
@@ -110,8 +111,8 @@ def read(path, *, scheme: str | LandmarkScheme | None = None, on_error=raise_err
     if visibility not in VISIBILITY_MODES:
         raise ConfigError(f"visibility: expected one of {', '.join(VISIBILITY_MODES)}, "
                           f"got {visibility!r}")
-    one_based = _bool_option("one_based", one_based)
-    sch = _get_scheme(scheme)
+    one_based = bool_option("one_based", one_based)
+    sch = lookup_scheme(scheme)
     path = Path(path)
     if path.is_dir():
         found = _coco_files(path)
@@ -242,22 +243,5 @@ def _hashable(value):
     return value if isinstance(value, (int, str, float)) or value is None else repr(value)
 
 
-def _get_scheme(scheme) -> LandmarkScheme | None:
-    if scheme is None:
-        return None
-    try:
-        return get_scheme(scheme)
-    except KeyError as e:
-        raise ConfigError(f"scheme: {e.args[0]}") from None
 
 
-def _bool_option(name: str, value) -> bool:
-    """Options may come from a dataset string (``"x.json?one_based=true"``) as text."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name}: expected true or false, got {value!r}")

@@ -33,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facemark.data.formats._common import lookup_scheme
 from facemark.data.sample import Sample
 from facemark.data.schemes import LandmarkScheme, get_scheme
 from facemark.errors import ConfigError, DataError, raise_error
@@ -272,11 +273,6 @@ def default_extract_folder(mat: Path) -> Path:
 # ---------------------------------------------------------------------------------------
 # Reader
 # ---------------------------------------------------------------------------------------
-def _scheme(name) -> LandmarkScheme:
-    try:
-        return get_scheme(name or DEFAULT_SCHEME)
-    except KeyError as e:
-        raise ConfigError(f"scheme: {e.args[0]}") from None
 
 
 def _split_of(names) -> str | None:
@@ -363,3 +359,7 @@ def _face(path: Path, record: int, row: np.ndarray, box: np.ndarray, p: int,
     points = np.stack([row[:p], row[p:2 * p]], axis=1) - 1.0
     x1, y1 = box[0] - 1.0, box[1] - 1.0
     return points, occluded == 0, np.array([x1, y1, x1 + box[2], y1 + box[3]])
+
+
+def _scheme(name) -> LandmarkScheme:
+    return lookup_scheme(name, DEFAULT_SCHEME)

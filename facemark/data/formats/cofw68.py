@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facemark.data.formats._common import lookup_scheme
 from facemark.data.formats.cofw import (MatFile, default_extract_folder, extract_image)
 from facemark.data.sample import Sample
 from facemark.data.schemes import LandmarkScheme, get_scheme
@@ -44,11 +45,6 @@ TEST_MATS = ("COFW_test_color.mat", "COFW_test.mat")
 _POINTS_FILE = re.compile(r"^(\d+)_points\.mat$")
 
 
-def _scheme(name) -> LandmarkScheme:
-    try:
-        return get_scheme(name or DEFAULT_SCHEME)
-    except KeyError as e:
-        raise ConfigError(f"scheme: {e.args[0]}") from None
 
 
 def _annotation_folder(path: Path) -> Path | None:
@@ -213,3 +209,7 @@ def read(path, *, scheme: str | None = None, on_error=raise_error,
     finally:
         source_images.close()
     return samples
+
+
+def _scheme(name) -> LandmarkScheme:
+    return lookup_scheme(name, DEFAULT_SCHEME)

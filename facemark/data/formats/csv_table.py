@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facemark.data.formats._common import lookup_scheme, bool_option
 from facemark.data.images import IMAGE_EXTENSIONS
 from facemark.data.sample import Sample
 from facemark.data.schemes import LandmarkScheme, get_scheme, scheme_for_count
@@ -86,9 +87,9 @@ def read(path, *, scheme: str | LandmarkScheme | None = None, on_error=raise_err
         raise ConfigError(f"unknown option(s) for format csv: {', '.join(sorted(unknown))}; "
                           f"known options: {', '.join(OPTIONS)}")
     path = Path(path)
-    header = _bool_option("header", header) if header is not None else None
-    one_based = _bool_option("one_based", one_based)
-    sch = _get_scheme(scheme)
+    header = bool_option("header", header) if header is not None else None
+    one_based = bool_option("one_based", one_based)
+    sch = lookup_scheme(scheme)
     if not path.is_file():
         raise DataError(path, "CSV file not found")
     folder = Path(images) if images is not None else image_folder(path)
@@ -176,22 +177,5 @@ def _rows(path: Path) -> list[tuple[int, list[str]]]:
         raise DataError(path, f"cannot read CSV file ({e.strerror})") from None
 
 
-def _get_scheme(scheme) -> LandmarkScheme | None:
-    if scheme is None:
-        return None
-    try:
-        return get_scheme(scheme)
-    except KeyError as e:
-        raise ConfigError(f"scheme: {e.args[0]}") from None
 
 
-def _bool_option(name: str, value) -> bool:
-    """Options may come from a dataset string (``"x.csv?header=false"``) as text."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name}: expected true or false, got {value!r}")

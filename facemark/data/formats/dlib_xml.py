@@ -39,6 +39,7 @@ from xml.parsers import expat
 
 import numpy as np
 
+from facemark.data.formats._common import lookup_scheme
 from facemark.data.sample import Sample
 from facemark.data.schemes import LandmarkScheme, get_scheme, scheme_for_count
 from facemark.errors import ConfigError, DataError, raise_error
@@ -131,7 +132,7 @@ def read(path, *, scheme: str | LandmarkScheme | None = None, on_error=raise_err
         raise ConfigError(f"missing: expected 'error' or 'nan', got {missing!r}")
     if ignored not in ("drop", "keep"):
         raise ConfigError(f"ignored: expected 'drop' or 'keep', got {ignored!r}")
-    sch = _get_scheme(scheme)
+    sch = lookup_scheme(scheme)
     path = Path(path)
     root = parse_xml(path)
     if root.tag != "dataset":
@@ -253,10 +254,3 @@ def _number(path: Path, node: _Node, key: str) -> float:
     return value
 
 
-def _get_scheme(scheme) -> LandmarkScheme | None:
-    if scheme is None:
-        return None
-    try:
-        return get_scheme(scheme)
-    except KeyError as e:
-        raise ConfigError(f"scheme: {e.args[0]}") from None

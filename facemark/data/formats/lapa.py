@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facemark.data.formats._common import lookup_scheme
 from facemark.data.images import IMAGE_EXTENSIONS
 from facemark.data.sample import Sample
 from facemark.data.schemes import LandmarkScheme, get_scheme
@@ -31,11 +32,6 @@ DEFAULT_SCHEME = "lapa106"
 SPLITS = ("train", "val", "test")
 
 
-def _scheme(name) -> LandmarkScheme:
-    try:
-        return get_scheme(name or DEFAULT_SCHEME)
-    except KeyError as e:
-        raise ConfigError(f"scheme: {e.args[0]}") from None
 
 
 def _is_split_folder(path: Path) -> bool:
@@ -163,3 +159,7 @@ def read(path, *, scheme: str | None = None, on_error=raise_error,
             samples.append(Sample(image=str(image), landmarks=points, scheme=sch.name,
                                   attributes={"split": folder.name}, source=str(file)))
     return samples
+
+
+def _scheme(name) -> LandmarkScheme:
+    return lookup_scheme(name, DEFAULT_SCHEME)

@@ -24,7 +24,8 @@ import numpy as np
 
 from facemark.data.images import IMAGE_EXTENSIONS
 from facemark.data.sample import Sample
-from facemark.data.schemes import get_scheme, scheme_for_count
+from facemark.data.formats._common import lookup_scheme
+from facemark.data.schemes import scheme_for_count
 from facemark.errors import DataError, raise_error
 
 
@@ -118,11 +119,12 @@ def read(path, *, scheme: str | None = None, on_error=raise_error) -> list[Sampl
     root, entries = _entries(path, on_error)
     if not entries:
         raise DataError(path, "no .pts files found")
+    fixed = lookup_scheme(scheme)
     samples = []
     for pts_path, source in entries:
         try:
             pts = parse_pts(pts_path)
-            sch = get_scheme(scheme) if scheme else scheme_for_count(len(pts))
+            sch = fixed or scheme_for_count(len(pts))
             if sch is None:
                 raise DataError(pts_path, f"no landmark scheme has {len(pts)} points; pass scheme=")
             if len(pts) != sch.num_points:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facemark.data.formats._common import lookup_scheme
 from facemark.data.images import IMAGE_EXTENSIONS
 from facemark.data.sample import Sample
 from facemark.data.schemes import LandmarkScheme, get_scheme
@@ -47,11 +48,6 @@ MAIN_TEST_LIST = "list_98pt_rect_attr_test.txt"
 _SUBSET_NAME = re.compile(r"list_\d+pt_test_([a-z]+)\.txt$", re.IGNORECASE)
 
 
-def _scheme(name) -> LandmarkScheme:
-    try:
-        return get_scheme(name or DEFAULT_SCHEME)
-    except KeyError as e:
-        raise ConfigError(f"scheme: {e.args[0]}") from None
 
 
 def _is_number(text: str) -> bool:
@@ -239,3 +235,7 @@ def read(path, *, scheme: str | None = None, on_error=raise_error,
         samples.append(Sample(image=str(image), landmarks=rec["points"], scheme=sch.name,
                               box=box, attributes=attributes, source=f"{path}:{i + 1}"))
     return samples
+
+
+def _scheme(name) -> LandmarkScheme:
+    return lookup_scheme(name, DEFAULT_SCHEME)
