@@ -261,3 +261,19 @@ def test_unknown_scheme_and_wrong_point_count():
     with pytest.raises(ValueError, match="68 points, got 5"):
         Augment(get_scheme("300w68"), S)(np.zeros((S, S, 3), np.uint8), np.zeros((5, 2)),
                                          np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("tx,ty", [(0, 0), (7, -3), (-30, 30), (300, 0), (0, -256), (-255, 255)])
+def test_shift_flip_copy_equals_warp_affine(flip, tx, ty):
+    import cv2
+    from facemark.data.augment import _shift_flip_copy
+    img = np.random.default_rng(0).integers(0, 256, (S, S, 3), dtype=np.uint8)
+    m = np.array([[-1.0, 0.0, S - 1.0 + tx], [0.0, 1.0, ty]]) if flip else \
+        np.array([[1.0, 0.0, tx], [0.0, 1.0, ty]])
+    fast = _shift_flip_copy(img, m, S, 0)
+    ref = cv2.warpAffine(img, m, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=(0, 0, 0))
+    assert fast is not None and np.array_equal(fast, ref)
+    assert _shift_flip_copy(img, m + [[0, 0, 0.5], [0, 0, 0]], S, 0) is None
+    assert _shift_flip_copy(img, np.array([[1.0, 0.1, 0], [0, 1, 0]]), S, 0) is None

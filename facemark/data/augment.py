@@ -10,7 +10,7 @@ Step order (the PIPNet authors' order, with SepBN's extra steps in front of it):
 
 1. box-corner jitter (SepBN: the crop box's x1, y1, x2, y2 each move up to 15% of its side)
 2. scale about the crop centre
-3. shift, up to ``shift * size`` pixels on each axis (PIPNet: +-30 px of 256, p 0.5)
+3. shift by whole pixels, up to ``shift * size`` on each axis (PIPNet: +-30 px of 256, p 0.5)
 4. occlusion: one box of a random colour, each side up to ``occlusion_max`` of the crop
    (PIPNet: p 0.5, 0.4). It is drawn in the frame after step 3, so the later flip and
    rotation carry it along exactly as when it is painted before them (it becomes a
@@ -63,6 +63,30 @@ def _about_centre(linear: np.ndarray, size: int) -> np.ndarray:
     m[:2, :2] = linear
     m[:2, 2] = c - linear @ np.array([c, c])
     return m
+
+
+def _shift_flip_copy(image: np.ndarray, m: np.ndarray, size: int, fill: int) -> np.ndarray | None:
+    """The warp by slicing when ``m`` is a whole-pixel shift, optionally with a horizontal
+    flip (what ``cv2.warpAffine`` gives for such a matrix, several times faster); None
+    for any other matrix."""
+    a, b, tx = m[0]
+    c, d, ty = m[1]
+    if b != 0 or c != 0 or d != 1 or a not in (1, -1) or tx != round(tx) or ty != round(ty):
+        return None
+    h, w = image.shape[:2]
+    src = np.asarray(image)
+    tx, ty = int(round(tx)), int(round(ty))
+    if a == -1:                        # x' = tx - x  ==  shift of the mirrored image
+        src = cv2.flip(np.ascontiguousarray(src), 1)
+        tx -= w - 1
+    elif (tx, ty, w, h) == (0, 0, size, size):
+        return np.array(src, dtype=np.uint8, copy=True)
+    out = np.zeros((size, size, 3), np.uint8) if fill == 0 else np.full((size, size, 3), fill, np.uint8)
+    x0, x1 = max(0, tx), min(size, w + tx)
+    y0, y1 = max(0, ty), min(size, h + ty)
+    if x0 < x1 and y0 < y1:
+        out[y0:y1, x0:x1] = src[y0 - ty:y1 - ty, x0 - tx:x1 - tx]
+    return out
 
 
 @dataclass
@@ -220,7 +244,8 @@ class Augment:
             z = lo + (hi - lo) * u[_U_SCALE]
             pre = _about_centre(np.eye(2) * z, s) @ pre
         if self.shift > 0 and u[_U_SHIFT_P] < self.p_shift:
-            t = (2 * u[_U_SHIFT] - 1) * self.shift * s
+            # whole pixels, as the PIPNet code: without rotation the warp is then a plain copy
+            t = np.round((2 * u[_U_SHIFT] - 1) * self.shift * s)
             m = np.eye(3)
             m[:2, 2] = t
             pre = m @ pre
@@ -264,9 +289,8 @@ class Augment:
         """Apply drawn parameters: returns (uint8 (S, S, 3) image, float32 (N, 2) points or None)."""
         s = self.size
         m = params.matrix
-        if image.shape[:2] == (s, s) and np.array_equal(m, np.eye(2, 3)):
-            out = np.array(image, dtype=np.uint8, copy=True)
-        else:
+        out = _shift_flip_copy(image, m, s, self.border_value)
+        if out is None:
             out = cv2.warpAffine(np.asarray(image), m, (s, s), flags=cv2.INTER_LINEAR,
                                  borderMode=cv2.BORDER_CONSTANT,
                                  borderValue=(self.border_value,) * 3)
