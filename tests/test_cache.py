@@ -192,6 +192,16 @@ def test_interrupted_build_leaves_no_cache(tmp_path, samples, monkeypatch):
         CropCache.open(tmp_path / "c")
 
 
+def test_killed_build_leftovers_are_removed(tmp_path, samples):
+    dead = tmp_path / "c.tmp-2147483646"            # no such process
+    dead.mkdir()
+    (dead / "images.u8").write_bytes(b"half")
+    with pytest.raises(DataError, match="no meta.json"):
+        CropCache.open(dead)
+    build_cache(samples, tmp_path / "c", size=32, progress=False)
+    assert not dead.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["c", "img"]
+
+
 def test_half_written_folders_do_not_open(tmp_path, samples):
     good = tmp_path / "good"
     build_cache(samples, good, size=32, progress=False)

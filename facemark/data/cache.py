@@ -305,6 +305,7 @@ def build_cache(samples: Iterable[Sample], out_dir: str | Path, size: int = 256,
     decoded: dict[tuple, np.ndarray | DataError] = {}
     n_skipped_before = len(log.skipped)
 
+    _remove_stale_builds(out_dir)
     tmp = out_dir.parent / f"{out_dir.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -366,6 +367,23 @@ def build_cache(samples: Iterable[Sample], out_dir: str | Path, size: int = 256,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return CropCache.open(out_dir)
+
+
+def _remove_stale_builds(out_dir: Path) -> None:
+    """Delete ``<out>.tmp-<pid>`` folders left by builds whose process no longer runs
+    (killed with SIGKILL or a power cut: no ``finally`` ran). They never open as a cache."""
+    if not out_dir.parent.is_dir():
+        return
+    for tmp in out_dir.parent.glob(f"{out_dir.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid() or not tmp.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except (ProcessLookupError, OverflowError):
+            shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:                  # PermissionError: alive, owned by someone else
+            pass
 
 
 def _move_into_place(tmp: Path, out_dir: Path, overwrite: bool) -> None:

@@ -33,7 +33,9 @@ class LandmarkDataset(Dataset):
         image: float32 tensor (3, S, S), RGB in [0, 1]; S = ``augment.size`` or the cache size.
         landmarks: float32 tensor (N, 2), normalised crop coordinates ``(x + 0.5) / S``
             (0 where not annotated).
-        mask: bool tensor (N,), False where the landmark is not annotated.
+        mask: bool tensor (N,), False where the landmark is not annotated. A point that
+            augmentation moved outside the crop stays annotated (coordinates outside [0, 1]);
+            target encoders clamp it to the border cell, as the PIPNet code does.
         visible: bool tensor (N,), False where occluded or not annotated.
         index: int, the item's position in this dataset.
     """
