@@ -53,6 +53,10 @@ class _GlobalIndex(torch.utils.data.Dataset):
         item["index"] = i
         return item
 
+    def set_epoch(self, epoch: int) -> None:
+        for d in self.inner.datasets:
+            d.set_epoch(epoch)
+
 
 class LandmarkDataModule(L.LightningDataModule):
     """Train/val/test loaders over crop caches.
@@ -77,8 +81,11 @@ class LandmarkDataModule(L.LightningDataModule):
 
     def _caches(self, specs):
         caches = [open_or_build_cache(s, self.data, self.skip_log) for s in specs]
+        from facemark.data.schemes import get_scheme
+
+        wanted = get_scheme(self.data.scheme).name
         for spec, cache in zip(specs, caches):
-            if cache.scheme != self.data.scheme:
+            if cache.scheme != wanted:
                 raise ConfigError(f"dataset {spec} has scheme {cache.scheme!r} but data.scheme is "
                                   f"{self.data.scheme!r}")
         return caches
@@ -105,6 +112,7 @@ class LandmarkDataModule(L.LightningDataModule):
         if self.data.val:
             self.val_caches = self._caches(self.data.val)
             self.train_set = train_aug
+            self.train_augmented = train_aug
             self.val_set = _GlobalIndex([LandmarkDataset(c) for c in self.val_caches])
             self.train_names = names
         else:
@@ -113,10 +121,15 @@ class LandmarkDataModule(L.LightningDataModule):
             order = np.random.default_rng(self.seed).permutation(n)
             val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
             self.train_set = Subset(train_aug, train_idx.tolist())
+            self.train_augmented = train_aug
             self.val_set = Subset(train_plain, val_idx.tolist()) if n_val else None
             self.train_names = names
         self.test_set = _GlobalIndex([LandmarkDataset(c) for c in self._caches(self.data.test)]) \
             if self.data.test else None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Give the augmentation a new random stream each epoch (workers see it too)."""
+        self.train_augmented.set_epoch(epoch)
 
     def mean_face(self) -> np.ndarray:
         """(N, 2) mean of the training landmarks in normalised crop coordinates."""
@@ -135,6 +148,8 @@ class LandmarkDataModule(L.LightningDataModule):
                           pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
+        if self.trainer is not None:  # resumed runs: the first batches already use this epoch
+            self.set_epoch(self.trainer.current_epoch)
         return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self):

@@ -62,16 +62,29 @@ def build_model_config(cfg: TrainConfig, mean_face) -> dict:
     return model_config(model)
 
 
+class _EpochSeed:
+    """Lightning callback: tell the training data which epoch starts (fresh augmentation)."""
+
+    def __new__(cls, datamodule):
+        from lightning.pytorch.callbacks import Callback
+
+        class EpochSeed(Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                datamodule.set_epoch(trainer.current_epoch)
+
+        return EpochSeed()
+
+
 def _loggers(cfg: TrainConfig, run_dir: Path):
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     kind = cfg.trainer.logger
     out = []
     if kind in ("csv", "both"):
-        out.append(CSVLogger(run_dir, name="logs", version=""))
+        out.append(CSVLogger(run_dir, name="logs"))  # version_N: a resume never overwrites
     if kind in ("tensorboard", "both"):
         try:
-            out.append(TensorBoardLogger(run_dir, name="tb", version=""))
+            out.append(TensorBoardLogger(run_dir, name="tb"))
         except ModuleNotFoundError as e:
             raise ConfigError(f"trainer.logger={kind} needs tensorboard installed ({e})") from None
     return out or False
@@ -142,6 +155,7 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
         limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
         gradient_clip_val=t.gradient_clip_val, default_root_dir=run_dir,
         callbacks=[best_cb, last_cb, LearningRateMonitor("epoch"), TQDMProgressBar(),
+                   _EpochSeed(data),
                    *(callbacks or [])],
         enable_model_summary=False, deterministic=False,
     )

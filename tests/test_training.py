@@ -1,0 +1,123 @@
+"""End-to-end training on synthetic faces: fit, checkpoints, resume after a kill, NaN stop."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from synthetic import make_pts_dataset
+
+from facemark.cli import main
+from facemark.training.config import load_config
+from facemark.training.module import NonFiniteLossError
+from facemark.training.run import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(tmp_path: Path, **extra) -> Path:
+    data = make_pts_dataset(tmp_path / "faces", n=24)
+    text = f"""
+experiment: tiny
+data:
+  train: [pts:{data}]
+  val_fraction: 0.25
+  input_size: 64
+  cache_dir: {tmp_path / 'cache'}
+  num_workers: 0
+model:
+  name: pipnet
+  backbone: resnet18
+  net_stride: 32
+  num_nb: 4
+optim:
+  lr: 1.0e-3
+  epochs: {extra.get('epochs', 2)}
+  batch_size: 6
+  milestones: [1]
+trainer:
+  out_dir: {tmp_path / 'runs'}
+  accelerator: cpu
+  devices: 1
+  log_every_n_steps: 1
+"""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_train_writes_checkpoints_and_summary(tmp_path):
+    torch.set_num_threads(1)
+    cfg = load_config(tiny_config(tmp_path))
+    result = train(cfg)
+    run = tmp_path / "runs" / "tiny"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+    assert (run / "config.yaml").is_file() and (run / "summary.json").is_file()
+    assert result.epochs == 2
+    assert result.best_val_nme is not None and result.best_val_nme > 0
+    # The checkpoint rebuilds the model without the training config.
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["hyper_parameters"]["model_config"]["name"] == "pipnet"
+    assert ckpt["epoch"] == 1
+    # Running the same config again resumes; with no epochs left it ends at once.
+    again = train(cfg)
+    assert again.epochs == 2
+
+
+def test_resume_after_kill_continues_from_last_complete_epoch(tmp_path):
+    cfg_path = tiny_config(tmp_path, epochs=6)
+    last = tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt"
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "facemark", "train", str(cfg_path)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not last.is_file() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert last.is_file(), "no checkpoint appeared before the kill"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    assert done < 5, "the run finished before it could be killed"
+    seen = []
+
+    import lightning as L
+
+    class Record(L.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            seen.append(trainer.current_epoch)
+
+    result = train(load_config(cfg_path), callbacks=[Record()])
+    assert seen[0] == done + 1  # continues after the last complete epoch, not from zero
+    assert result.epochs == 6
+
+
+def test_nan_loss_stops_with_the_batch(tmp_path, monkeypatch):
+    cfg = load_config(tiny_config(tmp_path))
+    from facemark.models.model import LandmarkModel
+
+    original = LandmarkModel.loss
+
+    def bad_loss(self, outputs, targets):
+        total, parts = original(self, outputs, targets)
+        return total * float("nan"), parts
+
+    monkeypatch.setattr(LandmarkModel, "loss", bad_loss)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 0, batch 0 \(samples: face_"):
+        train(cfg)
+
+
+def test_cli_train_reports_config_errors(tmp_path, capsys):
+    cfg_path = tiny_config(tmp_path)
+    assert main(["train", str(cfg_path), "optim.lrr=1"]) == 2
+    assert "optim.lrr" in capsys.readouterr().err
+    assert main(["train", "no/such/config"]) == 2
