@@ -121,3 +121,36 @@ def test_cli_train_reports_config_errors(tmp_path, capsys):
     assert main(["train", str(cfg_path), "optim.lrr=1"]) == 2
     assert "optim.lrr" in capsys.readouterr().err
     assert main(["train", "no/such/config"]) == 2
+
+
+def test_evaluate_a_checkpoint_and_a_model_file(tmp_path, capsys):
+    torch.set_num_threads(1)
+    cfg = load_config(tiny_config(tmp_path, epochs=1))
+    train(cfg)
+    ckpt = tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt"
+    data = tmp_path / "faces"
+    out = tmp_path / "eval"
+    assert main(["evaluate", f"r18={ckpt}", "--data", str(data), "--out", str(out),
+                 "--flip-test"]) == 0
+    text = capsys.readouterr().out
+    assert "r18" in text
+    assert (out / "report.json").is_file() and (out / "ced.png").is_file()
+
+    from facemark.inference.model_file import load_model, save_model
+
+    model, info = load_model(ckpt)
+    assert info.crop_rule == "300w" and info.input_size == 64 and info.scheme == "300w68"
+    pt = save_model(model, info, tmp_path / "tiny.pt")
+    again, info2 = load_model(pt)
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.allclose(model.predict(x)[0], again.predict(x)[0])
+    # A model of another scheme is refused with a clear message.
+    bad = tmp_path / "bad.pt"
+    info2.scheme = "wflw98"
+    save_model(again, info2, bad)
+    assert main(["evaluate", str(bad), "--data", str(data)]) == 2
+    assert "scheme wflw98" in capsys.readouterr().err
+    # A broken file names itself.
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    assert main(["evaluate", str(tmp_path / "junk.pt"), "--data", str(data)]) == 2
+    assert "junk.pt" in capsys.readouterr().err

@@ -43,8 +43,11 @@ def register(subparsers) -> None:
     p.add_argument("--train", default=None, metavar="DATASET",
                    help="training dataset for the meanface source")
     p.add_argument("--train-format", default=None, help="format of --train")
-    p.add_argument("--crop-rule", default="300w",
-                   help="crop rule for the meanface source (facemark.data.crops.CROP_RULES)")
+    p.add_argument("--crop-rule", default=None,
+                   help="crop rule (facemark.data.crops.CROP_RULES); default: a model's own "
+                        "rule, 300w for meanface")
+    p.add_argument("--flip-test", action="store_true",
+                   help="for model sources: average with the prediction on the mirrored crop")
     p.add_argument("--subsets", default="auto",
                    choices=("auto", "none", "300w", "wflw", "300vw"),
                    help="which subset tables to report (default: guessed from the dataset)")
@@ -69,7 +72,7 @@ def run(args) -> int:
     from facemark.evaluation.report import evaluate
     from facemark.evaluation.sources import resolve_predictions
 
-    if args.crop_rule not in CROP_RULES:
+    if args.crop_rule is not None and args.crop_rule not in CROP_RULES:
         raise ConfigError(f"--crop-rule {args.crop_rule!r} is not a crop rule; known: "
                           f"{', '.join(CROP_RULES)}")
     if args.save_predictions and not args.out:
@@ -89,7 +92,7 @@ def run(args) -> int:
     for arg in args.sources:
         pset = resolve_predictions(arg, samples, train=args.train, train_format=args.train_format,
                                    crop_rule=args.crop_rule, skip_bad=log,
-                                   scheme=samples[0].scheme)
+                                   scheme=samples[0].scheme, flip_test=args.flip_test)
         name = pset.method or arg
         base, k = name, 2
         while name in sets:  # two sources with one name: keep both, numbered

@@ -6,6 +6,9 @@ The kinds of source live in the ``SOURCES`` registry, tried in order; the first 
 ``accepts(arg)`` is true resolves it. Built in:
 
 * ``file``: a ``.json`` or ``.csv`` prediction file (``docs/prediction-format.md``).
+* ``model``: a trained model, ``.ckpt`` (``facemark train``) or ``.pt`` (``facemark
+  export --format pt``); each face is cropped by the model's crop rule (or ``crop_rule``)
+  from its ground-truth landmarks or box, as the benchmarks do.
 * ``meanface``: the literal word ``meanface``; fits
   :class:`~facemark.evaluation.meanface.MeanFaceBaseline` on the ``train=`` dataset and
   predicts on the evaluated samples.
@@ -129,7 +132,7 @@ def _meanface_accepts(arg: str) -> bool:
 
 
 def _meanface_resolve(arg: str, samples, *, train=None, train_format: str | None = None,
-                      crop_rule: str = "300w", skip_bad: SkipLog | bool = False,
+                      crop_rule: str | None = None, skip_bad: SkipLog | bool = False,
                       **kw) -> PredictionSet:
     from facemark.data.formats import open_dataset
     from facemark.evaluation.meanface import MeanFaceBaseline
@@ -147,7 +150,7 @@ def _meanface_resolve(arg: str, samples, *, train=None, train_format: str | None
         labelled.append(s)
     train = labelled
     try:
-        model = MeanFaceBaseline(crop_rule=crop_rule).fit(train)
+        model = MeanFaceBaseline(crop_rule=crop_rule or "300w").fit(train)
     except KeyError as e:  # unknown crop rule
         raise ConfigError(f"--crop-rule: {e.args[0]}") from None
     except ValueError as e:
@@ -159,3 +162,36 @@ register_source(PredictionSource("file", _file_accepts, _file_resolve,
                                  "a .json or .csv prediction file"))
 register_source(PredictionSource("meanface", _meanface_accepts, _meanface_resolve,
                                  "the word 'meanface' (needs --train DATASET)"))
+
+
+def _model_accepts(arg: str) -> bool:
+    return Path(arg).suffix.lower() in (".ckpt", ".pt", ".pth")
+
+
+def _model_resolve(arg: str, samples, *, crop_rule: str | None = None,
+                   skip_bad: SkipLog | bool = False, scheme: str | None = None,
+                   flip_test: bool = False, batch_size: int = 32, **kw) -> PredictionSet:
+    from facemark.data.schemes import get_scheme
+    from facemark.inference.crop_predict import predict_samples
+    from facemark.inference.model_file import load_model
+
+    model, meta = load_model(arg)
+    wanted = get_scheme(scheme or (samples[0].scheme if len(samples) else meta.scheme)).name
+    if get_scheme(meta.scheme).name != wanted:
+        raise ConfigError(f"{arg}: the model predicts scheme {meta.scheme} but the dataset is "
+                          f"{wanted}; evaluate it on a {meta.scheme} dataset")
+    log = skip_bad if isinstance(skip_bad, SkipLog) else SkipLog(bool(skip_bad))
+    points, conf, ok = predict_samples(model, samples, crop_rule=crop_rule or meta.crop_rule,
+                                       input_size=meta.input_size, batch_size=batch_size,
+                                       flip_test=flip_test, on_error=log, progress=True)
+    kept = [s for s, good in zip(samples, ok) if good]
+    pset = PredictionSet.from_samples(kept, points[ok], method=Path(arg).stem,
+                                      scheme=meta.scheme, scores=conf[ok])
+    pset.info = {"model": str(arg), "crop_rule": crop_rule or meta.crop_rule,
+                 "input_size": meta.input_size, "flip_test": flip_test}
+    return pset
+
+
+register_source(PredictionSource("model", _model_accepts, _model_resolve,
+                                 "a trained model (.ckpt from facemark train, .pt)"),
+                before="file")

@@ -28,11 +28,13 @@ class LandmarkModule(L.LightningModule):
             mean face included), from which the model is built.
         scheme: landmark scheme name (validation NME uses its normaliser).
         optim: the ``optim`` section of the training config as a dict.
+        data_info: crop rule, input size and training sets, stored in checkpoints so a
+            checkpoint alone predicts (``facemark.inference.model_file.load_model``).
         sample_names: names of the training crops, to name the culprits of a NaN loss.
     """
 
     def __init__(self, model_config: dict[str, Any], scheme: str, optim: dict[str, Any],
-                 sample_names: list[str] | None = None):
+                 data_info: dict[str, Any] | None = None, sample_names: list[str] | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["sample_names"])
         from facemark.models.registry import model_from_config

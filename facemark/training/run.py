@@ -134,8 +134,10 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
                                                      sample_names=data.train_names)
     else:
         model_cfg = build_model_config(cfg, data.mean_face())
+        data_info = {"crop_rule": cfg.data.crop_rule, "input_size": cfg.data.input_size,
+                     "train": list(cfg.data.train), "experiment": cfg.experiment}
         module = LandmarkModule(model_cfg, cfg.data.scheme, cfg.to_dict()["optim"],
-                                sample_names=data.train_names)
+                                data_info=data_info, sample_names=data.train_names)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
 
