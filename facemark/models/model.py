@@ -76,12 +76,17 @@ class LandmarkModel(nn.Module):
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """``decode(forward(images))`` without gradients; any batch size."""
+        """``decode(forward(images))`` without gradients; any batch size.
+
+        Like any PyTorch module, call ``model.eval()`` first for inference (BatchNorm).
+        """
         return self.decode(self.forward(images))
 
     def predictor(self) -> "PredictModule":
-        """A module whose ``forward`` is ``predict``: the thing to export to ONNX."""
-        return PredictModule(self)
+        """A module whose ``forward`` is ``decode(forward(images))``: the thing to export to
+        ONNX. It starts in this model's train/eval mode (a fresh module would start in train
+        mode, and ``torch.onnx.export`` restores that mode on the model afterwards)."""
+        return PredictModule(self).train(self.training)
 
 
 class PredictModule(nn.Module):

@@ -72,6 +72,20 @@ def check_mean_face(mean_face: Any, num_points: int) -> np.ndarray:
     return arr
 
 
+def check_neighbour_args(num_points: int, num_nb: Any, mean_face: Any) -> np.ndarray | None:
+    """Validate ``num_nb`` and ``mean_face``; return the mean face as an array (or None)."""
+    if isinstance(num_nb, bool) or not isinstance(num_nb, (int, np.integer)) \
+            or not 0 <= num_nb < num_points:
+        raise ConfigError(f"num_nb: expected an integer in [0, {num_points - 1}] for "
+                          f"{num_points} landmarks, got {num_nb!r}")
+    if num_nb > 0 and mean_face is None:
+        raise ConfigError(f"mean_face: PIPNet with num_nb={num_nb} needs the mean face "
+                          f"(an ({num_points}, 2) array of the training landmarks' mean, "
+                          f"normalised to [0, 1]) to choose neighbours; pass mean_face=... "
+                          f"or use num_nb=0 (pipnet_nonrm)")
+    return None if mean_face is None else check_mean_face(mean_face, num_points)
+
+
 def _init_normal(module: nn.Module, std: float = 0.001) -> None:
     nn.init.normal_(module.weight, std=std)
     if module.bias is not None:
@@ -130,14 +144,7 @@ class PIPHead(LandmarkHead):
                  score_weight: float = 10.0, offset_weight: float = 1.0,
                  norm_layer: str | NormLayer | None = None):
         super().__init__()
-        if not isinstance(num_nb, (int, np.integer)) or not 0 <= num_nb < num_points:
-            raise ConfigError(f"num_nb: expected an integer in [0, {num_points - 1}] for "
-                              f"{num_points} landmarks, got {num_nb!r}")
-        if num_nb > 0 and mean_face is None:
-            raise ConfigError(f"mean_face: PIPNet with num_nb={num_nb} needs the mean face "
-                              f"(an ({num_points}, 2) array of the training landmarks' mean, "
-                              f"normalised to [0, 1]) to choose neighbours; pass mean_face=... "
-                              f"or use num_nb=0 (pipnet_nonrm)")
+        check_neighbour_args(num_points, num_nb, mean_face)
         self.num_points = num_points
         self.input_size = input_size
         self.net_stride = net_stride
@@ -272,10 +279,10 @@ def _create_pipnet(variant: str, *, num_points: int, input_size: int = 256,
                    offset_weight: float = 1.0, norm_layer: str | None = None,
                    **unknown: Any) -> LandmarkModel:
     reject_unknown(variant, unknown, _create_pipnet)
+    face = check_neighbour_args(num_points, num_nb, mean_face)      # before the slow part
     trunk = create_backbone(backbone, norm_layer=norm_layer)
     input_size = check_input_size(input_size, max(net_stride, trunk.stride), variant,
                                   f"net_stride {net_stride}, backbone stride {trunk.stride}")
-    face = None if mean_face is None else check_mean_face(mean_face, num_points)
     head = PIPHead(trunk.out_channels, trunk.stride, num_points=num_points,
                    input_size=input_size, net_stride=net_stride, num_nb=num_nb,
                    mean_face=face, score_weight=score_weight, offset_weight=offset_weight,
