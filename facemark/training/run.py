@@ -48,15 +48,17 @@ class TrainResult:
 def build_model_config(cfg: TrainConfig, mean_face) -> dict:
     """The model registry config for this experiment (mean face from the training data)."""
     from facemark.data.schemes import get_scheme
-    from facemark.models.registry import create_model, model_config
+    from facemark.models.registry import create_model, model_arguments, model_config
 
     m = cfg.model
     kwargs = dict(m.kwargs)
     kwargs.update(backbone=m.backbone, net_stride=m.net_stride, num_nb=m.num_nb,
                   backbone_weights=m.backbone_weights)
+    if "mean_face" in model_arguments(m.name):
+        kwargs["mean_face"] = mean_face
     try:
         model = create_model(m.name, num_points=get_scheme(cfg.data.scheme).num_points,
-                             input_size=cfg.data.input_size, mean_face=mean_face, **kwargs)
+                             input_size=cfg.data.input_size, **kwargs)
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"config section 'model': {e}") from None
     return model_config(model)
