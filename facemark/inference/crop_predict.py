@@ -40,37 +40,19 @@ def predict_crops(model, crops: np.ndarray, flip_test: bool = False, scheme=None
     return points, conf.float().cpu().numpy()
 
 
-def predict_samples(model, samples: Sequence, *, crop_rule: str, input_size: int,
-                    batch_size: int = 32, flip_test: bool = False, on_error=None,
-                    progress: bool = False, device: str = "cpu"):
-    """Landmarks for each sample, cropped by ``crop_rule`` from its landmarks or box.
+def iter_crops(samples: Sequence, *, crop_rule: str, input_size: int, batch_size: int = 32,
+               on_error=None, progress: bool = False):
+    """Batches of face crops cut by ``crop_rule`` from each sample's landmarks or box.
 
-    Returns:
-        (points (B, N, 2) image pixels, confidence (B, N), ok (B,) bool). A sample whose
-        image cannot be read is reported through ``on_error`` (raised when None) and gets
-        ``ok=False`` and NaN points.
+    Each image is decoded once (samples are visited grouped by image). Yields
+    ``(indices, crops uint8 (b, S, S, 3), matrices (b, 2, 3) image->crop)``. A sample whose
+    image cannot be read goes to ``on_error`` (raised when None) and is left out.
     """
     rule = get_crop_rule(crop_rule)
-    scheme = get_scheme(samples[0].scheme) if len(samples) else None
     n = len(samples)
-    num_points = model.num_points
-    points = np.full((n, num_points, 2), np.nan)
-    conf = np.zeros((n, num_points), dtype=np.float32)
-    ok = np.zeros(n, dtype=bool)
     order = sorted(range(n), key=lambda i: (samples[i].image, samples[i].frame or 0))
-    batch_idx, batch_crops, batch_inv = [], [], []
+    idx, crops, mats = [], [], []
     image_key, image = None, None
-
-    def flush():
-        if not batch_idx:
-            return
-        p, c = predict_crops(model, np.stack(batch_crops), flip_test, scheme, device)
-        for j, i in enumerate(batch_idx):
-            points[i] = transform_points(p[j], batch_inv[j])
-            conf[i] = c[j]
-            ok[i] = True
-        batch_idx.clear(), batch_crops.clear(), batch_inv.clear()
-
     bar = None
     if progress:
         from tqdm import tqdm
@@ -91,14 +73,41 @@ def predict_samples(model, samples: Sequence, *, crop_rule: str, input_size: int
             image_key = None
             continue
         matrix = box_to_affine(box, input_size)
-        batch_idx.append(i)
-        batch_crops.append(warp_image(image, matrix, input_size))
-        batch_inv.append(invert_affine(matrix))
-        if len(batch_idx) >= batch_size:
-            flush()
+        idx.append(i)
+        crops.append(warp_image(image, matrix, input_size))
+        mats.append(matrix)
         if bar is not None:
             bar.update(1)
-    flush()
+        if len(idx) >= batch_size:
+            yield list(idx), np.stack(crops), np.stack(mats)
+            idx, crops, mats = [], [], []
+    if idx:
+        yield list(idx), np.stack(crops), np.stack(mats)
     if bar is not None:
         bar.close()
+
+
+def predict_samples(model, samples: Sequence, *, crop_rule: str, input_size: int,
+                    batch_size: int = 32, flip_test: bool = False, on_error=None,
+                    progress: bool = False, device: str = "cpu"):
+    """Landmarks for each sample, cropped by ``crop_rule`` from its landmarks or box.
+
+    Returns:
+        (points (B, N, 2) image pixels, confidence (B, N), ok (B,) bool). A sample whose
+        image cannot be read is reported through ``on_error`` (raised when None) and gets
+        ``ok=False`` and NaN points.
+    """
+    scheme = get_scheme(samples[0].scheme) if len(samples) else None
+    n = len(samples)
+    points = np.full((n, model.num_points, 2), np.nan)
+    conf = np.zeros((n, model.num_points), dtype=np.float32)
+    ok = np.zeros(n, dtype=bool)
+    for idx, crops, mats in iter_crops(samples, crop_rule=crop_rule, input_size=input_size,
+                                       batch_size=batch_size, on_error=on_error,
+                                       progress=progress):
+        p, c = predict_crops(model, crops, flip_test, scheme, device)
+        for j, i in enumerate(idx):
+            points[i] = transform_points(p[j], invert_affine(mats[j]))
+            conf[i] = c[j]
+            ok[i] = True
     return points, conf, ok

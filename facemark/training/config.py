@@ -42,6 +42,7 @@ class DataConfig:
     augment: str = "pipnet"
     num_workers: int = 2
     skip_bad: bool = False
+    blank_images: bool = False  # train on plain black crops (the paper's implicit-prior test)
 
 
 @dataclass

@@ -42,8 +42,9 @@ def open_or_build_cache(spec: str, cfg: DataConfig, log: SkipLog | None = None):
 class _GlobalIndex(torch.utils.data.Dataset):
     """A ConcatDataset whose items carry their index in the concatenation (for messages)."""
 
-    def __init__(self, datasets):
+    def __init__(self, datasets, blank: bool = False):
         self.inner = ConcatDataset(datasets)
+        self.blank = blank
 
     def __len__(self) -> int:
         return len(self.inner)
@@ -51,6 +52,8 @@ class _GlobalIndex(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         item = dict(self.inner[i])
         item["index"] = i
+        if self.blank:  # same landmarks, no face: what a CNN learns from position alone
+            item["image"] = torch.zeros_like(item["image"])
         return item
 
     def set_epoch(self, epoch: int) -> None:
@@ -105,15 +108,17 @@ class LandmarkDataModule(L.LightningDataModule):
         augment = None if self.data.augment == "none" else \
             presets[self.data.augment](scheme, self.data.input_size)
         self.train_caches = self._caches(self.data.train)
+        blank = self.data.blank_images
         train_aug = _GlobalIndex([LandmarkDataset(c, augment=augment, seed=self.seed)
-                                  for c in self.train_caches])
-        train_plain = _GlobalIndex([LandmarkDataset(c, augment=None) for c in self.train_caches])
+                                  for c in self.train_caches], blank)
+        train_plain = _GlobalIndex([LandmarkDataset(c, augment=None) for c in self.train_caches],
+                                   blank)
         names = [Path(r["image"]).name for c in self.train_caches for r in c.records]
         if self.data.val:
             self.val_caches = self._caches(self.data.val)
             self.train_set = train_aug
             self.train_augmented = train_aug
-            self.val_set = _GlobalIndex([LandmarkDataset(c) for c in self.val_caches])
+            self.val_set = _GlobalIndex([LandmarkDataset(c) for c in self.val_caches], blank)
             self.train_names = names
         else:
             n = len(train_aug)

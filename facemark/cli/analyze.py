@@ -1,0 +1,143 @@
+"""``facemark analyze``: the PIPNet paper's analyses on trained models.
+
+    facemark analyze grid s16=a.ckpt s32=b.ckpt s64=c.ckpt --data DATASET --out DIR   # Fig. 7
+    facemark analyze heads pip=a.ckpt coord=b.ckpt map=c.ckpt --data DATASET --out DIR # Fig. 12
+    facemark analyze prior a.ckpt [--images DIR] --out DIR                              # Fig. 9
+
+Each prints a table and writes it as Markdown plus a PNG into --out.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("analyze", help="the paper's analyses: grid accuracy, heads, implicit prior",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, helptext in (("grid", "grid-classification accuracy of score maps vs stride"),
+                           ("heads", "NME and Point-Var of several models on one test set")):
+        a = actions.add_parser(name, help=helptext)
+        a.add_argument("models", nargs="+", metavar="[NAME=]MODEL", help=".ckpt or .pt files")
+        a.add_argument("--data", required=True, help="labelled test dataset (path or FORMAT:PATH)")
+        a.add_argument("--out", default=None, help="folder for the table (.md) and figure (.png)")
+        a.add_argument("--skip-bad", action="store_true")
+        a.set_defaults(handler=run_grid if name == "grid" else run_heads)
+    a = actions.add_parser("prior", help="predictions on images without faces (implicit prior)")
+    a.add_argument("models", nargs="+", metavar="[NAME=]MODEL")
+    a.add_argument("--images", default=None, help="folder of face-free pictures to add")
+    a.add_argument("--out", default=None)
+    a.set_defaults(handler=run_prior)
+
+
+def _models(args):
+    from facemark.evaluation.sources import split_named
+    from facemark.inference.model_file import load_model
+
+    out = {}
+    for arg in args.models:
+        name, path = split_named(arg)
+        out[name or Path(path).stem] = load_model(path)
+    return out
+
+
+def _samples(args):
+    from facemark.data.formats import open_dataset
+    from facemark.errors import ConfigError, SkipLog
+
+    log = SkipLog(args.skip_bad)
+    samples = [s for s in open_dataset(args.data, skip_bad=log) if s.landmarks is not None]
+    if not samples:
+        raise ConfigError(f"--data {args.data}: no annotated faces")
+    return samples, log
+
+
+def _write(args, stem: str, markdown: str, plot) -> None:
+    print(markdown)
+    if args.out:
+        import os
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / f".{stem}.md.tmp-{os.getpid()}"
+        tmp.write_text(markdown + "\n")
+        os.replace(tmp, out / f"{stem}.md")
+        plot(out / f"{stem}.png")
+        print(f"wrote {out / (stem + '.md')} and {out / (stem + '.png')}")
+
+
+def run_grid(args) -> int:
+    from facemark.errors import ConfigError
+    from facemark.evaluation.analyses import grid_accuracy
+
+    models = _models(args)
+    samples, log = _samples(args)
+    rows = []
+    for name, (model, info) in models.items():
+        try:
+            acc = grid_accuracy(model, samples, crop_rule=info.crop_rule,
+                                input_size=info.input_size, on_error=log)
+        except ValueError as e:
+            raise ConfigError(f"{name}: {e}") from None
+        stride = info.model_config.get("net_stride")
+        rows.append((name, stride, acc))
+    md = "\n".join(["| model | net stride | grid accuracy % |", "|---|---:|---:|"]
+                   + [f"| {n} | {s} | {100 * a:.2f} |" for n, s, a in rows])
+
+    def plot(path):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from facemark.evaluation.plots import _save
+
+        fig, ax = plt.subplots(figsize=(4.5, 3.2))
+        ax.plot(range(len(rows)), [100 * a for _, _, a in rows], "o-")
+        ax.set_xticks(range(len(rows)), [f"{n}\n(stride {s})" for n, s, _ in rows], fontsize=8)
+        ax.set_ylabel("grid classification accuracy (%)")
+        fig.tight_layout()
+        _save(fig, path)
+
+    _write(args, "grid_accuracy", md, plot)
+    if log.skipped:
+        print(log.summary())
+    return 0
+
+
+def run_heads(args) -> int:
+    from facemark.evaluation.analyses import compare_heads
+
+    models = _models(args)
+    samples, log = _samples(args)
+    result = compare_heads(models, samples, on_error=log)
+    _write(args, "heads", result.to_markdown(), result.plot)
+    if log.skipped:
+        print(log.summary())
+    return 0
+
+
+def run_prior(args) -> int:
+    import numpy as np
+
+    from facemark.evaluation.analyses import implicit_prior, plot_prior, probe_images
+
+    models = _models(args)
+    lines = ["| model | image | distance to mean face (% of its eye distance) |", "|---|---|---:|"]
+    plots = []
+    for name, (model, info) in models.items():
+        images = probe_images(info.input_size, args.images)
+        results = implicit_prior(model, info, images)
+        mean = info.model_config.get("mean_face")
+        for img, (_, dist) in results.items():
+            lines.append(f"| {name} | {img} | {'n/a' if np.isnan(dist) else f'{100 * dist:.2f}'} |")
+        plots.append((name, results, images, mean))
+
+    def plot(path):
+        for name, results, images, mean in plots:
+            target = path if len(plots) == 1 else path.with_name(f"{path.stem}_{name}.png")
+            plot_prior(results, images, target, mean)
+
+    _write(args, "implicit_prior", "\n".join(lines), plot)
+    return 0

@@ -1,0 +1,196 @@
+"""The PIPNet paper's analyses, on trained models.
+
+* :func:`grid_accuracy` (paper Fig. 7): how often the heatmap's peak cell is the cell that
+  holds the true landmark, for heads with a score map (PIPNet) or heatmap (MapNet, G-RMI).
+  Coarser grids (larger net stride) make this classification easier.
+* :func:`compare_heads` (paper Fig. 12): NME and Point-Var of several models on one test set.
+* :func:`implicit_prior` (paper Fig. 9, Sec. 3.4): what a model predicts on images with no
+  face at all (plain black, grey, noise, or any non-face pictures): a model that has learnt
+  where landmarks usually are returns something close to the training mean face. The
+  distance to the mean face, in units of its own inter-ocular distance (or the scheme's
+  normaliser), measures that prior.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from facemark.data.crops import transform_points
+from facemark.data.schemes import get_scheme
+from facemark.evaluation.plots import _save
+
+
+def _score_map(outputs: dict) -> torch.Tensor | None:
+    for key in ("score", "heatmap"):
+        if key in outputs:
+            return outputs[key]
+    return None
+
+
+def grid_accuracy(model, samples: Sequence, *, crop_rule: str, input_size: int,
+                  batch_size: int = 32, on_error=None) -> float:
+    """Fraction of annotated landmarks whose peak cell is the ground-truth cell.
+
+    The ground-truth cell of a landmark at normalised crop position x is ``floor(x * W)``
+    clamped to the grid (the PIP encoding); a landmark outside the crop counts in its
+    border cell. Raises ValueError for a head without a score map (CoordNet).
+    """
+    from facemark.inference.crop_predict import iter_crops
+    from facemark.models.heads.base import argmax_cells
+
+    hits, total = 0, 0
+    for idx, crops, mats in iter_crops(samples, crop_rule=crop_rule, input_size=input_size,
+                                       batch_size=batch_size, on_error=on_error):
+        x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
+        with torch.no_grad():
+            maps = _score_map(model(x))
+        if maps is None:
+            raise ValueError("grid accuracy needs a head with a score map or heatmap "
+                             "(PIPNet, MapNet, G-RMI), not a coordinate regressor")
+        _, row, col, _ = argmax_cells(maps)
+        h, w = maps.shape[2:]
+        for j, i in enumerate(idx):
+            gt = transform_points(samples[i].landmarks, mats[j])        # crop pixels
+            norm = (gt + 0.5) / input_size
+            ok = np.isfinite(norm).all(axis=1)
+            gx = np.clip(np.floor(norm[ok, 0] * w), 0, w - 1)
+            gy = np.clip(np.floor(norm[ok, 1] * h), 0, h - 1)
+            hits += int(((col[j].numpy()[ok] == gx) & (row[j].numpy()[ok] == gy)).sum())
+            total += int(ok.sum())
+    if total == 0:
+        raise ValueError("no annotated landmarks to score")
+    return hits / total
+
+
+@dataclass
+class HeadComparison:
+    """NME and Point-Var per model (fractions; multiply by 100 for %)."""
+
+    names: list[str]
+    nme: list[float]
+    point_var: list[float]
+    fr: list[float] = field(default_factory=list)
+
+    def to_markdown(self) -> str:
+        rows = ["| model | NME % | FR@0.1 % | Point-Var (e-3) |", "|---|---:|---:|---:|"]
+        for i, n in enumerate(self.names):
+            rows.append(f"| {n} | {100 * self.nme[i]:.2f} | {100 * self.fr[i]:.2f} | "
+                        f"{1000 * self.point_var[i]:.3f} |")
+        return "\n".join(rows)
+
+    def plot(self, path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(4 + 0.9 * len(self.names), 3.6))
+        for ax, values, title in ((axes[0], 100 * np.array(self.nme), "NME (%)"),
+                                  (axes[1], 1000 * np.array(self.point_var), "Point-Var (x1e-3)")):
+            bars = ax.bar(range(len(values)), values, color="#4c72b0")
+            ax.set_xticks(range(len(values)), self.names, rotation=30, ha="right")
+            ax.set_title(title)
+            ax.bar_label(bars, fmt="%.2f", fontsize=8)
+        fig.tight_layout()
+        _save(fig, path)
+
+
+def compare_heads(models: dict, samples: Sequence, *, batch_size: int = 32,
+                  on_error=None) -> HeadComparison:
+    """Evaluate several loaded models ``{name: (model, ModelInfo)}`` on the same faces."""
+    from facemark.evaluation.metrics import nme, point_var, summarize
+    from facemark.inference.crop_predict import predict_samples
+
+    gt = np.stack([s.landmarks for s in samples]).astype(np.float64)
+    scheme = get_scheme(samples[0].scheme)
+    out = HeadComparison([], [], [], [])
+    for name, (model, info) in models.items():
+        points, _, ok = predict_samples(model, samples, crop_rule=info.crop_rule,
+                                        input_size=info.input_size, batch_size=batch_size,
+                                        on_error=on_error)
+        errors = nme(points[ok], gt[ok], scheme)
+        stats = summarize(errors)
+        out.names.append(name)
+        out.nme.append(float(stats["nme"]))
+        out.fr.append(float(stats["fr"]))
+        out.point_var.append(float(np.nanmean(point_var(points[ok], gt[ok], scheme))))
+    return out
+
+
+def probe_images(size: int, folder=None, limit: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """Face-free test images (RGB uint8, size x size): black, grey, noise, and ``folder``'s
+    pictures resized (e.g. any photos without faces)."""
+    rng = np.random.default_rng(seed)
+    images = {"black": np.zeros((size, size, 3), np.uint8),
+              "grey": np.full((size, size, 3), 128, np.uint8),
+              "noise": rng.integers(0, 256, (size, size, 3), dtype=np.uint8)}
+    if folder is not None:
+        import cv2
+
+        from facemark.data.images import list_images, read_image
+
+        for path in list_images(folder)[:limit]:
+            images[path.stem] = cv2.resize(read_image(path), (size, size),
+                                           interpolation=cv2.INTER_AREA)
+    return images
+
+
+def implicit_prior(model, info, images: dict[str, np.ndarray], mean_face: np.ndarray | None = None):
+    """Predictions on face-free images and their distance to the mean face.
+
+    Args:
+        model: a loaded LandmarkModel.
+        info: its ModelInfo (scheme, input_size).
+        images: name -> RGB uint8 (S, S, 3) crops (see :func:`probe_images`).
+        mean_face: (N, 2) normalised mean face; by default the model's own (PIPNet keeps it).
+
+    Returns:
+        dict name -> (points (N, 2) normalised, distance to the mean face in units of the
+        mean face's own normalising distance, or NaN when no mean face is known).
+    """
+    from facemark.evaluation.metrics import nme
+
+    scheme = get_scheme(info.scheme)
+    if mean_face is None:
+        mean_face = (info.model_config or {}).get("mean_face")
+    mean = None if mean_face is None else np.asarray(mean_face, dtype=np.float64)
+    batch = np.stack(list(images.values()))
+    x = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255
+    points, _ = model.predict(x)
+    points = points.numpy().astype(np.float64)
+    out = {}
+    for name, p in zip(images, points):
+        dist = float("nan") if mean is None else float(nme(p[None], mean[None], scheme)[0])
+        out[name] = (p, dist)
+    return out
+
+
+def plot_prior(results: dict, images: dict[str, np.ndarray], path, mean_face=None) -> None:
+    """A row of the probe images with the predicted landmarks (and the mean face) drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(results)
+    fig, axes = plt.subplots(1, n, figsize=(2.4 * n, 2.8))
+    axes = np.atleast_1d(axes)
+    for ax, (name, (p, dist)) in zip(axes, results.items()):
+        img = images[name]
+        s = img.shape[0]
+        ax.imshow(img)
+        if mean_face is not None:
+            m = np.asarray(mean_face) * s - 0.5
+            ax.scatter(m[:, 0], m[:, 1], s=6, c="#55a868", label="mean face")
+        q = p * s - 0.5
+        ax.scatter(q[:, 0], q[:, 1], s=6, c="#c44e52", label="prediction")
+        ax.set_title(f"{name}\n{'' if np.isnan(dist) else f'{100 * dist:.1f}% from mean'}",
+                     fontsize=9)
+        ax.set_axis_off()
+    axes[0].legend(loc="lower left", fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
