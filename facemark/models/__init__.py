@@ -9,11 +9,11 @@ from facemark.models.backbones import (
 from facemark.models.heads import CoordHead, GRMIHead, LandmarkHead, MapHead, PIPHead
 from facemark.models.model import IMAGENET_MEAN, IMAGENET_STD, LandmarkModel, PredictModule
 from facemark.models.registry import (
-    create_model, list_models, model_config, model_from_config, register_model)
+    create_model, list_models, model_arguments, model_config, model_from_config, register_model)
 
 __all__ = [
     "CoordHead", "GRMIHead", "IMAGENET_MEAN", "IMAGENET_STD", "LandmarkHead", "LandmarkModel",
     "MapHead", "PIPHead", "PredictModule", "create_backbone", "create_model", "list_backbones",
-    "list_models", "load_backbone_weights", "model_config", "model_from_config",
+    "list_models", "load_backbone_weights", "model_arguments", "model_config", "model_from_config",
     "register_model", "register_norm_layer",
 ]

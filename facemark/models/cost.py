@@ -98,7 +98,7 @@ def cost_table(models: Iterable[str | tuple[str, dict[str, Any]]], *, num_points
             ``stand_in_mean_face`` (the cost is the same).
     """
     rows = ["| Model | Backbone | Params (M) | GFLOPs | GMACs | Latency ms (median, "
-            f"{threads} threads) | FPS |",
+            f"{threads} thread{'s' if threads != 1 else ''}) | FPS |",
             "|---|---|---:|---:|---:|---:|---:|"]
     for entry in models:
         name, kwargs = (entry, {}) if isinstance(entry, str) else (entry[0], dict(entry[1]))

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from facemark.models.backbones.base import Backbone
-from facemark.models.heads.base import LandmarkHead
+from facemark.models.heads.base import LandmarkHead, TensorDict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -66,7 +66,7 @@ class LandmarkModel(nn.Module):
         """Training targets for landmarks (B, N, 2) in [0, 1]; mask (B, N) bool (None: all)."""
         return self.head.encode(landmarks, mask)
 
-    def loss(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, outputs: TensorDict, targets: TensorDict) -> tuple[Tensor, TensorDict]:
         """(total scalar, weighted parts by name); missing points contribute nothing."""
         return self.head.loss(outputs, targets)
 

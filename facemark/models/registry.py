@@ -16,6 +16,7 @@ import difflib
 import fnmatch
 import inspect
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +47,22 @@ def list_models(pattern: str | None = None) -> list[str]:
     _load_families()
     names = sorted(_MODELS)
     return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+
+
+def model_arguments(name: str) -> list[str]:
+    """Keyword arguments ``create_model(name, ...)`` accepts, e.g. to pass ``mean_face``
+    only to the models that use it (PIPNet with neighbours).
+
+    Each family module names its builder ``BUILDER``; its keyword-only parameters are the
+    arguments of every variant in that family.
+    """
+    _load_families()
+    if name not in _MODELS:
+        raise ConfigError(f"model: unknown name {name!r}{_closest(name, list(_MODELS))} "
+                          f"(known: {', '.join(sorted(_MODELS))})")
+    builder = getattr(sys.modules[_MODELS[name].__module__], "BUILDER")
+    return [p.name for p in inspect.signature(builder).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
 def _closest(name: str, names: list[str]) -> str:

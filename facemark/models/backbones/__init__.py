@@ -19,7 +19,8 @@ import torch
 from facemark.errors import ConfigError, DataError
 from facemark.models.backbones.base import (
     NORM_LAYERS, Backbone, NormLayer, register_norm_layer, resolve_norm_layer)
-from facemark.models.backbones.mobilenet import MobileNetV2, MobileNetV3Large, mobilenet_v2, mobilenet_v3_large
+from facemark.models.backbones.mobilenet import (
+    MobileNetV2, MobileNetV3Large, mobilenet_v2, mobilenet_v3_large)
 from facemark.models.backbones.resnet import ResNet, resnet18, resnet50, resnet101, resnext50_32x4d
 from facemark.models.backbones.vanilla import VanillaCNN, vanilla
 

@@ -114,7 +114,9 @@ class ResNet(Backbone):
         self.dilation = 1
         self.groups = groups
         self.base_width = width_per_group
-        dilate = {32: (False, False, False), 16: (False, False, True), 8: (False, True, True)}[output_stride]
+        # replace_stride_with_dilation for layer2..layer4
+        dilate = {32: (False, False, False), 16: (False, False, True),
+                  8: (False, True, True)}[output_stride]
 
         self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = self._norm_layer(self.inplanes)

@@ -21,6 +21,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+TensorDict = dict[str, Tensor]
+"""Named tensors: a head's outputs, its targets, or its loss parts."""
+
 
 class LandmarkHead(nn.Module):
     """Base class. Subclasses set ``num_points`` and ``input_size`` and implement the codec."""
@@ -31,7 +34,7 @@ class LandmarkHead(nn.Module):
     def encode(self, landmarks: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
         raise NotImplementedError
 
-    def loss(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, outputs: TensorDict, targets: TensorDict) -> tuple[Tensor, TensorDict]:
         raise NotImplementedError
 
     def decode(self, outputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from facemark.errors import ConfigError
 from facemark.models.backbones import create_backbone
-from facemark.models.heads.base import LandmarkHead, masked_mean
+from facemark.models.heads.base import LandmarkHead, TensorDict, masked_mean
 from facemark.models.model import LandmarkModel
 from facemark.models.registry import check_input_size, register_model, reject_unknown
 
@@ -86,7 +86,7 @@ class CoordHead(LandmarkHead):
         landmarks, mask = self.check_landmarks(landmarks, mask)
         return {"coords": landmarks, "mask": mask}
 
-    def loss(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, outputs: TensorDict, targets: TensorDict) -> tuple[Tensor, TensorDict]:
         """``coord``: L1 over annotated points' coordinates (mean), times ``coord_weight``."""
         err = (outputs["coords"] - targets["coords"]).abs()
         parts = {"coord": self.coord_weight * masked_mean(err, targets["mask"][..., None])}
@@ -115,6 +115,9 @@ def _create_coordnet(variant: str, *, num_points: int, input_size: int = 256,
                         activation=activation, coord_weight=coord_weight,
                         norm_layer=norm_layer)
     return model
+
+
+BUILDER = _create_coordnet  # the family's arguments (registry.model_arguments)
 
 
 @register_model

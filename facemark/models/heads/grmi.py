@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from facemark.errors import ConfigError
 from facemark.models.backbones import create_backbone
 from facemark.models.heads.base import (
-    LandmarkHead, argmax_cells, check_same_grid, gather_cells, masked_mean)
+    LandmarkHead, TensorDict, argmax_cells, check_same_grid, gather_cells, masked_mean)
 from facemark.models.model import LandmarkModel
 from facemark.models.registry import check_input_size, register_model, reject_unknown
 
@@ -94,7 +94,7 @@ class GRMIHead(LandmarkHead):
                 "offset_y": (dy / r).expand(b, n, h, w).contiguous(),
                 "mask": mask}
 
-    def loss(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, outputs: TensorDict, targets: TensorDict) -> tuple[Tensor, TensorDict]:
         """Weighted parts ``heatmap`` (BCE, all cells) and ``offset`` (smooth L1, in disks)."""
         check_same_grid("GRMIHead.loss", outputs["heatmap"], targets["heatmap"])
         mask = targets["mask"]
@@ -135,6 +135,9 @@ def _create_grmi(variant: str, *, num_points: int, input_size: int = 256,
                         heatmap_weight=heatmap_weight, offset_weight=offset_weight,
                         norm_layer=norm_layer)
     return model
+
+
+BUILDER = _create_grmi  # the family's arguments (registry.model_arguments)
 
 
 @register_model

@@ -26,7 +26,8 @@ from torch import Tensor, nn
 from facemark.errors import ConfigError
 from facemark.models.backbones import create_backbone
 from facemark.models.backbones.base import NormLayer, resolve_norm_layer
-from facemark.models.heads.base import LandmarkHead, argmax_cells, check_same_grid, masked_mean
+from facemark.models.heads.base import (
+    LandmarkHead, TensorDict, argmax_cells, check_same_grid, masked_mean)
 from facemark.models.heads.pip import resample_layers
 from facemark.models.model import LandmarkModel
 from facemark.models.registry import check_input_size, register_model, reject_unknown
@@ -88,7 +89,7 @@ class MapHead(LandmarkHead):
         heat = torch.exp(-(dy2[..., :, None] + dx2[..., None, :]) / (2 * self.sigma ** 2))
         return {"heatmap": heat * mask[..., None, None], "mask": mask}
 
-    def loss(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, outputs: TensorDict, targets: TensorDict) -> tuple[Tensor, TensorDict]:
         """``heatmap``: MSE over all cells of annotated landmarks, times ``heatmap_weight``."""
         check_same_grid("MapHead.loss", outputs["heatmap"], targets["heatmap"])
         se = (outputs["heatmap"] - targets["heatmap"]).pow(2).mean(dim=(2, 3))
@@ -134,6 +135,9 @@ def _create_mapnet(variant: str, *, num_points: int, input_size: int = 256,
                         deconv_channels=deconv_channels, heatmap_weight=heatmap_weight,
                         norm_layer=norm_layer)
     return model
+
+
+BUILDER = _create_mapnet  # the family's arguments (registry.model_arguments)
 
 
 @register_model

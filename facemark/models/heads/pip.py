@@ -34,7 +34,7 @@ from facemark.errors import ConfigError
 from facemark.models.backbones import create_backbone
 from facemark.models.backbones.base import NormLayer, resolve_norm_layer
 from facemark.models.heads.base import (
-    LandmarkHead, argmax_cells, check_same_grid, gather_cells, masked_mean)
+    LandmarkHead, TensorDict, argmax_cells, check_same_grid, gather_cells, masked_mean)
 from facemark.models.model import LandmarkModel
 from facemark.models.registry import check_input_size, register_model, reject_unknown
 
@@ -144,7 +144,7 @@ class PIPHead(LandmarkHead):
                  score_weight: float = 10.0, offset_weight: float = 1.0,
                  norm_layer: str | NormLayer | None = None):
         super().__init__()
-        check_neighbour_args(num_points, num_nb, mean_face)
+        face = check_neighbour_args(num_points, num_nb, mean_face)
         self.num_points = num_points
         self.input_size = input_size
         self.net_stride = net_stride
@@ -163,7 +163,6 @@ class PIPHead(LandmarkHead):
             self.nb_x_layer = nn.Conv2d(ch, self.num_nb * num_points, kernel_size=1)
             self.nb_y_layer = nn.Conv2d(ch, self.num_nb * num_points, kernel_size=1)
             layers += [self.nb_x_layer, self.nb_y_layer]
-            face = check_mean_face(mean_face, num_points)
             nb = neighbour_indices(face, self.num_nb)
         else:
             nb = np.zeros((num_points, 0), dtype=np.int64)
@@ -216,14 +215,14 @@ class PIPHead(LandmarkHead):
         targets["nb_mask"] = mask[:, nb] & mask[..., None]
         return targets
 
-    def loss(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, outputs: TensorDict, targets: TensorDict) -> tuple[Tensor, TensorDict]:
         """Weighted parts ``score``, ``offset`` and (with NRM) ``neighbour``; see module doc."""
         check_same_grid("PIPHead.loss", outputs["score"], targets["score"])
         mask, cell = targets["mask"], targets["cell"]
         se = (outputs["score"] - targets["score"]).pow(2).mean(dim=(2, 3))      # (B, N)
         parts = {"score": self.score_weight * masked_mean(se, mask)}
-        off = sum(masked_mean((gather_cells(outputs[k], cell) - gather_cells(targets[k], cell)).abs(), mask)
-                  for k in ("offset_x", "offset_y"))
+        off = sum(masked_mean((gather_cells(outputs[k], cell) - gather_cells(targets[k], cell)).abs(),
+                              mask) for k in ("offset_x", "offset_y"))
         parts["offset"] = self.offset_weight * off
         if self.num_nb:
             b, n = mask.shape
@@ -293,6 +292,9 @@ def _create_pipnet(variant: str, *, num_points: int, input_size: int = 256,
                         mean_face=face, score_weight=score_weight,
                         offset_weight=offset_weight, norm_layer=norm_layer)
     return model
+
+
+BUILDER = _create_pipnet  # the family's arguments (registry.model_arguments)
 
 
 @register_model
