@@ -68,3 +68,20 @@ def test_parse_override_reads_yaml_values():
     assert parse_override("a.b=null") == ("a.b", None)
     with pytest.raises(ConfigError):
         parse_override("novalue")
+
+
+def test_output_folders_follow_the_config_file(tmp_path):
+    sub = tmp_path / "exp"
+    sub.mkdir()
+    cfg = load_config(write(sub, "data:\n  train: [x]\n  cache_dir: c\ntrainer:\n  out_dir: ../r\n"))
+    assert cfg.data.cache_dir == str((sub / "c").resolve())
+    assert cfg.trainer.out_dir == str((tmp_path / "r").resolve())
+
+
+def test_bundled_configs_put_outputs_in_the_working_directory(tmp_path, monkeypatch):
+    from facemark.configs import resolve_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(resolve_config("300w/pipnet_r18"), check=False)
+    assert cfg.data.cache_dir == str(tmp_path / "cache")
+    assert cfg.trainer.out_dir == str(tmp_path / "runs")

@@ -241,8 +241,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
                 check: bool = True) -> TrainConfig:
     """Read a YAML config (or the defaults when ``path`` is None) and apply overrides.
 
-    Dataset paths are made absolute relative to the config file, so a run works from any
-    directory. Raises ConfigError for unknown keys, wrong types and out-of-range values.
+    Relative paths (datasets, ``data.cache_dir``, ``trainer.out_dir``) are taken relative to
+    the config file, so a run works from any directory; for the configs bundled with
+    facemark they are relative to the current directory instead. Raises ConfigError for unknown keys, wrong types and out-of-range values.
     """
     tree: dict[str, Any] = {}
     base = Path.cwd()
@@ -257,15 +258,24 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             where = f"{path}:{mark.line + 1}" if mark else str(path)
             raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
         base = path.resolve().parent
+        if _is_bundled(path):  # package configs: data via $FACEMARK_DATA, outputs in the cwd
+            base = Path.cwd()
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(tree, key, value)
     cfg = _fill(TrainConfig, tree, "")
     for name in ("train", "val", "test", "unlabelled"):
         setattr(cfg.data, name, [_resolve(s, base) for s in getattr(cfg.data, name)])
+    cfg.data.cache_dir = str(_resolve(cfg.data.cache_dir, base))
+    cfg.trainer.out_dir = str(_resolve(cfg.trainer.out_dir, base))
     if check:
         _check_ranges(cfg)
     return cfg
+
+
+def _is_bundled(path: Path) -> bool:
+    package = Path(__file__).resolve().parents[1] / "configs"
+    return package in path.resolve().parents
 
 
 def _resolve(spec: str, base: Path) -> str:
