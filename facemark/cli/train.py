@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     resume = args.resume or (None if args.restart else "auto")
     result = train(cfg, resume=resume, overwrite=args.restart)
-    print()
-    print(result.table())
+    if result.is_global_zero:
+        print()
+        print(result.table())
     return 0

@@ -33,6 +33,7 @@ class TrainResult:
     best_val_nme: float | None
     epochs: int
     seconds: float
+    is_global_zero: bool = True  # False on the other processes of a DDP run
 
     def table(self) -> str:
         rows = [("run", str(self.run_dir)),
@@ -171,9 +172,11 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
         best_checkpoint=Path(best_cb.best_model_path) if best_cb.best_model_path else None,
         last_checkpoint=last if last.is_file() else None,
         best_val_nme=None if best_score is None else float(best_score),
-        epochs=trainer.current_epoch, seconds=time.time() - start)
+        epochs=trainer.current_epoch, seconds=time.time() - start,
+        is_global_zero=trainer.is_global_zero)
     if trainer.is_global_zero:
-        summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(result).items()}
+        summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(result).items()
+                   if k != "is_global_zero"}
         summary["skipped"] = [str(e) for e in data.skip_log.skipped]
         tmp = run_dir / f"summary.json.tmp-{os.getpid()}"
         tmp.write_text(json.dumps(summary, indent=2))
