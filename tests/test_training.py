@@ -154,3 +154,15 @@ def test_evaluate_a_checkpoint_and_a_model_file(tmp_path, capsys):
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     assert main(["evaluate", str(tmp_path / "junk.pt"), "--data", str(data)]) == 2
     assert "junk.pt" in capsys.readouterr().err
+
+
+def test_ddp_on_two_cpu_processes(tmp_path):
+    """--devices 2 with strategy=ddp: two processes, one summary, one set of checkpoints."""
+    cfg_path = tiny_config(tmp_path, epochs=1)
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-m", "facemark", "train", str(cfg_path), "--devices", "2",
+                          "trainer.strategy=ddp"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.count("best val NME") == 1
+    assert (tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt").is_file()
