@@ -1,0 +1,426 @@
+"""The landmarker: every face in an image and its landmarks, from a detector or your boxes.
+
+>>> import facemark
+>>> landmarker = facemark.load("model.pt")       # facemark.load() for the bundled model
+>>> faces = landmarker.detect("photo.jpg")        # list[Face]; [] when there is no face
+>>> faces[0].points.shape, faces[0].point_scores.shape
+((68, 2), (68,))
+
+Per face: detector box (or a box you pass) -> square crop box by a crop rule (default
+``"detector"``: the box x1.2 moved down by 0.1 of its height, as the PIPNet demo does) ->
+an S x S crop (``facemark.data.crops``) -> the model -> crop points -> the inverse affine
+-> pixels of the image you passed. The crops of all faces of all images in one call go
+through the model together, ``batch_size`` at a time.
+
+The result is always a list of :class:`Face` (one small dataclass per face), empty when no
+face is found, whatever the flags.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facemark.data.crops import CropRule, box_to_affine, crop_box, get_crop_rule, invert_affine, \
+    transform_points, warp_image
+from facemark.errors import ConfigError
+
+#: Default crop rule for boxes from a face detector or from the caller.
+DEFAULT_BOX_RULE = "detector"
+
+
+@dataclass(eq=False)
+class Face:
+    """One face and its landmarks.
+
+    Attributes:
+        box: float64 (4,) ``x1, y1, x2, y2``: the face box the landmarks were cropped from
+            (the detector's, yours, or in a tracked video the box following the face), in
+            pixels of the input image.
+        score: the detector's confidence for the face (its scale depends on the detector),
+            or None for boxes you gave and faces followed by the video tracker.
+        points: float64 (N, 2) landmarks in 0-based pixels of the input image ((0, 0) is
+            the centre of the top-left pixel), in the order of ``scheme``.
+        point_scores: float64 (N,) per-landmark confidence in [0, 1].
+        scheme: the landmark scheme name (``facemark.data.schemes.get_scheme``).
+    """
+
+    box: np.ndarray
+    score: float | None
+    points: np.ndarray
+    point_scores: np.ndarray
+    scheme: str
+
+    def __post_init__(self) -> None:
+        self.box = np.asarray(self.box, dtype=np.float64).reshape(4)
+        self.points = np.asarray(self.points, dtype=np.float64).reshape(-1, 2)
+        self.point_scores = np.asarray(self.point_scores, dtype=np.float64).reshape(-1)
+        if self.score is not None:
+            self.score = float(self.score)
+
+    @property
+    def confidence(self) -> float:
+        """Mean per-landmark confidence of the face, in [0, 1]."""
+        return float(self.point_scores.mean()) if self.point_scores.size else 0.0
+
+    def to_prediction(self, image: str, frame: int | None = None):
+        """This face as a ``PredictedFace`` of the prediction file format."""
+        from facemark.evaluation.predictions import PredictedFace
+
+        return PredictedFace(image=str(image), points=self.points, frame=frame, box=self.box,
+                             score=self.score, point_scores=self.point_scores)
+
+    def __repr__(self) -> str:
+        box = ", ".join(f"{v:.1f}" for v in self.box)
+        score = "None" if self.score is None else f"{self.score:.3f}"
+        return (f"Face(box=[{box}], score={score}, {len(self.points)} points {self.scheme}, "
+                f"confidence={self.confidence:.3f})")
+
+
+# ---------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------
+def as_rgb(image: Any, rgb: bool = True) -> np.ndarray:
+    """An image given as a path, a numpy array or a PIL image -> RGB uint8 (H, W, 3).
+
+    Args:
+        image: a file path (str or Path; read with ``facemark.data.images.read_image``), a
+            uint8 numpy array (H, W, 3) / (H, W, 4) / (H, W) / (H, W, 1), or a PIL image.
+        rgb: the channel order of a numpy array: True for RGB, False for BGR (what
+            ``cv2.imread`` and ``cv2.VideoCapture`` return). Ignored for paths and PIL images.
+
+    Raises:
+        DataError: a path that is missing or not a readable image.
+        TypeError / ValueError: an object that is not an image, or an array of the wrong
+            type or shape (the message says what was expected).
+    """
+    if isinstance(image, (str, Path)):
+        from facemark.data.images import read_image
+
+        return read_image(image)
+    if not isinstance(image, np.ndarray) and hasattr(image, "convert") and hasattr(image, "mode"):
+        return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image: expected a path, a uint8 numpy array (H, W, 3) or a PIL image, "
+                        f"got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image: expected a uint8 array, got dtype {image.dtype}; convert with "
+                         "np.clip(image, 0, 255).astype(np.uint8)")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"image: expected shape (H, W, 3) (or (H, W), (H, W, 4)), got "
+                         f"{image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image: empty image of shape {image.shape}")
+    image = image[:, :, :3]
+    if not rgb:
+        image = image[:, :, ::-1]
+    return np.ascontiguousarray(image)
+
+
+def as_boxes(boxes: Any, who: str = "boxes") -> np.ndarray:
+    """User face boxes -> float64 (K, 4) ``x1, y1, x2, y2``; one box (4,) is accepted.
+
+    Raises:
+        ValueError: wrong shape, a non-finite number, or a box with ``x2 <= x1`` or
+            ``y2 <= y1`` (naming its index and value).
+    """
+    try:
+        arr = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{who}: expected numbers x1, y1, x2, y2 per face, got {boxes!r:.80}") from None
+    if arr.ndim == 1 and arr.size == 4:
+        arr = arr[None]
+    if arr.size == 0:
+        return np.zeros((0, 4))
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"{who}: expected shape (K, 4) (x1, y1, x2, y2 per face), got {arr.shape}")
+    for i, b in enumerate(arr):
+        if not np.isfinite(b).all() or b[2] <= b[0] or b[3] <= b[1]:
+            raise ValueError(f"{who}[{i}]: expected finite x1 < x2 and y1 < y2, got {b.tolist()}")
+    return arr
+
+
+def _check_device(device: Any):
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device: expected 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {device!r} requested but this PyTorch sees no CUDA GPU; "
+                          "use device='cpu'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device: {device!r} requested but MPS is not available; use device='cpu'")
+    return dev
+
+
+# ---------------------------------------------------------------------------------------
+# The landmarker
+# ---------------------------------------------------------------------------------------
+class Landmarker:
+    """Faces and landmarks of images: a face detector plus a landmark model.
+
+    The constructor only stores its arguments; :meth:`load` reads the model, checks the
+    arguments and builds the detector (``facemark.load`` does both).
+
+    Args:
+        model: a model file (``.pt`` from ``save_model`` / ``facemark export``, or a ``.ckpt``
+            from ``facemark train``), the name of a model bundled in ``facemark/weights``,
+            or None for the bundled default.
+        device: torch device for the model: ``"cpu"`` (default), ``"cuda"``, ``"cuda:1"``.
+        detector: face detector name (``facemark.inference.detectors.list_detectors()``,
+            e.g. ``"opencv"``, ``"dlib"``, ``"yunet:/path/model.onnx"``) or a FaceDetector.
+            It is loaded on the first image that needs it, never when you pass boxes.
+        engine: ``"torch"`` (eager PyTorch, for ``.pt``/``.ckpt`` files), ``"onnx"``
+            (onnxruntime, for ``.onnx`` files from ``facemark export``) or ``"auto"``: by the
+            file's suffix; for a bundled model, its ``.onnx`` when the package ships one
+            (``facemark.inference.onnx_engine``).
+        flip_test: average each prediction with the one on the mirrored crop (2x the model
+            time, usually a little more accurate).
+        smoothing: temporal smoothing of landmarks in videos (One Euro filter): None = on
+            for videos and off for photos, False = never, True = on for videos, or a dict of
+            One Euro parameters (e.g. ``{"min_cutoff": 1.0, "beta": 0.05}``). Single images
+            (:meth:`detect`) are never smoothed.
+        batch_size: crops per model call.
+        threads: intra-op threads of the engine (None: the library's default).
+        crop_rule: crop rule for face boxes (a name in ``facemark.data.crops.CROP_RULES`` or
+            a CropRule); None = ``"detector"``.
+
+    Attributes (set by :meth:`load`):
+        engine_: the landmark engine (``OnnxLandmarkEngine`` or ``TorchLandmarkEngine``);
+        info_: the model's ModelInfo (scheme, input size, crop rule of training); scheme_:
+        the LandmarkScheme; model_path_: the model file; detector_:
+        the FaceDetector (not loaded until needed); box_rule_: the CropRule for boxes;
+        track_rule_: the CropRule for crops made from landmarks (video tracking).
+    """
+
+    def __init__(self, model: str | Path | None = None, *, device: str = "cpu",
+                 detector: Any = "opencv", engine: str = "auto", flip_test: bool = False,
+                 smoothing: Any = None, batch_size: int = 32, threads: int | None = None,
+                 crop_rule: str | CropRule | None = None):
+        self.model = model
+        self.device = device
+        self.detector = detector
+        self.engine = engine
+        self.flip_test = flip_test
+        self.smoothing = smoothing
+        self.batch_size = batch_size
+        self.threads = threads
+        self.crop_rule = crop_rule
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in (
+            "model", "device", "detector", "engine", "flip_test", "smoothing", "batch_size",
+            "threads", "crop_rule"))
+        return f"Landmarker({args})"
+
+    # -- loading -------------------------------------------------------------------------
+    def load(self) -> "Landmarker":
+        """Check the arguments, read the model and build the engine and detector.
+
+        Returns:
+            self.
+
+        Raises:
+            ConfigError: a bad argument (naming it, with the accepted values).
+            DataError: the model file is missing or not a facemark model.
+            FacemarkError: no model was given and none is bundled.
+        """
+        from facemark.api import resolve_model_path
+        from facemark.data.schemes import get_scheme
+        from facemark.inference.detectors import create_detector
+        from facemark.inference.onnx_engine import (OnnxLandmarkEngine, TorchLandmarkEngine,
+                                                    engine_kind)
+
+        if not isinstance(self.flip_test, bool):
+            raise ConfigError(f"flip_test: expected True or False, got {self.flip_test!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
+                or self.batch_size < 1:
+            raise ConfigError(f"batch_size: expected a positive integer, got {self.batch_size!r}")
+        self.smoothing_params_ = _smoothing_params(self.smoothing)
+        try:
+            self.box_rule_ = get_crop_rule(DEFAULT_BOX_RULE if self.crop_rule is None
+                                           else self.crop_rule)
+        except KeyError as e:
+            raise ConfigError(f"crop_rule: {e.args[0]}") from None
+        device = _check_device(self.device)
+        self.detector_ = create_detector(self.detector)
+        # on a GPU, "auto" means the PyTorch file of a bundled model
+        prefer = "torch" if self.engine == "auto" and device.type != "cpu" else self.engine
+        path = resolve_model_path(self.model, engine=prefer)
+        kind = engine_kind(path, self.engine)
+        if kind == "onnx":
+            if device.type != "cpu":
+                raise ConfigError(f"device: the onnx engine runs on the CPU here, got "
+                                  f"{self.device!r}; use engine='torch' for a GPU")
+            self.engine_ = OnnxLandmarkEngine(path, threads=self.threads).load()
+        else:
+            self.engine_ = TorchLandmarkEngine(path, threads=self.threads, device=str(device)).load()
+        self.device_ = device
+        self.info_ = self.engine_.info
+        self.model_path_ = Path(path)
+        self.scheme_ = get_scheme(self.info_.scheme)
+        if self.flip_test and not self.scheme_.flippable:
+            raise ConfigError(f"flip_test: the model's scheme {self.scheme_.name!r} has no "
+                              "horizontal mirror; use flip_test=False")
+        rule = get_crop_rule(self.info_.crop_rule)
+        # crops made from landmarks (video tracking) follow the model's training crops when
+        # those came from landmarks, else the 300-W rule (landmark box x1.1)
+        self.track_rule_ = rule if rule.source == "landmarks" else get_crop_rule("300w")
+        return self
+
+    def _check_loaded(self) -> None:
+        if not hasattr(self, "engine_"):
+            raise RuntimeError("This Landmarker is not loaded yet; call .load() first "
+                               "(facemark.load(...) returns a loaded one)")
+
+    @property
+    def scheme(self) -> str:
+        """Name of the landmark scheme the model predicts (after load)."""
+        self._check_loaded()
+        return self.scheme_.name
+
+    @property
+    def num_points(self) -> int:
+        self._check_loaded()
+        return self.scheme_.num_points
+
+    # -- public API ----------------------------------------------------------------------
+    def detect(self, image: Any, *, boxes: Any = None, rgb: bool = True) -> list[Face]:
+        """Every face in one image with its landmarks.
+
+        Args:
+            image: a path, a uint8 numpy array (H, W, 3) or a PIL image (see :func:`as_rgb`).
+            boxes: your own face boxes (K, 4) ``x1, y1, x2, y2`` in pixels (the detector is
+                then not run); None to detect faces.
+            rgb: channel order of a numpy ``image``: False for BGR (OpenCV) arrays.
+
+        Returns:
+            list of Face, the detector's best first (in your order for ``boxes``); empty
+            when no face is found or ``boxes`` is empty.
+        """
+        self._check_loaded()
+        img = as_rgb(image, rgb=rgb)
+        return self._faces([img], None if boxes is None else [boxes], ["boxes"])[0]
+
+    def detect_batch(self, images: Sequence[Any], *, boxes: Sequence[Any] | None = None,
+                     rgb: bool = True) -> list[list[Face]]:
+        """:meth:`detect` for several images, with the crops of all of them batched.
+
+        Args:
+            images: paths, arrays or PIL images.
+            boxes: None, or one entry per image: that image's boxes (K, 4), or None to run
+                the detector on it.
+            rgb: channel order of numpy arrays (False for BGR).
+
+        Returns:
+            one list of Face per image, in the order of ``images``.
+        """
+        self._check_loaded()
+        images = [as_rgb(im, rgb=rgb) for im in images]
+        if boxes is not None and len(boxes) != len(images):
+            raise ValueError(f"boxes: expected one entry per image ({len(images)}), got {len(boxes)}")
+        return self._faces(images, boxes, [f"boxes[{i}]" for i in range(len(images))])
+
+    def _faces(self, images: list[np.ndarray], boxes, names: list[str]) -> list[list[Face]]:
+        jobs: list[tuple[int, np.ndarray, float | None, np.ndarray]] = []
+        for i, img in enumerate(images):
+            given = None if boxes is None else boxes[i]
+            if given is None:
+                for d in self.detect_faces(img):
+                    jobs.append((i, d.box, d.score, crop_box(self.box_rule_, box=d.box)))
+            else:
+                for b in as_boxes(given, names[i]):
+                    jobs.append((i, b, None, crop_box(self.box_rule_, box=b)))
+        return self._run(images, jobs)
+
+    def detect_faces(self, image: np.ndarray) -> list:
+        """The face detector alone on an RGB uint8 image: list of DetectedFace, best first."""
+        self._check_loaded()
+        return self.detector_.detect(image)
+
+    def landmarks_from_points(self, image: np.ndarray, faces: Sequence[Face]) -> list[Face]:
+        """Landmarks of faces whose previous landmarks are known (video tracking).
+
+        Each face is cropped around its previous ``points`` with :attr:`track_rule_` and
+        predicted again; the new Face keeps ``score=None`` and gets the previous box moved by
+        the mean motion of the landmarks (scaled by their change of spread).
+
+        Args:
+            image: RGB uint8 (H, W, 3).
+            faces: faces of the previous frame.
+        """
+        self._check_loaded()
+        jobs = []
+        for f in faces:
+            jobs.append((0, f.box, None, crop_box(self.track_rule_, landmarks=f.points)))
+        out = self._run([image], jobs)[0]
+        for prev, new in zip(faces, out):
+            new.box = _follow_box(prev.box, prev.points, new.points)
+        return out
+
+    # -- internals -----------------------------------------------------------------------
+    def _run(self, images: list[np.ndarray], jobs) -> list[list[Face]]:
+        """Crop, predict in batches and map back; jobs = (image index, box, score, crop box)."""
+        from facemark.inference.crop_predict import predict_crops
+
+        size = self.info_.input_size
+        out: list[list[Face]] = [[] for _ in images]
+        for start in range(0, len(jobs), int(self.batch_size)):
+            chunk = jobs[start:start + int(self.batch_size)]
+            crops, inverses = [], []
+            for i, _, _, cbox in chunk:
+                matrix = box_to_affine(cbox, size)
+                crops.append(warp_image(images[i], matrix, size))
+                inverses.append(invert_affine(matrix))
+            points, conf = predict_crops(self.engine_, np.stack(crops), self.flip_test,
+                                         self.scheme_.name, self.device_)
+            for j, (i, box, score, _) in enumerate(chunk):
+                out[i].append(Face(box=box, score=score,
+                                   points=transform_points(points[j], inverses[j]),
+                                   point_scores=np.clip(conf[j], 0.0, 1.0),
+                                   scheme=self.scheme_.name))
+        return out
+
+
+def _follow_box(box: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Move and scale ``box`` as the landmarks moved from ``before`` to ``after``."""
+    c0, c1 = before.mean(axis=0), after.mean(axis=0)
+    s0 = float(np.sqrt(((before - c0) ** 2).sum(axis=1).mean()))
+    s1 = float(np.sqrt(((after - c1) ** 2).sum(axis=1).mean()))
+    scale = s1 / s0 if s0 > 1e-6 and np.isfinite(s1) else 1.0
+    box = np.asarray(box, dtype=np.float64)
+    centre = (box[:2] + box[2:]) / 2
+    half = (box[2:] - box[:2]) / 2 * scale
+    new_centre = c1 + (centre - c0) * scale
+    return np.concatenate([new_centre - half, new_centre + half])
+
+
+SMOOTHING_KEYS = ("min_cutoff", "beta", "d_cutoff")
+
+
+def _smoothing_params(smoothing: Any) -> dict | None:
+    """None (default: on for video), False (off), True or a dict of One Euro parameters."""
+    if smoothing is None or smoothing is True:
+        return {}
+    if smoothing is False:
+        return None
+    if isinstance(smoothing, dict):
+        unknown = sorted(set(smoothing) - set(SMOOTHING_KEYS))
+        if unknown:
+            raise ConfigError(f"smoothing: unknown key {unknown[0]!r} (accepted: "
+                              f"{', '.join(SMOOTHING_KEYS)})")
+        for k, v in smoothing.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+                raise ConfigError(f"smoothing.{k}: expected a number >= 0, got {v!r}")
+        return dict(smoothing)
+    raise ConfigError(f"smoothing: expected None, True, False or a dict of One Euro parameters "
+                      f"({', '.join(SMOOTHING_KEYS)}), got {smoothing!r}")
