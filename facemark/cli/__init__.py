@@ -15,7 +15,7 @@ from facemark.errors import FacemarkError
 
 # Subcommand modules in the order ``--help`` lists them; a module that does not exist yet
 # is skipped, so the CLI grows with the package.
-SUBCOMMANDS = ("data", "evaluate", "train", "detect", "export", "bench", "analyze")
+SUBCOMMANDS = ("data", "evaluate", "train", "selftrain", "detect", "export", "bench", "analyze")
 
 
 def build_parser() -> argparse.ArgumentParser:
