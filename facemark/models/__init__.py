@@ -10,6 +10,7 @@ from facemark.models.heads import CoordHead, GRMIHead, LandmarkHead, MapHead, PI
 from facemark.models.model import IMAGENET_MEAN, IMAGENET_STD, LandmarkModel, PredictModule
 from facemark.models.registry import (
     create_model, list_models, model_arguments, model_config, model_from_config, register_model)
+import facemark.models.norm  # noqa: F401,E402  (registers norm_layer "sepbn", "mixbn", ...)
 
 __all__ = [
     "CoordHead", "GRMIHead", "IMAGENET_MEAN", "IMAGENET_STD", "LandmarkHead", "LandmarkModel",
