@@ -92,6 +92,57 @@ class TrainerConfig:
 
 
 @dataclass
+class SelfTrainingConfig:
+    """Self-training with curriculum (``facemark selftrain``; PIPNet Sec. 3.3).
+
+    Round 0 trains on ``data.train`` alone; round r >= 1 pseudo-labels every crop of
+    ``data.unlabelled`` with round r-1's model and trains on both: labelled crops at the
+    full task, pseudo-labelled ones at task level ``curriculum[r-1]`` (number of 2x2 max
+    poolings before the shared score layer: [2, 1, 0, 0, 0] is the paper's Task 1, Task 2,
+    then Task 3 three times; [0, 0, 0] is standard self-training). Checked and used by
+    :mod:`facemark.training.self_training`, which documents every key.
+    """
+
+    curriculum: list[int] = field(default_factory=lambda: [2, 1, 0, 0, 0])
+    epochs: int | None = None
+    labelled_fraction: float | None = None
+    reinit: bool = True
+    init_checkpoint: str | None = None
+    boxes: str = "dataset"
+    crop_rule: Any = None
+    pseudo_batch_size: int = 64
+    flip_test: bool = False
+
+
+@dataclass
+class TemperatureConfig:
+    """Attention temperature of SepBN / MixBN layers (``facemark.training.temperature``): tau
+    goes from ``start`` to ``end`` over ``epochs`` epochs (paper: 30 -> 1 over 30, linear)."""
+
+    start: float = 30.0
+    end: float = 1.0
+    epochs: int = 30
+    schedule: str = "linear"
+
+
+@dataclass
+class CrossProtocolConfig:
+    """Cross-protocol training (SepBN paper, Sec. IV): one backbone, one head per dataset.
+
+    Each entry of ``datasets`` is a mapping with ``scheme`` and ``train`` (optional: ``name``,
+    ``val``, ``test``, ``crop_rule``, ``weight``); :mod:`facemark.training.cross_protocol`
+    checks and documents every key. Empty: ordinary single-dataset training.
+    """
+
+    datasets: list[dict[str, Any]] = field(default_factory=list)
+    sampling: str = "proportional"
+    loss_weighting: str = "samples"
+    finetune_epochs: int = 0
+    finetune_lr: float | None = None
+    finetune_backbone_lr: float = 1e-7
+
+
+@dataclass
 class TrainConfig:
     """A whole experiment."""
 
@@ -101,6 +152,9 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    temperature: TemperatureConfig = field(default_factory=TemperatureConfig)
+    cross_protocol: CrossProtocolConfig = field(default_factory=CrossProtocolConfig)
+    self_training: SelfTrainingConfig = field(default_factory=SelfTrainingConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -111,6 +165,9 @@ _CHOICES = {
     "optim.schedule": ("multistep", "cosine", "constant"),
     "trainer.logger": ("csv", "tensorboard", "both", "none"),
     "trainer.precision": ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "64-true"),
+    "temperature.schedule": ("linear", "exponential", "constant"),
+    "cross_protocol.sampling": ("proportional", "uniform"),
+    "cross_protocol.loss_weighting": ("samples", "datasets"),
 }
 
 
@@ -205,7 +262,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
     for key, ok, why in checks:
         if not ok:
             raise ConfigError(f"config key {key!r} {why}")
-    if not cfg.data.train:
+    if not cfg.data.train and not cfg.cross_protocol.datasets:
         raise ConfigError("config key 'data.train' is empty: name at least one training dataset")
 
 
@@ -268,6 +325,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         setattr(cfg.data, name, [_resolve(s, base) for s in getattr(cfg.data, name)])
     cfg.data.cache_dir = str(_resolve(cfg.data.cache_dir, base))
     cfg.trainer.out_dir = str(_resolve(cfg.trainer.out_dir, base))
+    for entry in cfg.cross_protocol.datasets:  # checked in facemark.training.cross_protocol
+        for key in ("train", "val", "test"):
+            specs = [entry[key]] if isinstance(entry.get(key), str) else entry.get(key)
+            if isinstance(specs, list) and all(isinstance(x, str) for x in specs):
+                entry[key] = [_resolve(x, base) for x in specs]
+    if cfg.self_training.init_checkpoint:
+        cfg.self_training.init_checkpoint = str(_resolve(cfg.self_training.init_checkpoint, base))
     if check:
         _check_ranges(cfg)
     return cfg
