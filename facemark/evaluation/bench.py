@@ -1,0 +1,591 @@
+"""Latency and throughput of landmark engines, alone and behind a face detector.
+
+Everything here measures wall time with ``time.perf_counter`` and reports medians: on a
+shared machine the mean is dominated by the moments another process takes the cores. When
+several engines are compared, their runs are interleaved (engine A, engine B, A, B, ...), so
+load that comes and goes during the measurement hits each of them alike and the speed-up
+between them stays meaningful even when the absolute times are noisy.
+
+    from facemark.evaluation.bench import compare_latency
+    timings = compare_latency({"torch": torch_fn, "onnx": onnx_fn}, runs=100)
+    timings["onnx"].median_ms
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall times of repeated calls, in milliseconds.
+
+    Attributes:
+        times_ms: every timed run, in order.
+        per: how many items (faces, images) one run handles; ``per_item_ms`` divides by it.
+    """
+
+    times_ms: tuple[float, ...]
+    per: int = 1
+
+    @property
+    def runs(self) -> int:
+        return len(self.times_ms)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.times_ms)
+
+    def quantile_ms(self, q: float) -> float:
+        return float(np.quantile(self.times_ms, q))
+
+    @property
+    def per_item_ms(self) -> float:
+        return self.median_ms / self.per
+
+
+def compare_latency(fns: dict[str, Callable[[], Any]], runs: int = 100, warmup: int = 10,
+                    per: int = 1, block: int = 10) -> dict[str, Timing]:
+    """Time several no-argument callables, interleaving them in blocks.
+
+    The callables take turns in blocks of ``block`` timed runs, each block preceded by one
+    untimed run: slow drifts in machine load hit every callable alike, and the first call
+    after a switch (which pays for the other library's worker threads still spinning, or
+    for cold caches) is not counted.
+
+    Args:
+        fns: name -> callable (one "run", e.g. one ``predict`` on a fixed batch).
+        runs: timed runs of each callable.
+        warmup: untimed runs of each first (onnxruntime and torch allocate on the first calls).
+        per: items per run (the batch size), recorded in each Timing.
+        block: timed runs per turn.
+    """
+    if runs < 1 or warmup < 0 or block < 1:
+        raise ValueError(f"compare_latency: runs and block must be >= 1 and warmup >= 0, "
+                         f"got runs={runs}, block={block}, warmup={warmup}")
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    while len(next(iter(times.values()))) < runs:
+        for name, fn in fns.items():
+            fn()                                     # untimed: the switch between callables
+            for _ in range(min(block, runs - len(times[name]))):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - t0) * 1000.0)
+    return {name: Timing(tuple(t), per) for name, t in times.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# Detection + landmarks on photos
+# ---------------------------------------------------------------------------------------
+def crop_faces(image: np.ndarray, boxes: Sequence[np.ndarray], size: int,
+               crop_rule: str = "detector") -> tuple[np.ndarray, list[np.ndarray]]:
+    """Cut the crops for detected face boxes: (uint8 (F, S, S, 3), F inverse affines)."""
+    from facemark.data.crops import box_to_affine, crop_box, invert_affine, warp_image
+
+    crops, inverses = [], []
+    for box in boxes:
+        matrix = box_to_affine(crop_box(crop_rule, box=box), size)
+        crops.append(warp_image(image, matrix, size))
+        inverses.append(invert_affine(matrix))
+    if not crops:
+        return np.zeros((0, size, size, 3), np.uint8), []
+    return np.stack(crops), inverses
+
+
+def landmarks_for_boxes(engine, image: np.ndarray, boxes: Sequence[np.ndarray],
+                        crop_rule: str = "detector") -> np.ndarray:
+    """Image-pixel landmarks (F, N, 2) of the faces in ``boxes``, one batch through ``engine``."""
+    from facemark.data.crops import transform_points
+    from facemark.inference.quantize import crops_to_images
+
+    size = engine.input_size
+    crops, inverses = crop_faces(image, boxes, size, crop_rule)
+    if not len(crops):
+        return np.zeros((0, engine.num_points, 2))
+    points, _ = engine.predict(crops_to_images(crops))
+    points = np.asarray(points, dtype=np.float64) * size - 0.5
+    return np.stack([transform_points(p, inv) for p, inv in zip(points, inverses)])
+
+
+@dataclass
+class PipelineTiming:
+    """Detection + landmarks over a set of photos, per engine.
+
+    Attributes:
+        images, faces: how many photos and detected faces the figures cover.
+        detect_ms: median detection time per photo, summed over the photos.
+        landmarks_ms: median crop + landmark time per photo, summed over the photos, by engine.
+        dlib_ms: the same for dlib's shape predictor on the same boxes (None: not run).
+    """
+
+    images: int
+    faces: int
+    detect_ms: float
+    landmarks_ms: dict[str, float] = field(default_factory=dict)
+    dlib_ms: float | None = None
+
+    def per_face_ms(self, engine: str) -> float:
+        """Landmark time per face (crop included, detection excluded)."""
+        return self.landmarks_ms[engine] / max(self.faces, 1)
+
+    def total_per_face_ms(self, engine: str) -> float:
+        """Detection + landmarks, per face."""
+        return (self.detect_ms + self.landmarks_ms[engine]) / max(self.faces, 1)
+
+
+def pipeline_latency(detector, engines: dict[str, Any], images: Sequence[np.ndarray],
+                     repeats: int = 5, crop_rule: str = "detector",
+                     dlib_predictor=None) -> PipelineTiming:
+    """Median detection and landmark times on decoded photos (image decoding not counted).
+
+    Each photo is detected ``repeats`` times and its faces are run through every engine
+    ``repeats`` times, interleaved; per photo the medians are taken, then summed.
+    """
+    detect_total, faces_total = 0.0, 0
+    lm_total = {name: 0.0 for name in engines}
+    dlib_total = 0.0 if dlib_predictor is not None else None
+    for image in images:
+        det_times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            faces = detector.detect(image)
+            det_times.append((time.perf_counter() - t0) * 1000.0)
+        detect_total += statistics.median(det_times)
+        boxes = [f.box for f in faces]
+        faces_total += len(boxes)
+        if not boxes:
+            continue
+        fns = {name: (lambda e=e: landmarks_for_boxes(e, image, boxes, crop_rule))
+               for name, e in engines.items()}
+        if dlib_predictor is not None:
+            fns["dlib"] = lambda: dlib_landmarks(dlib_predictor, image, boxes)
+        timings = compare_latency(fns, runs=repeats, warmup=0, block=repeats)
+        for name in engines:
+            lm_total[name] += timings[name].median_ms
+        if dlib_predictor is not None:
+            dlib_total += timings["dlib"].median_ms
+    return PipelineTiming(len(images), faces_total, detect_total, lm_total, dlib_total)
+
+
+@dataclass
+class Throughput:
+    """One pass over a folder: read, detect and landmark every photo."""
+
+    images: int
+    faces: int
+    seconds: float
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def faces_per_s(self) -> float:
+        return self.faces / self.seconds if self.seconds > 0 else float("nan")
+
+
+def folder_throughput(detector, engine, paths: Sequence[str | Path],
+                      crop_rule: str = "detector") -> Throughput:
+    """Wall time of a full pass (decode + detect + crop + landmarks) over ``paths``.
+
+    A file that cannot be read is listed in ``unreadable`` and skipped (its time counts).
+    """
+    from facemark.data.images import read_image
+    from facemark.errors import DataError
+
+    faces, done, bad = 0, 0, []
+    t0 = time.perf_counter()
+    for path in paths:
+        try:
+            image = read_image(path)
+        except DataError as e:
+            bad.append(str(e))
+            continue
+        boxes = [f.box for f in detector.detect(image)]
+        landmarks_for_boxes(engine, image, boxes, crop_rule)
+        faces += len(boxes)
+        done += 1
+    return Throughput(done, faces, time.perf_counter() - t0, bad)
+
+
+# ---------------------------------------------------------------------------------------
+# dlib's 68-point shape predictor (optional)
+# ---------------------------------------------------------------------------------------
+def find_dlib_predictor(path: str | Path | None = None) -> tuple[Any, str]:
+    """(dlib.shape_predictor or None, a line saying what was found).
+
+    Looks at ``path``, then at ``face_recognition_models``' bundled 68-point file.
+    """
+    try:
+        import dlib
+    except ImportError:
+        return None, "not installed (pip install dlib-bin)"
+    candidates = [Path(path)] if path else []
+    if not path:
+        try:
+            import face_recognition_models as frm
+
+            candidates.append(Path(frm.pose_predictor_model_location()))
+        except ImportError:
+            pass
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                return dlib.shape_predictor(str(candidate)), f"dlib {dlib.__version__}, {candidate.name}"
+            except RuntimeError as e:
+                return None, f"dlib cannot read {candidate} ({e})"
+    if path:
+        return None, f"predictor file {path} not found"
+    return None, (f"dlib {dlib.__version__} is installed but no 68-point predictor file was "
+                  "found (give --dlib-predictor shape_predictor_68_face_landmarks.dat or "
+                  "install face_recognition_models)")
+
+
+def dlib_landmarks(predictor, image: np.ndarray, boxes: Sequence[np.ndarray]) -> np.ndarray:
+    """dlib's shape predictor on each box: (F, P, 2) image pixels."""
+    import dlib
+
+    out = []
+    for x1, y1, x2, y2 in boxes:
+        rect = dlib.rectangle(int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2)))
+        shape = predictor(image, rect)
+        out.append([(p.x, p.y) for p in shape.parts()])
+    return np.asarray(out, dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------------------
+# Reporting
+# ---------------------------------------------------------------------------------------
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
+                   align: str | None = None) -> str:
+    """A Markdown table; ``align`` is one character per column, ``l`` or ``r``."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    sep = ["---" if a == "l" else "---:" for a in align]
+    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "|".join(sep) + "|"]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_line(threads: int) -> str:
+    """CPU model, core count, thread setting, load average and library versions, one line."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = "load average " + " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        load = "load average unknown"
+    versions = []
+    for mod in ("torch", "onnxruntime", "cv2"):
+        try:
+            versions.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            pass
+    return (f"{cpu}, {os.cpu_count()} cores, {threads} thread(s), {load}; "
+            f"{', '.join(versions)}")
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# Reports for ``facemark bench``
+# ---------------------------------------------------------------------------------------
+def _say(progress: bool, text: str) -> None:
+    if progress:
+        import sys
+
+        print(text, file=sys.stderr, flush=True)
+
+
+def _torch_threads(threads: int):
+    """Context manager: torch intra-op threads set to ``threads``, restored afterwards."""
+    import contextlib
+
+    import torch
+
+    @contextlib.contextmanager
+    def ctx():
+        old = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old)
+    return ctx()
+
+
+def cost_report(specs: Sequence[tuple[str, dict]], *, num_points: int = 68,
+                input_size: int = 256, threads: int = 2, runs: int = 50, onnx: bool = False,
+                progress: bool = False) -> str:
+    """Markdown cost table (the PIPNet paper's Table 9 columns) for registry models.
+
+    Args:
+        specs: (registry name, keyword arguments) pairs, e.g. ``("mapnet", {"net_stride": 2})``.
+        num_points, input_size: N and S of every model.
+        threads: CPU threads for torch and onnxruntime.
+        runs: timed batch-1 runs per model (median reported).
+        onnx: also export each model to ONNX and time it with onnxruntime (same threads,
+            runs interleaved with PyTorch's).
+
+    Parameters and FLOPs come from :func:`facemark.models.cost.model_cost` (FLOPs counted by
+    torch's FlopCounterMode; the paper's "GFLOPs" are multiply-adds, our GMACs).
+    """
+    import tempfile
+
+    import torch
+
+    from facemark.data.schemes import scheme_for_count
+    from facemark.models.cost import model_cost, stand_in_mean_face
+    from facemark.models.registry import create_model, model_arguments
+
+    headers = ["Model", "Backbone", "Params (M)", "GFLOPs", "GMACs",
+               f"PyTorch ms (batch 1, {threads} thr)", "PyTorch FPS"]
+    if onnx:
+        headers += [f"ONNX Runtime ms ({threads} thr)", "ONNX speed-up"]
+    rows = []
+    scheme = scheme_for_count(num_points)
+    for name, kwargs in specs:
+        kwargs = dict(kwargs)
+        if "mean_face" in model_arguments(name) and "mean_face" not in kwargs \
+                and kwargs.get("num_nb", 1) != 0:
+            kwargs["mean_face"] = stand_in_mean_face(num_points)
+        _say(progress, f"cost: {name} {kwargs if len(kwargs) > 1 else ''}".rstrip())
+        torch.manual_seed(0)
+        model = create_model(name, num_points=num_points, input_size=input_size, **kwargs).eval()
+        cost = model_cost(model, input_size, threads=threads, runs=1, warmup=0)
+        x = torch.rand(1, 3, input_size, input_size)
+        fns = {"torch": lambda: model.predict(x)}
+        with tempfile.TemporaryDirectory(prefix="facemark-bench-") as tmp:
+            note = ""
+            if onnx and scheme is None:
+                note = f"n/a (no scheme has {num_points} points)"
+            elif onnx:
+                from facemark.inference.export import export_onnx, ort_session
+
+                path = export_onnx(model, Path(tmp) / "model.onnx", scheme=scheme.name)
+                session = ort_session(path, threads=threads)
+                xn = x.numpy()
+                fns["onnx"] = lambda: session.run(None, {"images": xn})
+            with torch.no_grad(), _torch_threads(threads):
+                timing = compare_latency(fns, runs=runs, warmup=3)
+        extras = ", ".join(f"{k}={v}" for k, v in kwargs.items()
+                           if k not in ("mean_face", "backbone"))
+        label = f"{name} ({extras})" if extras else name
+        backbone = (model.config or {}).get("backbone", "")
+        ms = timing["torch"].median_ms
+        row = [label, backbone, f"{cost['params'] / 1e6:.1f}", f"{cost['gflops']:.2f}",
+               f"{cost['gmacs']:.2f}", f"{ms:.1f}", f"{1000.0 / ms:.1f}"]
+        if onnx:
+            if "onnx" in timing:
+                o = timing["onnx"].median_ms
+                row += [f"{o:.1f}", f"{ms / o:.2f}x"]
+            else:
+                row += [note, ""]
+        rows.append(row)
+    title = (f"Cost at {input_size}x{input_size} px, N = {num_points} landmarks; latency = "
+             f"median of {runs} runs of one image (forward + decode)")
+    return "\n".join([title, "", markdown_table(headers, rows), "",
+                      f"Machine: {machine_line(threads)}"])
+
+
+def _open_engines(model_path: str | Path, threads: int, also: Sequence[str | Path], tmp: Path,
+                  progress: bool) -> tuple[dict[str, Any], list[str]]:
+    """Engines by display name (eager PyTorch first), and notes for the report."""
+    from facemark.errors import DataError
+    from facemark.inference.export import export_onnx
+    from facemark.inference.onnx_engine import (OnnxLandmarkEngine, TorchLandmarkEngine,
+                                                engine_kind)
+
+    engines: dict[str, Any] = {}
+    notes: list[str] = []
+    if engine_kind(model_path) == "torch":
+        torch_engine = TorchLandmarkEngine(model_path, threads=threads).load()
+        engines["PyTorch (eager)"] = torch_engine
+        _say(progress, "exporting to ONNX for the comparison (parity checked to 1e-4)")
+        onnx_path = export_onnx(torch_engine.model_, tmp / "model.onnx", info=torch_engine.info)
+        engines["ONNX Runtime"] = OnnxLandmarkEngine(onnx_path, threads=threads).load()
+    else:
+        engines["ONNX Runtime"] = OnnxLandmarkEngine(model_path, threads=threads).load()
+        notes.append("eager PyTorch not timed: give the .pt/.ckpt the ONNX file came from")
+    ref = next(iter(engines.values()))
+    for extra in also:
+        engine = OnnxLandmarkEngine(extra, threads=threads).load()
+        if (engine.input_size, engine.num_points) != (ref.input_size, ref.num_points):
+            raise DataError(extra, f"takes {engine.input_size} px crops and gives "
+                                   f"{engine.num_points} points; MODEL: {ref.input_size} px, "
+                                   f"{ref.num_points} points")
+        label = "int8" if engine.quantization else "float"
+        engines[f"ONNX Runtime {label} ({Path(extra).name})"] = engine
+    return engines, notes
+
+
+def _speedup(base: float | None, value: float) -> str:
+    return f"{base / value:.2f}x" if base else ""
+
+
+def speed_report(model_path: str | Path, *, photos: str | Path | None = None,
+                 max_photos: int = 20, detector: str = "opencv", threads: int = 2,
+                 runs: int = 200, repeats: int = 5, batch: int = 8,
+                 also: Sequence[str | Path] = (), dlib_predictor: str | Path | None = None,
+                 progress: bool = False) -> str:
+    """Markdown report: model-alone latency, detection + landmarks, folder throughput.
+
+    Args:
+        model_path: ``.pt``/``.ckpt`` (timed in eager PyTorch and, exported, in onnxruntime)
+            or ``.onnx`` (onnxruntime only).
+        photos: a folder of photos for the detector sections (None: skipped).
+        max_photos: photos used for the per-face pipeline latency.
+        detector: face detector name (``facemark.inference.detectors``).
+        threads: CPU threads for every engine and the detector.
+        runs: timed batch-1 runs of the model alone (batch ``batch``: ``runs // batch``,
+            at least 20).
+        repeats: timed repeats per photo in the pipeline section.
+        also: more ``.onnx`` files (same crop size and points) to time alongside.
+        dlib_predictor: dlib's 68-point predictor file (optional).
+    """
+    import tempfile
+
+    import torch
+
+    from facemark.data.images import list_images, read_image
+    from facemark.errors import DataError
+    from facemark.inference.quantize import crops_to_images
+
+    lines = [f"## facemark bench speed: {Path(model_path).name}", ""]
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except ImportError:  # pragma: no cover - opencv is a dependency
+        pass
+    with tempfile.TemporaryDirectory(prefix="facemark-bench-") as tmpdir, \
+            _torch_threads(threads), torch.no_grad():
+        engines, notes = _open_engines(model_path, threads, also, Path(tmpdir), progress)
+        ref = next(iter(engines.values()))
+        size = ref.input_size
+        lines.append(f"Model: {ref.num_points} points ({ref.scheme}), {size} px crops. "
+                     f"Machine: {machine_line(threads)}")
+        lines.append("")
+
+        # -- the landmark model alone ---------------------------------------------------
+        dlib, dlib_note = find_dlib_predictor(dlib_predictor)
+        rng = np.random.default_rng(0)
+        rows = []
+        for b in sorted({1, batch}):
+            crops = rng.integers(0, 256, (b, size, size, 3), dtype=np.uint8)
+            x = crops_to_images(crops)
+            fns = {name: (lambda e=e, x=x: e.predict(x)) for name, e in engines.items()}
+            if dlib is not None and b == 1:
+                box = np.array([0.1, 0.1, 0.9, 0.9]) * size
+                image = np.ascontiguousarray(crops[0])
+                fns["dlib 68-point predictor"] = lambda: dlib_landmarks(dlib, image, [box])
+            n = runs if b == 1 else max(runs // b, 20)
+            _say(progress, f"model alone, batch {b}: {n} runs of {len(fns)} engine(s)")
+            timings = compare_latency(fns, runs=n, warmup=5, per=b)
+            base = timings.get("PyTorch (eager)")
+            for name, t in timings.items():
+                rows.append([name, b, f"{t.median_ms:.2f}", f"{t.per_item_ms:.2f}",
+                             f"{t.quantile_ms(0.9) / b:.2f}", f"{1000.0 / t.per_item_ms:.0f}",
+                             _speedup(base.per_item_ms if base else None, t.per_item_ms)])
+        lines += ["### Landmark model alone (crop in, points out)", "",
+                  markdown_table(["engine", "batch", "ms per run (median)", "ms per face",
+                                  "p90 ms per face", "faces/s", "speed-up vs PyTorch"], rows),
+                  ""]
+        if dlib is None:
+            lines.append(f"dlib 68-point predictor: {dlib_note}.")
+        else:
+            lines.append(f"dlib: {dlib_note}; one {size} px image with one box per run.")
+        lines.append("")
+
+        # -- detection + landmarks --------------------------------------------------------
+        if photos is None:
+            lines.append("Detection + landmarks and throughput: skipped (give --photos DIR).")
+        else:
+            try:
+                from facemark.inference.detectors import create_detector
+            except ImportError as e:
+                lines.append(f"Detection + landmarks: skipped (no face detectors in this "
+                             f"facemark: {e}).")
+            else:
+                det = create_detector(detector).load()
+                paths = list_images(photos)
+                if not paths:
+                    raise DataError(photos, "no images in the --photos folder")
+                images, unreadable = [], []
+                for p in paths:
+                    if len(images) >= max_photos:
+                        break
+                    try:
+                        images.append(read_image(p))
+                    except DataError as e:
+                        unreadable.append(str(e))
+                if not images:
+                    raise DataError(photos, "none of the photos could be read")
+                _say(progress, f"detection + landmarks on {len(images)} photos, "
+                               f"{repeats} repeats each")
+                pt = pipeline_latency(det, engines, images, repeats=repeats, dlib_predictor=dlib)
+                base = pt.landmarks_ms.get("PyTorch (eager)")
+                rows = []
+                for name in engines:
+                    rows.append([name, pt.images, pt.faces, f"{pt.detect_ms / pt.images:.1f}",
+                                 f"{pt.per_face_ms(name):.2f}", f"{pt.total_per_face_ms(name):.1f}",
+                                 _speedup(base, pt.landmarks_ms[name])])
+                if pt.dlib_ms is not None:
+                    faces = max(pt.faces, 1)
+                    rows.append(["dlib 68-point predictor", pt.images, pt.faces,
+                                 f"{pt.detect_ms / pt.images:.1f}", f"{pt.dlib_ms / faces:.2f}",
+                                 f"{(pt.detect_ms + pt.dlib_ms) / faces:.1f}",
+                                 _speedup(base, pt.dlib_ms)])
+                lines += [f"### Detection ({det.name}) + landmarks on {pt.images} photos of "
+                          f"{photos}", "",
+                          markdown_table(["engine", "photos", "faces", "detection ms/photo",
+                                          "landmarks ms/face (crop incl.)",
+                                          "detection + landmarks ms/face",
+                                          "landmark speed-up vs PyTorch"], rows), "",
+                          "Images are decoded once beforehand (not timed); medians of "
+                          f"{repeats} repeats per photo, summed over photos. Faces are cut "
+                          "with the 'detector' crop rule.", ""]
+                _say(progress, f"throughput: one pass over {len(paths)} photos per engine")
+                rows = []
+                for name, engine in engines.items():
+                    tp = folder_throughput(det, engine, paths)
+                    rows.append([name, tp.images, tp.faces, f"{tp.seconds:.2f}",
+                                 f"{tp.images_per_s:.2f}", f"{tp.faces_per_s:.2f}"])
+                    unreadable = sorted(set(unreadable) | set(tp.unreadable))
+                lines += [f"### Throughput: one pass over {photos} (decode + detect + "
+                          "landmarks)", "",
+                          markdown_table(["engine", "photos", "faces", "seconds", "photos/s",
+                                          "faces/s"], rows), ""]
+                if unreadable:
+                    lines.append(f"Unreadable, skipped: {'; '.join(unreadable)}")
+                    lines.append("")
+    lines += [f"Note: {n}." for n in notes]
+    return "\n".join(lines).rstrip() + "\n"
