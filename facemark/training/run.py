@@ -105,11 +105,16 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
         overwrite: allow starting fresh in a run folder that already has checkpoints.
         callbacks: extra Lightning callbacks (tests use this to interrupt a run).
     """
+    if cfg.cross_protocol.datasets:  # one backbone, a head per dataset (SepBN paper, Sec. IV)
+        from facemark.training.cross_protocol import train_cross_protocol
+
+        return train_cross_protocol(cfg, resume=resume, overwrite=overwrite, callbacks=callbacks)
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
     from facemark.training.datamodule import LandmarkDataModule
     from facemark.training.module import LandmarkModule
+    from facemark.training.temperature import TemperatureAnnealing
 
     start = time.time()
     run_dir = Path(cfg.trainer.out_dir) / cfg.experiment
@@ -161,6 +166,7 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
         gradient_clip_val=t.gradient_clip_val, default_root_dir=run_dir,
         callbacks=[best_cb, last_cb, LearningRateMonitor("epoch"), TQDMProgressBar(),
                    _EpochSeed(data),
+                   TemperatureAnnealing.from_config(cfg.temperature),  # SepBN/MixBN only
                    *(callbacks or [])],
         enable_model_summary=False, deterministic=False,
     )
