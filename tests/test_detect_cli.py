@@ -123,6 +123,9 @@ def test_resume_skips_done_inputs(folder, model_file, tmp_path, capsys):
     assert "from cache  6" in text and "processed   0 images" in text
     assert (out / "predictions.json").read_text() == first
     assert [p.stat().st_mtime_ns for p in parts] == stamps
+    # video-only options do not touch the results of images
+    assert detect(folder, "-o", out, "--no-smooth", "--max-frames", "3", model=model_file) == 0
+    assert "from cache  6" in capsys.readouterr().out
     # a changed file is computed again, the others still come from the cache
     write_image(folder / "face1.png", 42)
     assert detect(folder, "-o", out, model=model_file) == 0

@@ -116,7 +116,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
                    help="stop each video or webcam after N frames")
     p.add_argument("--merge", default=None, metavar="OUT",
-                   help="join the result parts in OUT/.parts (from shards) into OUT/predictions.json")
+                   help="join the result parts in OUT/.parts (from shards) into "
+                        "OUT/predictions.json")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no per-file lines and no progress bar (the summary is printed)")
     p.set_defaults(handler=run)
@@ -175,10 +176,10 @@ class DetectRun:
         lm = self.landmarker
         settings = {"model": lm.model_path_.name, "model_sha1": file_digest(lm.model_path_),
                     "engine": lm.engine_.kind, "detector": repr(lm.detector_),
-                    "flip_test": lm.flip_test, "crop_rule": repr(lm.box_rule_),
-                    "smoothing": lm.smoothing_params_, "max_frames": args.max_frames}
+                    "flip_test": lm.flip_test, "crop_rule": repr(lm.box_rule_)}
+        video_settings = {"smoothing": lm.smoothing_params_, "max_frames": args.max_frames}
         self.method = f"facemark {lm.model_path_.stem} + {lm.detector_.name}"
-        self.cache = PartCache(self.out, settings)
+        self.cache = PartCache(self.out, settings, video_settings)
         self.out.mkdir(parents=True, exist_ok=True)
 
         self.image_parts: dict[str, object] = {}   # input name -> Part, in input order
@@ -260,7 +261,8 @@ class DetectRun:
             return
         results = self.landmarker.detect_batch(images)
         for inp, image, faces in zip(ready, images, results):
-            part = Part(input=inp.name, kind="image", faces=[f.to_prediction(inp.name) for f in faces],
+            part = Part(input=inp.name, kind="image",
+                        faces=[f.to_prediction(inp.name) for f in faces],
                         scheme=self.landmarker.scheme, settings=self.cache.settings,
                         output=inp.output, info={"width": image.shape[1], "height": image.shape[0]})
             if self.args.overlay:
@@ -287,7 +289,7 @@ class DetectRun:
                              max_frames=self.args.max_frames)
         writer = VideoWriter(overlay_path(self.out, inp.output, inp.kind), 0) \
             if self.args.overlay else None
-        faces, frames, stopped = [], 0, False
+        faces, frames, stopped, finished = [], 0, False, False
         from tqdm import tqdm
 
         try:
@@ -312,6 +314,7 @@ class DetectRun:
                 stopped = True  # Ctrl+C ends a webcam run; what was seen is kept
             finally:
                 fbar.close()
+            finished = True
         except DataError as e:
             self._skip(e)
             self.bar.update(1)
@@ -319,7 +322,7 @@ class DetectRun:
         finally:
             source.close()
             if writer is not None:
-                writer.close()
+                writer.close() if finished else writer.abort()
         info = {"frames": frames, "fps": source.fps_ if hasattr(source, "fps_") else 0.0,
                 "width": getattr(source, "size_", (0, 0))[0],
                 "height": getattr(source, "size_", (0, 0))[1]}
@@ -418,7 +421,8 @@ def merge(out, formats: str = "json", quiet: bool = False) -> int:
     duplicates = len(parts) - len(seen)
     parts = list(seen.values())
     settings = parts[0].settings
-    method = f"facemark {Path(settings.get('model', 'model')).stem} + {settings.get('detector', '')}"
+    model_stem = Path(settings.get("model", "model")).stem
+    method = f"facemark {model_stem} + {settings.get('detector', '')}"
     images = [p for p in parts if p.kind == "image"]
     written = []
     if images:

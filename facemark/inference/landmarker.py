@@ -134,7 +134,8 @@ def as_boxes(boxes: Any, who: str = "boxes") -> np.ndarray:
     try:
         arr = np.asarray(boxes, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{who}: expected numbers x1, y1, x2, y2 per face, got {boxes!r:.80}") from None
+        raise ValueError(f"{who}: expected numbers x1, y1, x2, y2 per face, "
+                         f"got {boxes!r:.80}") from None
     if arr.ndim == 1 and arr.size == 4:
         arr = arr[None]
     if arr.size == 0:
@@ -153,12 +154,14 @@ def _check_device(device: Any):
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ConfigError(f"device: expected 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from None
+        raise ConfigError(f"device: expected 'cpu', 'cuda', 'cuda:N' or 'mps', "
+                          f"got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device: {device!r} requested but this PyTorch sees no CUDA GPU; "
                           "use device='cpu'")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device: {device!r} requested but MPS is not available; use device='cpu'")
+        raise ConfigError(f"device: {device!r} requested but MPS is not available; "
+                          "use device='cpu'")
     return dev
 
 
@@ -263,7 +266,8 @@ class Landmarker:
                                   f"{self.device!r}; use engine='torch' for a GPU")
             self.engine_ = OnnxLandmarkEngine(path, threads=self.threads).load()
         else:
-            self.engine_ = TorchLandmarkEngine(path, threads=self.threads, device=str(device)).load()
+            self.engine_ = TorchLandmarkEngine(path, threads=self.threads,
+                                               device=str(device)).load()
         self.device_ = device
         self.info_ = self.engine_.info
         self.model_path_ = Path(path)
@@ -327,7 +331,8 @@ class Landmarker:
         self._check_loaded()
         images = [as_rgb(im, rgb=rgb) for im in images]
         if boxes is not None and len(boxes) != len(images):
-            raise ValueError(f"boxes: expected one entry per image ({len(images)}), got {len(boxes)}")
+            raise ValueError(f"boxes: expected one entry per image ({len(images)}), "
+                             f"got {len(boxes)}")
         return self._faces(images, boxes, [f"boxes[{i}]" for i in range(len(images))])
 
     def _faces(self, images: list[np.ndarray], boxes, names: list[str]) -> list[list[Face]]:

@@ -137,8 +137,9 @@ def collect_inputs(paths: Sequence[str], recursive: bool = True) -> Collected:
         elif path.is_file():
             kind = _kind_of(path)
             if kind is None:
-                out.problems.append(DataError(path, "not an image or video file (expected one of "
-                                                    f"{', '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)})"))
+                known = ", ".join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+                out.problems.append(DataError(path, "not an image or video file (expected one "
+                                                    f"of {known})"))
                 continue
             add(Input(name=path.as_posix(), kind=kind, path=path, output=_output_name(path, None)))
         else:
@@ -197,7 +198,8 @@ def _face_record(face) -> dict:
             "box": None if face.box is None else [num(v) for v in face.box],
             "score": None if face.score is None else num(face.score),
             "points": [[num(x), num(y)] for x, y in face.points],
-            "point_scores": None if face.point_scores is None else [num(v) for v in face.point_scores]}
+            "point_scores": (None if face.point_scores is None
+                             else [num(v) for v in face.point_scores])}
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -216,13 +218,18 @@ class PartCache:
 
     The key of an input hashes its resolved path, size and modification time together with
     ``settings`` (model file digest, detector, flip test, crop rule, ...), so changing a file
-    or a setting computes it again. Args: ``out`` (the output folder), ``settings`` (a
-    JSON-serialisable dict).
+    or a setting computes it again.
+
+    Args:
+        out: the output folder.
+        settings: JSON-serialisable dict of what every result depends on.
+        video_settings: what only video results depend on (smoothing, frame limit).
     """
 
-    def __init__(self, out: str | Path, settings: dict):
+    def __init__(self, out: str | Path, settings: dict, video_settings: dict | None = None):
         self.out = Path(out)
         self.settings = settings
+        self.video_settings = video_settings or {}
 
     @property
     def folder(self) -> Path:
@@ -230,6 +237,8 @@ class PartCache:
 
     def key(self, inp: Input) -> str:
         ident = {"name": inp.name, "settings": self.settings}
+        if inp.kind != "image":
+            ident["video"] = self.video_settings
         if inp.path is not None:
             st = inp.path.stat()
             ident.update(path=str(inp.path.resolve()), size=st.st_size, mtime=st.st_mtime_ns)

@@ -40,8 +40,9 @@ class VideoSource:
 
     def open(self) -> "VideoSource":
         """Open the stream and read its properties; DataError when it cannot be opened."""
-        if self.max_frames is not None and (isinstance(self.max_frames, bool) or self.max_frames < 1):
-            raise ValueError(f"max_frames: expected a positive integer or None, got {self.max_frames!r}")
+        limit = self.max_frames
+        if limit is not None and (isinstance(limit, bool) or limit < 1):
+            raise ValueError(f"max_frames: expected a positive integer or None, got {limit!r}")
         if isinstance(self.source, int):
             cap = cv2.VideoCapture(self.source)
             if not cap.isOpened():
@@ -58,7 +59,8 @@ class VideoSource:
         self.cap_ = cap
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps_ = float(fps) if np.isfinite(fps) and fps > 0 else 0.0
-        self.size_ = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        self.size_ = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                      int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         self.frame_count_ = int(count) if np.isfinite(count) and count > 0 else 0
         return self
@@ -138,3 +140,11 @@ class VideoWriter:
         del self.writer_
         self.tmp_.replace(self.path)
         return self.path
+
+    def abort(self) -> None:
+        """Stop writing and delete the unfinished file."""
+        writer = getattr(self, "writer_", None)
+        if writer is not None:
+            writer.release()
+            del self.writer_
+            self.tmp_.unlink(missing_ok=True)
