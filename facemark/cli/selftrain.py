@@ -1,0 +1,59 @@
+"""``facemark selftrain CONFIG [section.key=value ...]``: self-training with curriculum."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "selftrain", help="self-training with curriculum on labelled + unlabelled data",
+        description="PIPNet's self-training with curriculum (STC): train on data.train, "
+                    "pseudo-label data.unlabelled with the model, retrain on both, one round "
+                    "per entry of self_training.curriculum (task levels; the paper: 2 1 0 0 0). "
+                    "CONFIG is a YAML file or a bundled config name (see --list-configs). "
+                    "Running the same command again skips complete rounds and resumes a killed "
+                    "one from its last complete epoch.")
+    p.add_argument("config", nargs="?", help="YAML config file or bundled config name")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="config overrides, e.g. self_training.curriculum=[0,0,0] optim.epochs=10")
+    p.add_argument("--list-configs", action="store_true",
+                   help="list the bundled self-training configs and exit")
+    p.add_argument("--restart", action="store_true",
+                   help="delete this experiment's rounds and start again")
+    p.add_argument("--init", metavar="MODEL",
+                   help="use this trained model (.ckpt or .pt) as round 0 instead of training it "
+                        "(self_training.init_checkpoint)")
+    p.add_argument("--precision", help="32-true, 16-mixed or bf16-mixed")
+    p.add_argument("--out", help="output folder (trainer.out_dir)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from facemark.configs import bundled_config_names, resolve_config
+    from facemark.errors import ConfigError
+    from facemark.training.config import load_config
+
+    if args.list_configs:
+        for name in bundled_config_names():
+            if "/selftrain/" in name:
+                print(name)
+        return 0
+    if not args.config:
+        raise ConfigError("name a config file (or see facemark selftrain --list-configs)")
+    overrides = list(args.overrides)
+    if args.precision is not None:
+        overrides.append(f"trainer.precision={args.precision}")
+    if args.out is not None:               # a folder typed on the command line: the cwd's
+        overrides.append(f"trainer.out_dir={Path(args.out).resolve()}")
+    if args.init is not None:
+        overrides.append(f"self_training.init_checkpoint={Path(args.init).resolve()}")
+    cfg = load_config(resolve_config(args.config), overrides)
+
+    from facemark.training.self_training import self_train
+
+    result = self_train(cfg, restart=args.restart)
+    print()
+    print(result.table())
+    return 0

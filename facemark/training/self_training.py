@@ -1,0 +1,871 @@
+"""Self-training with curriculum (STC) and generalizable semi-supervised training (GSSL).
+
+PIPNet (Jin, Liao and Shao, IJCV 2021; papers/pipnet.txt, Sec. 3.3 and 4.5), as the
+authors' ``lib/train_gssl.py`` runs it:
+
+1. round 0 trains the model on the labelled data (``data.train``) at the full task;
+2. each later round r pseudo-labels *every* unlabelled crop (``data.unlabelled``) with the
+   model at the end of round r-1 (full-resolution decode), then trains on labelled +
+   pseudo-labelled crops: labelled crops always at the full task, pseudo-labelled ones at
+   task level ``self_training.curriculum[r-1]``. Level k is grid classification on the
+   score map after k 2x2 max poolings (:mod:`facemark.models.heads.stc`); the paper's
+   curriculum is [2, 1, 0, 0, 0]: Task 1 (2x2), Task 2 (4x4), then the full task three times.
+   ``[0, 0, 0]`` is standard self-training (any PIPNet works for that).
+
+The ``self_training`` config section (:class:`facemark.training.config.SelfTrainingConfig`):
+
+``curriculum``
+    list of task levels, one per pseudo-label round (default [2, 1, 0, 0, 0]).
+``epochs``
+    epochs of every round, round 0 included (None: ``optim.epochs``; the paper: 60 each).
+    The learning-rate schedule restarts in each round.
+``labelled_fraction``
+    None (default, the authors' code): labelled and pseudo-labelled crops are shuffled
+    together, so a batch holds them in proportion to their counts. A number in (0, 1):
+    every batch holds ``round(fraction * batch_size)`` labelled crops and the rest
+    pseudo-labelled ones (useful when the unlabelled set dwarfs the labelled one); an epoch
+    is then one pass over the labelled crops.
+``reinit``
+    True (default, the authors'): every round trains a freshly initialised model. False:
+    round r starts from round r-1's weights (fine-tuning; needs the same architecture).
+``init_checkpoint``
+    a model (``.ckpt`` of ``facemark train`` or ``.pt``) used as round 0 instead of
+    training it: it only pseudo-labels, so any landmark model of the scheme will do.
+``boxes``
+    where the unlabelled faces' boxes come from: ``dataset`` (the dataset's own boxes;
+    landmarks, if any, are never used), ``image`` (the whole image is the box: for
+    already-cropped faces), ``detector`` or ``detector:NAME`` (a face detector from
+    :mod:`facemark.inference.detectors`, every face it finds; images where it finds none
+    are listed in the run summary).
+``crop_rule``
+    how an unlabelled box becomes a crop: a rule name of ``facemark.data.crops.CROP_RULES``
+    or a mapping of :class:`~facemark.data.crops.CropRule` fields (``scale``, ``shift_y``,
+    ``top_cut``, ``square``), or a list of these, one per unlabelled dataset. None:
+    ``data.crop_rule``. The crops should look like the labelled ones (Sec. 3.4).
+``pseudo_batch_size``, ``flip_test``
+    batch size and flip-averaging of the pseudo-labelling pass (the authors: no flip).
+
+Run folder ``<trainer.out_dir>/<experiment>/``::
+
+    config.yaml                   the resolved config
+    round_0/ ... round_R/         one per round:
+        pseudo_labels.npz         (rounds >= 1) the pseudo-labels this round trains on
+        checkpoints/last.ckpt     end of its last complete epoch (resume point)
+        checkpoints/best.ckpt     lowest validation NME (on labelled data)
+        logs/                     CSV logs
+        round.json                written when the round is complete: its numbers
+    model.pt                      the final model (``facemark evaluate``/``detect`` load it)
+    summary.json                  one row per round
+
+Running the same command again skips complete rounds and resumes a killed round from its
+``last.ckpt`` with its saved pseudo-labels. Training runs on one device (pseudo-labelling
+between rounds is not distributed).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from facemark.errors import ConfigError, DataError, FacemarkError, SkipLog
+from facemark.models.registry import model_from_config
+from facemark.training.config import TrainConfig, save_config
+from facemark.training.datamodule import LandmarkDataModule, cache_path, open_or_build_cache
+from facemark.training.module import LandmarkModule, NonFiniteLossError
+
+BOX_MODES = ("dataset", "image", "detector")
+_RULE_FIELDS = ("scale", "shift_y", "top_cut", "square")
+# Config keys whose change makes a run folder's finished rounds belong to another experiment.
+_CHANGES_RESULTS = ("seed", "data.train", "data.val", "data.unlabelled", "data.val_fraction",
+                    "data.scheme", "data.crop_rule", "data.input_size", "data.augment",
+                    "model", "optim", "self_training.epochs",
+                    "self_training.labelled_fraction", "self_training.reinit",
+                    "self_training.init_checkpoint", "self_training.boxes",
+                    "self_training.crop_rule", "self_training.flip_test")
+
+
+class RoundIncomplete(FacemarkError):
+    """A round's training ended before its last epoch (a callback stopped it)."""
+
+
+# ---------------------------------------------------------------------------------------
+# The plan
+# ---------------------------------------------------------------------------------------
+def curriculum_plan(cfg: TrainConfig) -> list[int | None]:
+    """Task level of the pseudo-labelled crops in each round: None for round 0 (labelled
+    data only), then ``self_training.curriculum`` (e.g. [None, 2, 1, 0, 0, 0])."""
+    return [None, *cfg.self_training.curriculum]
+
+
+def describe_level(level: int | None, grid: int | None = None) -> str:
+    """``"labelled only"``, ``"full task"`` or ``"level 2 (2x2 scores)"``."""
+    if level is None:
+        return "labelled only"
+    if level == 0:
+        return "full task" + (f" ({grid}x{grid})" if grid else "")
+    side = f" ({grid // 2 ** level}x{grid // 2 ** level} scores)" if grid else ""
+    return f"level {level}{side}"
+
+
+def check_self_training(cfg: TrainConfig) -> None:
+    """Validate the ``self_training`` section and what it needs elsewhere.
+
+    Raises:
+        ConfigError: naming the key, for a bad value, an empty ``data.unlabelled``, or more
+            than one device.
+    """
+    st = cfg.self_training
+    if not st.curriculum:
+        raise ConfigError("config key 'self_training.curriculum' is empty: list the task level "
+                          "of each pseudo-label round, e.g. [2, 1, 0, 0, 0]")
+    for i, level in enumerate(st.curriculum):
+        if level < 0:
+            raise ConfigError(f"config key 'self_training.curriculum[{i}]': task levels are >= 0 "
+                              f"(0 = full task, k = scores after k 2x2 poolings), got {level}")
+    if st.epochs is not None and st.epochs < 1:
+        raise ConfigError(f"config key 'self_training.epochs' must be >= 1, got {st.epochs}")
+    if st.labelled_fraction is not None and not 0 < st.labelled_fraction < 1:
+        raise ConfigError("config key 'self_training.labelled_fraction' must be in (0, 1) or "
+                          f"null (shuffle labelled and pseudo-labelled crops together), got "
+                          f"{st.labelled_fraction}")
+    if st.pseudo_batch_size < 1:
+        raise ConfigError(f"config key 'self_training.pseudo_batch_size' must be >= 1, got "
+                          f"{st.pseudo_batch_size}")
+    box_mode(st.boxes)
+    if not cfg.data.unlabelled:
+        raise ConfigError("config key 'data.unlabelled' is empty: name the unlabelled datasets "
+                          "to pseudo-label (e.g. folder:path/to/images)")
+    unlabelled_rules(cfg)
+    if st.init_checkpoint and not Path(st.init_checkpoint).is_file():
+        raise ConfigError(f"config key 'self_training.init_checkpoint': file not found: "
+                          f"{st.init_checkpoint}")
+    devices, nodes = cfg.trainer.devices, cfg.trainer.num_nodes
+    many = (isinstance(devices, int) and not isinstance(devices, bool) and devices > 1) or \
+        (isinstance(devices, (list, tuple)) and len(devices) > 1) or \
+        (isinstance(devices, str) and devices.strip() not in ("auto", "1")) or nodes > 1
+    if many:
+        raise ConfigError(f"self-training runs on one device (trainer.devices={devices!r}, "
+                          f"trainer.num_nodes={nodes}): set trainer.devices=1")
+
+
+def box_mode(boxes: str) -> tuple[str, str | None]:
+    """``"detector:dlib_hog"`` -> ("detector", "dlib_hog"); ConfigError for other words."""
+    mode, _, arg = str(boxes).partition(":")
+    if mode not in BOX_MODES or (arg and mode != "detector"):
+        raise ConfigError(f"config key 'self_training.boxes': {boxes!r} is not one of dataset, "
+                          "image, detector, detector:NAME")
+    return mode, (arg or None)
+
+
+def _rule(value: Any, key: str, default: str):
+    from facemark.data.crops import CropRule, get_crop_rule
+
+    if value is None:
+        value = default
+    if isinstance(value, str):
+        try:
+            return get_crop_rule(value)
+        except KeyError as e:
+            raise ConfigError(f"config key {key!r}: {e.args[0]}") from None
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(_RULE_FIELDS) - {"source"})
+        if unknown:
+            raise ConfigError(f"config key {key!r}: unknown field {unknown[0]!r} (fields: "
+                              f"{', '.join(_RULE_FIELDS)})")
+        try:
+            fields = {k: (bool(v) if k == "square" else float(v)) for k, v in value.items()
+                      if k in _RULE_FIELDS}
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key {key!r}: expected numbers, got {value!r}") from None
+        if fields.get("scale", 1.0) <= 0:
+            raise ConfigError(f"config key '{key}.scale' must be > 0, got {fields['scale']}")
+        return CropRule("box", **fields)
+    raise ConfigError(f"config key {key!r}: expected a crop rule name or a mapping of "
+                      f"{', '.join(_RULE_FIELDS)}, got {value!r}")
+
+
+def unlabelled_rules(cfg: TrainConfig) -> list:
+    """One CropRule per ``data.unlabelled`` dataset (``self_training.crop_rule``)."""
+    value = cfg.self_training.crop_rule
+    n = len(cfg.data.unlabelled)
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ConfigError(f"config key 'self_training.crop_rule': {len(value)} rules for "
+                              f"{n} unlabelled datasets; give one rule, or one per dataset")
+        return [_rule(v, f"self_training.crop_rule[{i}]", cfg.data.crop_rule)
+                for i, v in enumerate(value)]
+    return [_rule(value, "self_training.crop_rule", cfg.data.crop_rule)] * n
+
+
+# ---------------------------------------------------------------------------------------
+# Unlabelled crops
+# ---------------------------------------------------------------------------------------
+def _whole_image_box(sample) -> np.ndarray:
+    """The image's own frame as a box (pixel-centre convention: edges at -0.5, W - 0.5)."""
+    if sample.frame is None:
+        try:
+            from PIL import Image
+
+            with Image.open(sample.image) as im:
+                w, h = im.size
+            return np.array([-0.5, -0.5, w - 0.5, h - 0.5], dtype=np.float32)
+        except Exception:   # not a format PIL reads: decode it the facemark way (clear errors)
+            pass
+    from facemark.data.images import read_image
+
+    h, w = read_image(sample.image, sample.frame).shape[:2]
+    return np.array([-0.5, -0.5, w - 0.5, h - 0.5], dtype=np.float32)
+
+
+def unlabelled_samples(spec: str, scheme: str, boxes: str, log: SkipLog,
+                       detector=None) -> tuple[list, list[str]]:
+    """The faces of an unlabelled dataset, without landmarks, each with a box.
+
+    Args:
+        spec: a dataset string (``open_dataset``); read with its format's own scheme.
+        scheme: the scheme the samples are given (the model's: their crops are all NaN).
+        boxes: ``dataset``, ``image`` or ``detector[:NAME]`` (see the module docstring).
+        log: SkipLog for unreadable records and images.
+        detector: a loaded FaceDetector for ``detector`` boxes (None: built from ``boxes``).
+
+    Returns:
+        (samples, messages naming the images where the detector found no face).
+    """
+    from facemark.data.formats import open_dataset
+    from facemark.data.sample import Sample
+
+    mode, name = box_mode(boxes)
+    raw = open_dataset(spec, skip_bad=log)
+    out, no_face = [], []
+    if mode == "detector" and detector is None:
+        from facemark.inference.detectors import DEFAULT_DETECTOR, create_detector
+
+        detector = create_detector(name or DEFAULT_DETECTOR).load()
+    seen: dict[tuple, list] = {}
+    for s in raw:
+        where = s.source or s.image
+        try:
+            if mode == "dataset":
+                if s.box is None:
+                    raise DataError(where, "no face box in the dataset; use self_training.boxes="
+                                           "detector (or image for already-cropped faces)")
+                found = [s.box]
+            elif mode == "image":
+                found = [_whole_image_box(s)]
+            else:
+                key = (s.image, s.frame)
+                if key not in seen:      # a dataset may list an image once per face
+                    from facemark.data.images import read_image
+
+                    seen[key] = [f.box for f in detector.detect(read_image(s.image, s.frame))]
+                    if not seen[key]:
+                        no_face.append(f"{where}: no face found by {getattr(detector, 'name', 'the detector')}")
+                found, seen[key] = seen[key], []
+        except DataError as e:
+            log(e)
+            continue
+        for box in found:
+            out.append(Sample(image=s.image, landmarks=None, scheme=scheme, box=box,
+                              attributes=dict(s.attributes), frame=s.frame, source=s.source))
+    return out, no_face
+
+
+def open_or_build_unlabelled_cache(spec: str, rule, cfg: TrainConfig, log: SkipLog,
+                                   detector=None):
+    """The crop cache of one unlabelled dataset (built once, like the labelled caches).
+
+    Returns:
+        (CropCache, list of no-face messages), the latter kept beside the cache in
+        ``<cache>.boxes.json`` so a reopened cache still reports them.
+    """
+    from facemark.data.cache import CropCache, build_cache
+    from facemark.data.schemes import get_scheme
+
+    data = cfg.data
+    scheme = get_scheme(data.scheme).name
+    rule_text = json.dumps(dataclasses.asdict(rule), sort_keys=True)
+    tag = "unl" + hashlib.sha1(rule_text.encode()).hexdigest()[:6]
+    path = cache_path(data.cache_dir, f"{spec}|unlabelled|{cfg.self_training.boxes}|{rule_text}",
+                      scheme, tag, data.input_size)
+    side = path.with_name(path.name + ".boxes.json")
+    if (path / "meta.json").is_file():
+        no_face = json.loads(side.read_text()).get("no_face", []) if side.is_file() else []
+        return CropCache.open(path), no_face
+    samples, no_face = unlabelled_samples(spec, scheme, cfg.self_training.boxes, log, detector)
+    if not samples:
+        raise DataError(spec, f"no unlabelled face to crop ({len(no_face)} image(s) without a "
+                              f"detected face, {len(log.skipped)} skipped)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(side, json.dumps({"spec": spec, "no_face": no_face}, indent=1))
+    cache = build_cache(samples, path, size=data.input_size, rule=rule, skip_bad=log,
+                        scheme=scheme, source=f"unlabelled {spec} ({cfg.self_training.boxes} boxes)")
+    return cache, no_face
+
+
+# ---------------------------------------------------------------------------------------
+# Pseudo-labels
+# ---------------------------------------------------------------------------------------
+def pseudo_label(model, cache, batch_size: int = 64, flip_test: bool = False,
+                 device: str | torch.device = "cpu", progress: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Predict every crop of a cache with ``model`` (full-task decode), in batches.
+
+    Args:
+        model: a LandmarkModel of the cache's input size (put in eval mode here).
+        cache: a CropCache; its own landmarks, if any, are ignored.
+
+    Returns:
+        points float32 (M, N, 2) in crop pixels (the cache's ``landmarks`` convention) and
+        confidence float32 (M, N) in [0, 1].
+    """
+    from facemark.inference.crop_predict import predict_crops
+
+    if model.input_size != cache.size:
+        raise ConfigError(f"pseudo-labels: the model takes {model.input_size} px crops, the "
+                          f"cache {cache.path} holds {cache.size} px crops")
+    model.eval()
+    m = len(cache)
+    points = np.zeros((m, model.num_points, 2), np.float32)
+    conf = np.zeros((m, model.num_points), np.float32)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=m, desc="pseudo-labelling", unit="face")
+    for start in range(0, m, batch_size):
+        stop = min(start + batch_size, m)
+        crops = np.stack([cache.image(i) for i in range(start, stop)])
+        p, c = predict_crops(model, crops, flip_test, cache.scheme, device)
+        points[start:stop], conf[start:stop] = p, c
+        if bar is not None:
+            bar.update(stop - start)
+    if bar is not None:
+        bar.close()
+    return points, conf
+
+
+def save_pseudo_labels(path: Path, caches, points: list[np.ndarray],
+                       confidence: list[np.ndarray], source: str) -> None:
+    """Write a round's pseudo-labels atomically (``points_i``, ``confidence_i`` per cache)."""
+    arrays = {"caches": np.array([str(c.path) for c in caches]), "source": np.array(source)}
+    for i, (p, c) in enumerate(zip(points, confidence)):
+        arrays[f"points_{i}"], arrays[f"confidence_{i}"] = p, c
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def load_pseudo_labels(path: Path, caches) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Read :func:`save_pseudo_labels` output; DataError unless it fits ``caches``."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = [str(x) for x in z["caches"]]
+            points = [z[f"points_{i}"] for i in range(len(names))]
+            conf = [z[f"confidence_{i}"] for i in range(len(names))]
+    except (OSError, KeyError, ValueError, EOFError) as e:
+        raise DataError(path, f"cannot read pseudo-labels ({e}); delete the file to redo them") from None
+    expected = [str(c.path) for c in caches]
+    if names != expected or any(p.shape != c.landmarks.shape for p, c in zip(points, caches)):
+        raise DataError(path, f"pseudo-labels were made for other unlabelled crops ({names} vs "
+                              f"{expected}); restart the run (--restart) or use another experiment")
+    return points, conf
+
+
+# ---------------------------------------------------------------------------------------
+# Data and module
+# ---------------------------------------------------------------------------------------
+class MixedBatchSampler(Sampler):
+    """Batches with a fixed share of labelled crops.
+
+    Indices ``[0, n_labelled)`` are labelled, ``[n_labelled, n_labelled + n_pseudo)``
+    pseudo-labelled. Every batch takes ``k = round(fraction * batch_size)`` (at least 1, at
+    most ``batch_size - 1``) labelled crops and ``batch_size - k`` pseudo-labelled ones. An
+    epoch is one pass over the labelled crops in a random order (the incomplete last batch
+    is dropped when there is more than one batch); pseudo-labelled crops come from a random
+    order that restarts each time it runs out. Orders depend on (seed, epoch) only.
+    """
+
+    def __init__(self, n_labelled: int, n_pseudo: int, batch_size: int, fraction: float,
+                 seed: int = 0):
+        self.n_labelled, self.n_pseudo = int(n_labelled), int(n_pseudo)
+        self.batch_size = int(batch_size)
+        self.k = min(max(int(round(fraction * batch_size)), 1), max(batch_size - 1, 1))
+        self.seed = int(seed)
+        self.epoch = 0
+        if self.n_labelled < 1 or (self.n_pseudo < 1 and self.k < batch_size):
+            raise ValueError(f"MixedBatchSampler: need labelled and pseudo-labelled crops, got "
+                             f"{n_labelled} and {n_pseudo}")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return max(self.n_labelled // self.k, 1)
+
+    def __iter__(self):
+        rng = np.random.default_rng((self.seed, self.epoch, 7))
+        lab = rng.permutation(self.n_labelled)
+        if len(lab) < self.k:
+            lab = np.resize(lab, self.k)
+        need = len(self) * (self.batch_size - self.k)
+        runs = [rng.permutation(self.n_pseudo) for _ in range(-(-need // max(self.n_pseudo, 1)))]
+        pseudo = np.concatenate(runs) if runs else np.zeros(0, np.int64)
+        m = self.batch_size - self.k
+        for b in range(len(self)):
+            yield ([int(i) for i in lab[b * self.k:(b + 1) * self.k]] +
+                   [self.n_labelled + int(i) for i in pseudo[b * m:(b + 1) * m]])
+
+
+class _Mixed(Dataset):
+    """Labelled then pseudo-labelled datasets; items gain ``level``, ``pseudo`` and a global
+    ``index``."""
+
+    def __init__(self, parts: list[tuple[Dataset, int, bool]]):
+        self.parts = parts
+        self.ends = np.cumsum([len(d) for d, _, _ in parts])
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def __getitem__(self, i: int) -> dict:
+        k = int(np.searchsorted(self.ends, i, side="right"))
+        start = 0 if k == 0 else int(self.ends[k - 1])
+        dataset, level, pseudo = self.parts[k]
+        item = dict(dataset[i - start])
+        item.update(index=i, level=level, pseudo=pseudo)
+        return item
+
+
+class SelfTrainingData(LandmarkDataModule):
+    """The labelled data of :class:`LandmarkDataModule` plus pseudo-labelled crops.
+
+    Args:
+        data, batch_size, seed: as LandmarkDataModule.
+        pseudo: (CropCache, points (M, N, 2) crop pixels) per unlabelled dataset; empty for
+            round 0.
+        level: task level of the pseudo-labelled crops.
+        labelled_fraction: see the module docstring (None: shuffle together).
+    """
+
+    def __init__(self, data, batch_size: int = 16, seed: int = 0,
+                 pseudo: list | None = None, level: int = 0,
+                 labelled_fraction: float | None = None):
+        super().__init__(data, batch_size=batch_size, seed=seed)
+        self.pseudo = list(pseudo or [])
+        self.level = int(level)
+        self.labelled_fraction = labelled_fraction
+
+    def setup(self, stage: str | None = None) -> None:
+        if getattr(self, "mixed_set", None) is not None:
+            return
+        super().setup(stage)
+        from facemark.data.augment import Augment
+        from facemark.data.dataset import LandmarkDataset
+        from facemark.data.schemes import get_scheme
+
+        labelled = self.train_set
+        if isinstance(labelled, torch.utils.data.Subset):
+            names = [self.train_names[j] for j in labelled.indices]
+        else:
+            names = list(self.train_names)
+        scheme = get_scheme(self.data.scheme)
+        presets = {"pipnet": Augment.pipnet, "sepbn": Augment.sepbn}
+        augment = None if self.data.augment == "none" else \
+            presets[self.data.augment](scheme, self.data.input_size)
+        self.pseudo_sets = [LandmarkDataset(c, augment=augment, seed=self.seed + 1000 + i,
+                                            landmarks=p)
+                            for i, (c, p) in enumerate(self.pseudo)]
+        for c in (c for c, _ in self.pseudo):
+            names += [f"{Path(r['image']).name} (pseudo-labelled)" for r in c.records]
+        self.n_labelled = len(labelled)
+        self.n_pseudo = sum(len(d) for d in self.pseudo_sets)
+        self.mixed_set = _Mixed([(labelled, 0, False)] +
+                                [(d, self.level, True) for d in self.pseudo_sets])
+        self.mixed_names = names
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        for d in getattr(self, "pseudo_sets", []):
+            d.set_epoch(epoch)
+        if getattr(self, "batch_sampler", None) is not None:   # Lightning only reaches samplers
+            self.batch_sampler.set_epoch(epoch)
+
+    def train_dataloader(self) -> DataLoader:
+        if self.trainer is not None:
+            self.set_epoch(self.trainer.current_epoch)
+        if self.labelled_fraction is None or not self.n_pseudo:
+            return self._loader(self.mixed_set, shuffle=True)
+        self.batch_sampler = MixedBatchSampler(self.n_labelled, self.n_pseudo, self.batch_size,
+                                               self.labelled_fraction, seed=self.seed)
+        if self.trainer is not None:
+            self.batch_sampler.set_epoch(self.trainer.current_epoch)
+        return DataLoader(self.mixed_set, batch_sampler=self.batch_sampler,
+                          num_workers=self.data.num_workers,
+                          pin_memory=torch.cuda.is_available())
+
+
+class SelfTrainingModule(LandmarkModule):
+    """:class:`LandmarkModule` whose batches mix task levels: each crop is encoded at its
+    ``level`` (STC heads); ``train/pseudo_share`` logs the pseudo-labelled share."""
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        outputs = self.model(batch["image"])
+        levels = batch.get("level")
+        if levels is not None and hasattr(self.model.head, "levels"):
+            targets = self.model.head.encode(batch["landmarks"], batch["mask"], levels)
+        elif levels is not None and bool((levels > 0).any()):
+            raise ConfigError(f"model {type(self.model.head).__name__} has no coarse score "
+                              "maps; use model.name=pipnet_stc for curriculum levels > 0")
+        else:
+            targets = self.model.encode(batch["landmarks"], batch["mask"])
+        loss, parts = self.model.loss(outputs, targets)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(self._nan_message(batch, batch_idx, loss))
+        bs = batch["image"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        for name, value in parts.items():
+            self.log(f"train/{name}", value, batch_size=bs)
+        if "pseudo" in batch:
+            self.log("train/pseudo_share", batch["pseudo"].float().mean(), batch_size=bs)
+        return loss
+
+
+# ---------------------------------------------------------------------------------------
+# The round loop
+# ---------------------------------------------------------------------------------------
+@dataclass
+class SelfTrainResult:
+    """What a finished self-training run produced."""
+
+    run_dir: Path
+    model_path: Path
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def table(self) -> str:
+        """One line per round: level, epochs, validation NME, pseudo-label numbers, tests."""
+        tests = sorted({k for r in self.rounds for k in r.get("test", {})})
+        head = ["round", "task", "epochs", "val NME", "pseudo conf", "pseudo shift"] + \
+            [f"test {Path(t).name[:18]}" for t in tests]
+        rows = [head]
+        for r in self.rounds:
+            pct = (lambda v: "n/a" if v is None else f"{100 * v:.3f}%")
+            row = [str(r["round"]), r["task"], str(r["epochs"]), pct(r.get("best_val_nme")),
+                   "n/a" if r.get("pseudo_confidence") is None else f"{r['pseudo_confidence']:.3f}",
+                   "n/a" if r.get("pseudo_shift") is None else f"{100 * r['pseudo_shift']:.2f}%"]
+            row += [pct(r.get("test", {}).get(t, {}).get("nme")) for t in tests]
+            rows.append(row)
+        widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+        lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+        lines += [f"model: {self.model_path}", f"time: {self.seconds / 60:.1f} min"]
+        return "\n".join(lines)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def _check_same_experiment(run_dir: Path, cfg: TrainConfig) -> None:
+    """ConfigError when the run folder's finished rounds were made with another config."""
+    import yaml
+
+    old_path = run_dir / "config.yaml"
+    if not old_path.is_file() or not any(run_dir.glob("round_*/round.json")):
+        return
+    try:
+        old = _flat(yaml.safe_load(old_path.read_text()) or {})
+    except yaml.YAMLError as e:
+        raise DataError(old_path, f"invalid YAML ({e})") from None
+    new = _flat(cfg.to_dict())
+    for key in sorted(set(old) | set(new)):
+        if not key.startswith(_CHANGES_RESULTS) or old.get(key) == new.get(key):
+            continue
+        raise ConfigError(f"{run_dir} holds rounds trained with {key}={old.get(key)!r}, the "
+                          f"config now says {new.get(key)!r}; pass --restart to start again, "
+                          "or pick another experiment name")
+    done = sorted(run_dir.glob("round_*/round.json"))
+    old_curr = old.get("self_training.curriculum") or []
+    new_curr = cfg.self_training.curriculum
+    for path in done:
+        r = json.loads(path.read_text())["round"]
+        if r >= 1 and (r - 1 >= len(new_curr) or r - 1 >= len(old_curr)
+                       or old_curr[r - 1] != new_curr[r - 1]):
+            raise ConfigError(f"{run_dir}: round {r} was trained at level "
+                              f"{old_curr[r - 1] if r - 1 < len(old_curr) else '?'}, "
+                              f"self_training.curriculum now says {new_curr}; pass --restart "
+                              "or pick another experiment name")
+
+
+def _round_config(cfg: TrainConfig) -> TrainConfig:
+    """The config every round's module sees: ``optim.epochs`` = the round's epochs."""
+    out = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim))
+    if cfg.self_training.epochs is not None:
+        out.optim.epochs = cfg.self_training.epochs
+    return out
+
+
+def _evaluate(model, caches: dict[str, Any], scheme: str, batch_size: int) -> dict[str, dict]:
+    """NME / FR / AUC at 0.1 of ``model`` on each labelled cache (crops as cached)."""
+    from facemark.data.crops import normalise_points
+    from facemark.evaluation.metrics import nme, summarize
+
+    out = {}
+    for spec, cache in caches.items():
+        points, _ = pseudo_label(model, cache, batch_size)
+        pred = normalise_points(points, cache.size)
+        true = cache.normalised_landmarks()
+        stats = summarize(nme(pred, true, scheme), threshold=0.1)
+        out[spec] = {k: float(v) if isinstance(v, (float, np.floating)) else v
+                     for k, v in stats.items()}
+    return out
+
+
+def _fit_round(cfg: TrainConfig, rdir: Path, data: SelfTrainingData, model_cfg: dict,
+               init_state: dict | None, round_info: dict, callbacks: list | None):
+    """Train one round in ``rdir`` (resuming from its last.ckpt); returns (trainer,
+    module, best checkpoint callback)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    from facemark.training.run import _EpochSeed, _loggers
+
+    ckpt_dir = rdir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    ckpt_path = str(last) if last.is_file() else None
+    data_info = {"crop_rule": cfg.data.crop_rule, "input_size": cfg.data.input_size,
+                 "train": list(cfg.data.train), "experiment": cfg.experiment,
+                 "self_training": round_info}
+    module = SelfTrainingModule(model_cfg, cfg.data.scheme, cfg.to_dict()["optim"],
+                                data_info=data_info, sample_names=data.mixed_names)
+    if ckpt_path:
+        print(f"resuming round {round_info['round']} from {ckpt_path}")
+    elif init_state is not None:
+        module.model.load_state_dict(init_state, strict=True)
+    has_val = data.val_set is not None and len(data.val_set) > 0
+    best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best",
+                              monitor="val/nme" if has_val else None, mode="min",
+                              save_top_k=1, save_last=False, enable_version_counter=False)
+    last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1,
+                              every_n_epochs=1, save_on_train_epoch_end=True,
+                              enable_version_counter=False)
+    t = cfg.trainer
+    loggers = _loggers(cfg, rdir)
+    monitor = [LearningRateMonitor("epoch")] if loggers else []   # it needs a logger
+    trainer = L.Trainer(
+        max_epochs=cfg.optim.epochs, accelerator=t.accelerator, devices=1,
+        num_nodes=1, strategy=t.strategy, precision=t.precision,
+        logger=loggers, log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
+        gradient_clip_val=t.gradient_clip_val, default_root_dir=rdir,
+        callbacks=[best_cb, last_cb, *monitor, _EpochSeed(data),
+                   *(callbacks or [])],
+        enable_model_summary=False, enable_progress_bar=True, deterministic=False)
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    return trainer, module, best_cb
+
+
+def _check_model_levels(cfg: TrainConfig) -> int | None:
+    """ConfigError unless the model has the coarse levels the curriculum uses; returns its
+    score grid side (None for heads without one). Built on the meta device: no weights."""
+    from facemark.data.schemes import get_scheme
+    from facemark.training.run import build_model_config
+
+    n = get_scheme(cfg.data.scheme).num_points
+    placeholder = np.stack([np.linspace(0.1, 0.9, n), np.linspace(0.2, 0.8, n)], axis=1)
+    with torch.device("meta"):
+        model = model_from_config(build_model_config(cfg, placeholder))
+    have, grid = getattr(model.head, "levels", 0), getattr(model.head, "grid", None)
+    need = max(cfg.self_training.curriculum)
+    if need > have:
+        raise ConfigError(f"self_training.curriculum uses task level {need} but model "
+                          f"{cfg.model.name!r} at input_size {cfg.data.input_size} has "
+                          f"{have} coarse level(s); use model.name=pipnet_stc (and an input "
+                          "size whose score grid halves that often), or lower the levels")
+    return grid
+
+
+def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | None = None,
+               progress: bool = True) -> SelfTrainResult:
+    """Run (or continue) self-training with curriculum as ``cfg`` describes.
+
+    Args:
+        cfg: the resolved config (``load_config``) with a ``self_training`` section.
+        restart: delete this experiment's rounds and start again (otherwise complete rounds
+            are kept and a killed round resumes from its last complete epoch).
+        callbacks: extra Lightning callbacks for every round (tests use them to interrupt).
+        progress: show progress bars for cache building and pseudo-labelling.
+
+    Returns:
+        SelfTrainResult; the final model is ``run_dir/model.pt``.
+
+    Raises:
+        ConfigError, DataError: bad config or data (the message names the key or file).
+    """
+    import lightning as L
+
+    from facemark.inference.model_file import ModelInfo, load_model, save_model
+    from facemark.training.run import build_model_config
+
+    start = time.time()
+    check_self_training(cfg)
+    cfg = _round_config(cfg)
+    st = cfg.self_training
+    run_dir = Path(cfg.trainer.out_dir) / cfg.experiment
+    grid = _check_model_levels(cfg)              # before anything is built or deleted
+    if restart and run_dir.is_dir():
+        for old in [*run_dir.glob("round_*"), run_dir / "model.pt", run_dir / "summary.json"]:
+            if old.is_dir():
+                shutil.rmtree(old)
+            elif old.exists():
+                old.unlink()
+    _check_same_experiment(run_dir, cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+
+    # Caches: labelled (train/val/test) as `facemark train` builds them, then unlabelled.
+    base = LandmarkDataModule(cfg.data, batch_size=cfg.optim.batch_size, seed=cfg.seed)
+    base.prepare_data()
+    base.setup("fit")
+    log = base.skip_log
+    mean_face = base.mean_face()
+    model_cfg = build_model_config(cfg, mean_face)
+    detector = None
+    mode, name = box_mode(st.boxes)
+    unlabelled, no_face = [], {}
+    for spec, rule in zip(cfg.data.unlabelled, unlabelled_rules(cfg)):
+        if mode == "detector" and detector is None:
+            from facemark.inference.detectors import DEFAULT_DETECTOR, create_detector
+
+            detector = create_detector(name or DEFAULT_DETECTOR)
+            detector.load()
+        cache, missing = open_or_build_unlabelled_cache(spec, rule, cfg, log, detector)
+        unlabelled.append(cache)
+        no_face[spec] = missing
+    test_caches = {spec: open_or_build_cache(spec, cfg.data, log) for spec in cfg.data.test}
+    print(f"self-training {cfg.experiment}: {len(base.train_set)} labelled training crops, "
+          f"{sum(len(c) for c in unlabelled)} unlabelled crops "
+          f"({sum(len(v) for v in no_face.values())} image(s) without a detected face), "
+          f"rounds: {', '.join(describe_level(lv, grid) for lv in curriculum_plan(cfg))}")
+
+    rounds: list[dict] = []
+    prev_ckpt: Path | None = None
+    prev_points: list[np.ndarray] | None = None
+    for r, level in enumerate(curriculum_plan(cfg)):
+        rdir = run_dir / f"round_{r}"
+        done_file = rdir / "round.json"
+        if done_file.is_file():
+            info = json.loads(done_file.read_text())
+            rounds.append(info)
+            prev_ckpt = Path(info["checkpoint"])
+            if r >= 1:
+                prev_points, _ = load_pseudo_labels(rdir / "pseudo_labels.npz", unlabelled)
+            print(f"round {r} ({info['task']}): complete, skipped")
+            continue
+        rdir.mkdir(parents=True, exist_ok=True)
+        info = {"round": r, "level": level, "task": describe_level(level, grid)}
+        if r == 0 and st.init_checkpoint:
+            info.update(checkpoint=str(Path(st.init_checkpoint).resolve()), epochs=0,
+                        best_val_nme=None, init_checkpoint=True)
+            model, _ = load_model(st.init_checkpoint)
+            if model.input_size != cfg.data.input_size:
+                raise ConfigError(f"self_training.init_checkpoint takes {model.input_size} px "
+                                  f"crops, data.input_size is {cfg.data.input_size}")
+            info["test"] = _evaluate(model, test_caches, cfg.data.scheme, st.pseudo_batch_size)
+            _atomic_write(done_file, json.dumps(info, indent=1))
+            rounds.append(info)
+            prev_ckpt = Path(info["checkpoint"])
+            print(f"round 0: using {st.init_checkpoint} instead of training")
+            continue
+
+        pseudo = []
+        if r >= 1:
+            pfile = rdir / "pseudo_labels.npz"
+            if pfile.is_file():
+                points, conf = load_pseudo_labels(pfile, unlabelled)
+            else:
+                model, _ = load_model(prev_ckpt)
+                print(f"round {r}: pseudo-labelling {sum(len(c) for c in unlabelled)} crops with "
+                      f"{prev_ckpt}")
+                labelled = [pseudo_label(model, c, st.pseudo_batch_size, st.flip_test,
+                                         progress=progress) for c in unlabelled]
+                points, conf = [p for p, _ in labelled], [c for _, c in labelled]
+                save_pseudo_labels(pfile, unlabelled, points, conf, str(prev_ckpt))
+                del model
+            info["pseudo_confidence"] = float(np.mean([c.mean() for c in conf]))
+            if prev_points is not None:
+                shift = [np.linalg.norm(p - q, axis=-1).mean() / c.size
+                         for p, q, c in zip(points, prev_points, unlabelled)]
+                info["pseudo_shift"] = float(np.mean(shift))
+            pseudo = list(zip(unlabelled, points))
+            prev_points = points
+        print(f"round {r}/{len(curriculum_plan(cfg)) - 1}: {info['task']}")
+
+        L.seed_everything(cfg.seed + r, workers=True, verbose=False)
+        data = SelfTrainingData(cfg.data, batch_size=cfg.optim.batch_size, seed=cfg.seed + r,
+                                pseudo=pseudo, level=level or 0,
+                                labelled_fraction=st.labelled_fraction)
+        data.skip_log = log
+        data.setup("fit")
+        init_state = None
+        if r >= 1 and not st.reinit and prev_ckpt is not None:
+            init_state = load_model(prev_ckpt)[0].state_dict()
+        trainer, module, best_cb = _fit_round(cfg, rdir, data, model_cfg, init_state,
+                                              {"round": r, "level": level}, callbacks)
+        last = rdir / "checkpoints" / "last.ckpt"
+        if trainer.interrupted or trainer.current_epoch < cfg.optim.epochs or not last.is_file():
+            raise RoundIncomplete(f"round {r} stopped after {trainer.current_epoch} of "
+                                  f"{cfg.optim.epochs} epochs; run the same command again to "
+                                  "resume it")
+        best = best_cb.best_model_score
+        info.update(checkpoint=str(last), epochs=int(trainer.current_epoch),
+                    best_checkpoint=best_cb.best_model_path or None,
+                    best_val_nme=None if best is None else float(best),
+                    labelled=data.n_labelled, pseudo=data.n_pseudo)
+        model = module.model.eval()
+        info["test"] = _evaluate(model, test_caches, cfg.data.scheme, st.pseudo_batch_size)
+        _atomic_write(done_file, json.dumps(info, indent=1))
+        rounds.append(info)
+        prev_ckpt = last
+
+    final, _ = load_model(prev_ckpt)
+    model_path = save_model(final, ModelInfo(scheme=cfg.data.scheme, input_size=cfg.data.input_size,
+                                             crop_rule=cfg.data.crop_rule,
+                                             model_config=model_cfg),
+                            run_dir / "model.pt",
+                            extra={"experiment": cfg.experiment, "self_training": {
+                                "curriculum": list(st.curriculum), "rounds": len(rounds)}})
+    result = SelfTrainResult(run_dir=run_dir, model_path=model_path, rounds=rounds,
+                             seconds=time.time() - start)
+    summary = {"run_dir": str(run_dir), "model": str(model_path), "rounds": rounds,
+               "seconds": result.seconds, "no_face": no_face,
+               "skipped": [str(e) for e in log.skipped]}
+    _atomic_write(run_dir / "summary.json", json.dumps(summary, indent=2))
+    return result
+
+
+__all__ = ["RoundIncomplete", "SelfTrainResult", "SelfTrainingData", "SelfTrainingModule", "MixedBatchSampler",
+           "check_self_training", "curriculum_plan", "pseudo_label", "self_train",
+           "unlabelled_samples", "open_or_build_unlabelled_cache", "unlabelled_rules"]
