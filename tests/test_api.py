@@ -235,18 +235,6 @@ def test_crop_rule_option(model_file, faces_data):
         facemark.load(model_file, crop_rule="nope")
 
 
-def test_landmarks_from_points_follow_the_face(centre_lm, faces_data):
-    img, box = faces_data[0]
-    prev = centre_lm.detect(img, boxes=[box])[0]
-    prev.points = prev.points + np.linspace(-20, 20, 136).reshape(68, 2)    # spread them out
-    new = centre_lm.landmarks_from_points(img, [prev])
-    assert len(new) == 1 and new[0].score is None
-    cb = crop_box(centre_lm.track_rule_, landmarks=prev.points)
-    np.testing.assert_allclose(new[0].points[0], [(cb[0] + cb[2]) / 2, (cb[1] + cb[3]) / 2],
-                               atol=1e-6)
-    assert centre_lm.landmarks_from_points(img, []) == []
-
-
 def test_onnx_engine_matches_torch(lm, model_file, faces_data, tmp_path):
     from facemark.inference.export import export_onnx
     from facemark.inference.model_file import load_model

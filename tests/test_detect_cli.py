@@ -336,3 +336,97 @@ def test_list_detectors(capsys):
     assert main(["detect", "--list-detectors"]) == 0
     text = capsys.readouterr().out
     assert "opencv_haar" in text and DETECTOR in text
+
+
+# ---------------------------------------------------------------------------------------
+# Video tracking and smoothing (the loop behind facemark detect VIDEO)
+# ---------------------------------------------------------------------------------------
+class TemplateEngine:
+    """A confident fake model: the 68-point template inside every crop, plus noise."""
+
+    kind = "test"
+
+    def __init__(self, info, noise: float = 0.0, confidence: float = 0.9, seed: int = 0):
+        self.info, self.noise, self.confidence = info, noise, confidence
+        self.rng = np.random.default_rng(seed)
+
+    def predict(self, x):
+        b = x.shape[0]
+        pts = np.tile(template68() * 0.6 + 0.2, (b, 1, 1))
+        pts = pts + self.rng.normal(0, self.noise, pts.shape)
+        return (torch.as_tensor(pts, dtype=torch.float32),
+                torch.full((b, 68), self.confidence))
+
+
+class ArraySource:
+    """Frames from memory, with the VideoSource interface track_video uses."""
+
+    def __init__(self, frames, fps=25.0):
+        self.frames, self.source, self.fps_ = frames, "memory", fps
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def __iter__(self):
+        return iter(enumerate(self.frames))
+
+
+def video_landmarker(model_file, engine_kwargs=None, **kwargs):
+    import facemark
+
+    lm = facemark.load(model_file, detector=DETECTOR, **kwargs)
+    lm.engine_ = TemplateEngine(lm.info_, **(engine_kwargs or {}))
+    return lm
+
+
+def still_frames(n=12, size=96):
+    img, _ = make_face(np.random.default_rng(2), size)
+    return [img] * n
+
+
+def test_tracking_reuses_landmarks_and_redetects_every_k_frames(model_file):
+    from facemark.inference.video import track_video
+
+    lm = video_landmarker(model_file)
+    frames = list(track_video(lm, ArraySource(still_frames(12)), detect_every=5))
+    assert [f.index for f in frames if f.detected] == [0, 5, 10]
+    assert all(len(f.faces) == 1 and f.faces[0].track_id == 0 for f in frames)
+    assert frames[0].faces[0].score == pytest.approx(0.75)      # the detector's box
+    assert frames[1].faces[0].score is None                      # a box from the landmarks
+    # a still face keeps its box: the one proposed from landmarks is the detector's again
+    for f in frames:
+        np.testing.assert_allclose(f.faces[0].box, [24, 24, 72, 72], atol=1e-6)
+        np.testing.assert_allclose(f.faces[0].points, frames[0].faces[0].points, atol=1e-6)
+
+
+def test_low_confidence_runs_the_detector_every_frame(model_file):
+    from facemark.inference.video import track_video
+
+    lm = video_landmarker(model_file, {"confidence": 0.1})
+    frames = list(track_video(lm, ArraySource(still_frames(4)), detect_every=50))
+    assert all(f.detected for f in frames)
+    flat = [np.full((60, 80, 3), 99, np.uint8)] * 3              # no face: empty lists
+    assert [f.faces for f in track_video(lm, ArraySource(flat))] == [[], [], []]
+
+
+def test_smoothing_lowers_jitter_and_can_be_turned_off(model_file):
+    from facemark.inference.video import JitterMeter, track_video
+
+    # the detector box on every frame keeps the crops still: what moves is the model's noise
+    # (with boxes from landmarks, this crop-anchored fake model would drift with its box)
+    frames = still_frames(30)
+    lm = video_landmarker(model_file, {"noise": 0.01})
+    meter = JitterMeter()
+    for f in track_video(lm, ArraySource(frames), detect_every=1):
+        meter.add(f)
+    jit = meter.result()
+    assert jit["frames"] == 29 and jit["smoothed"] < 0.5 * jit["raw"]
+    off = video_landmarker(model_file, {"noise": 0.01}, smoothing=False)
+    meter = JitterMeter()
+    for f in track_video(off, ArraySource(frames), detect_every=1):
+        np.testing.assert_allclose(f.faces[0].points, f.raw_points[0])
+        meter.add(f)
+    assert meter.result()["smoothed"] == pytest.approx(meter.result()["raw"])

@@ -3,7 +3,7 @@
     facemark detect PATH [PATH ...] [-o OUT] [--format json|csv|both] [--overlay]
         [--model PATH] [--detector NAME] [--device cpu] [--engine auto|torch|onnx]
         [--batch-size 32] [--flip-test] [--no-smooth] [--shard i/n] [--no-recursive]
-        [--max-frames N] [--quiet]
+        [--max-frames N] [--detect-every K] [--quiet]
     facemark detect --merge OUT [--format json|csv|both]
 
 A PATH is an image, a folder (searched recursively unless ``--no-recursive``), a video
@@ -27,10 +27,14 @@ Outputs, under OUT (default ``facemark_out``):
   whose overlay exists, with ``--overlay``), so an interrupted run resumes where it stopped.
   Changing an input file or an option computes that input again. A video is cached whole.
 
-Videos: the face detector runs on the first frame and whenever tracking loses a face; in
-between, each face is cropped around its landmarks of the previous frame. Landmarks are
-smoothed over time with a One Euro filter (``--no-smooth`` turns it off); photos are never
-smoothed. A webcam runs until ``--max-frames`` or Ctrl+C, and is never cached.
+Videos: the face detector runs on the first frame, every ``--detect-every`` frames (to catch
+new faces), and whenever a face's landmark confidence drops or no face is tracked; in
+between, each face's box comes from its landmarks of the previous frame
+(``facemark.inference.tracking``). Landmarks are smoothed over time with a One Euro filter
+(``--no-smooth`` turns it off); photos are never smoothed. Each video's line gives the mean
+frame-to-frame landmark motion per face size, raw and smoothed (it includes real motion:
+compare the two numbers of one video). A webcam runs until ``--max-frames`` or Ctrl+C, and
+is never cached.
 
 Large collections on several processes or machines: ``--shard i/n`` processes every n-th
 input starting at the i-th (0-based, in the order the inputs are listed: PATHs in the order
@@ -115,6 +119,9 @@ def register(subparsers) -> None:
                    help="search folders recursively (default: yes)")
     p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
                    help="stop each video or webcam after N frames")
+    p.add_argument("--detect-every", type=_positive_int, default=10, metavar="K",
+                   help="videos: run the face detector at least every K frames (default 10; "
+                        "1 = every frame)")
     p.add_argument("--merge", default=None, metavar="OUT",
                    help="join the result parts in OUT/.parts (from shards) into "
                         "OUT/predictions.json")
@@ -177,7 +184,8 @@ class DetectRun:
         settings = {"model": lm.model_path_.name, "model_sha1": file_digest(lm.model_path_),
                     "engine": lm.engine_.kind, "detector": repr(lm.detector_),
                     "flip_test": lm.flip_test, "crop_rule": repr(lm.box_rule_)}
-        video_settings = {"smoothing": lm.smoothing_params_, "max_frames": args.max_frames}
+        video_settings = {"smoothing": lm.smoothing_params_, "max_frames": args.max_frames,
+                          "detect_every": args.detect_every}
         self.method = f"facemark {lm.model_path_.stem} + {lm.detector_.name}"
         self.cache = PartCache(self.out, settings, video_settings)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -283,13 +291,14 @@ class DetectRun:
         from facemark.inference.draw import draw_faces
         from facemark.inference.outputs import (Part, overlay_path, video_output_path,
                                                 write_prediction_files)
-        from facemark.inference.video import VideoSource, VideoWriter, track_video
+        from facemark.inference.video import JitterMeter, VideoSource, VideoWriter, track_video
 
         source = VideoSource(inp.camera if inp.kind == "webcam" else inp.path,
                              max_frames=self.args.max_frames)
         writer = VideoWriter(overlay_path(self.out, inp.output, inp.kind), 0) \
             if self.args.overlay else None
-        faces, frames, stopped, finished = [], 0, False, False
+        faces, frames, stopped, finished, detections = [], 0, False, False, 0
+        meter = JitterMeter()
         from tqdm import tqdm
 
         try:
@@ -302,8 +311,11 @@ class DetectRun:
             fbar = tqdm(total=total, unit="frame", desc=inp.name[-30:], leave=False,
                         disable=self.args.quiet or None, file=sys.stderr)
             try:
-                for frame in track_video(self.landmarker, source):
+                for frame in track_video(self.landmarker, source,
+                                         detect_every=self.args.detect_every):
                     frames += 1
+                    detections += frame.detected
+                    meter.add(frame)
                     faces += [f.to_prediction(inp.name, frame.index) for f in frame.faces]
                     if writer is not None:
                         writer.write(draw_faces(frame.image, frame.faces))
@@ -323,9 +335,12 @@ class DetectRun:
             source.close()
             if writer is not None:
                 writer.close() if finished else writer.abort()
+        jit = meter.result()
         info = {"frames": frames, "fps": source.fps_ if hasattr(source, "fps_") else 0.0,
                 "width": getattr(source, "size_", (0, 0))[0],
-                "height": getattr(source, "size_", (0, 0))[1]}
+                "height": getattr(source, "size_", (0, 0))[1],
+                "detector_frames": detections, "jitter_raw": jit["raw"],
+                "jitter_smoothed": jit["smoothed"]}
         part = Part(input=inp.name, kind="video", faces=faces, scheme=self.landmarker.scheme,
                     settings=self.cache.settings, output=inp.output, info=info)
         stem = str(video_output_path(self.out, inp.output).relative_to(self.out))[:-len(".json")]
@@ -338,8 +353,13 @@ class DetectRun:
         self.counts["frames"] += frames
         self.counts["faces"] += len(faces)
         self.counts["new_faces"] += len(faces)
-        self.say(f"{inp.name}: {frames} frames, {len(faces)} faces"
-                 + (" (stopped with Ctrl+C)" if stopped else ""))
+        motion = ""
+        if jit["raw"] is not None:
+            motion = (f", landmark motion {100 * jit['raw']:.2f}% of the face size per frame"
+                      + (f" ({100 * jit['smoothed']:.2f}% smoothed)"
+                         if self.landmarker.smoothing_params_ is not None else ""))
+        self.say(f"{inp.name}: {frames} frames, {len(faces)} faces, detector on "
+                 f"{detections} frames{motion}" + (" (stopped with Ctrl+C)" if stopped else ""))
         self.bar.update(1)
 
     # -- results -------------------------------------------------------------------------

@@ -38,14 +38,17 @@ class Face:
 
     Attributes:
         box: float64 (4,) ``x1, y1, x2, y2``: the face box the landmarks were cropped from
-            (the detector's, yours, or in a tracked video the box following the face), in
-            pixels of the input image.
+            (the detector's, yours, or in a video the box the tracker proposed from the
+            previous frame's landmarks), in pixels of the input image.
         score: the detector's confidence for the face (its scale depends on the detector),
-            or None for boxes you gave and faces followed by the video tracker.
+            or None for boxes you gave and video faces whose box came from the tracker.
         points: float64 (N, 2) landmarks in 0-based pixels of the input image ((0, 0) is
-            the centre of the top-left pixel), in the order of ``scheme``.
+            the centre of the top-left pixel), in the order of ``scheme`` (in videos,
+            smoothed over time unless smoothing is off).
         point_scores: float64 (N,) per-landmark confidence in [0, 1].
         scheme: the landmark scheme name (``facemark.data.schemes.get_scheme``).
+        track_id: in videos, the id of the face's track (stable across frames); None for
+            photos.
     """
 
     box: np.ndarray
@@ -53,6 +56,7 @@ class Face:
     points: np.ndarray
     point_scores: np.ndarray
     scheme: str
+    track_id: int | None = None
 
     def __post_init__(self) -> None:
         self.box = np.asarray(self.box, dtype=np.float64).reshape(4)
@@ -76,8 +80,9 @@ class Face:
     def __repr__(self) -> str:
         box = ", ".join(f"{v:.1f}" for v in self.box)
         score = "None" if self.score is None else f"{self.score:.3f}"
+        track = "" if self.track_id is None else f", track_id={self.track_id}"
         return (f"Face(box=[{box}], score={score}, {len(self.points)} points {self.scheme}, "
-                f"confidence={self.confidence:.3f})")
+                f"confidence={self.confidence:.3f}{track})")
 
 
 # ---------------------------------------------------------------------------------------
@@ -201,8 +206,7 @@ class Landmarker:
         engine_: the landmark engine (``OnnxLandmarkEngine`` or ``TorchLandmarkEngine``);
         info_: the model's ModelInfo (scheme, input size, crop rule of training); scheme_:
         the LandmarkScheme; model_path_: the model file; detector_:
-        the FaceDetector (not loaded until needed); box_rule_: the CropRule for boxes;
-        track_rule_: the CropRule for crops made from landmarks (video tracking).
+        the FaceDetector (not loaded until needed); box_rule_: the CropRule for boxes.
     """
 
     def __init__(self, model: str | Path | None = None, *, device: str = "cpu",
@@ -275,10 +279,6 @@ class Landmarker:
         if self.flip_test and not self.scheme_.flippable:
             raise ConfigError(f"flip_test: the model's scheme {self.scheme_.name!r} has no "
                               "horizontal mirror; use flip_test=False")
-        rule = get_crop_rule(self.info_.crop_rule)
-        # crops made from landmarks (video tracking) follow the model's training crops when
-        # those came from landmarks, else the 300-W rule (landmark box x1.1)
-        self.track_rule_ = rule if rule.source == "landmarks" else get_crop_rule("300w")
         return self
 
     def _check_loaded(self) -> None:
@@ -352,26 +352,6 @@ class Landmarker:
         self._check_loaded()
         return self.detector_.detect(image)
 
-    def landmarks_from_points(self, image: np.ndarray, faces: Sequence[Face]) -> list[Face]:
-        """Landmarks of faces whose previous landmarks are known (video tracking).
-
-        Each face is cropped around its previous ``points`` with :attr:`track_rule_` and
-        predicted again; the new Face keeps ``score=None`` and gets the previous box moved by
-        the mean motion of the landmarks (scaled by their change of spread).
-
-        Args:
-            image: RGB uint8 (H, W, 3).
-            faces: faces of the previous frame.
-        """
-        self._check_loaded()
-        jobs = []
-        for f in faces:
-            jobs.append((0, f.box, None, crop_box(self.track_rule_, landmarks=f.points)))
-        out = self._run([image], jobs)[0]
-        for prev, new in zip(faces, out):
-            new.box = _follow_box(prev.box, prev.points, new.points)
-        return out
-
     # -- internals -----------------------------------------------------------------------
     def _run(self, images: list[np.ndarray], jobs) -> list[list[Face]]:
         """Crop, predict in batches and map back; jobs = (image index, box, score, crop box)."""
@@ -394,19 +374,6 @@ class Landmarker:
                                    point_scores=np.clip(conf[j], 0.0, 1.0),
                                    scheme=self.scheme_.name))
         return out
-
-
-def _follow_box(box: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """Move and scale ``box`` as the landmarks moved from ``before`` to ``after``."""
-    c0, c1 = before.mean(axis=0), after.mean(axis=0)
-    s0 = float(np.sqrt(((before - c0) ** 2).sum(axis=1).mean()))
-    s1 = float(np.sqrt(((after - c1) ** 2).sum(axis=1).mean()))
-    scale = s1 / s0 if s0 > 1e-6 and np.isfinite(s1) else 1.0
-    box = np.asarray(box, dtype=np.float64)
-    centre = (box[:2] + box[2:]) / 2
-    half = (box[2:] - box[:2]) / 2 * scale
-    new_centre = c1 + (centre - c0) * scale
-    return np.concatenate([new_centre - half, new_centre + half])
 
 
 SMOOTHING_KEYS = ("min_cutoff", "beta", "d_cutoff")

@@ -2,9 +2,12 @@
 
 >>> from facemark.inference.video import VideoSource, track_video
 >>> for frame in track_video(landmarker, VideoSource("clip.mp4")):
-...     frame.index, frame.image.shape, len(frame.faces)
+...     frame.index, frame.image.shape, [f.track_id for f in frame.faces]
 
-Frames are read with OpenCV (``cv2.VideoCapture``) and turned into RGB.
+Frames are read with OpenCV (``cv2.VideoCapture``) and turned into RGB. Faces are tracked
+by their landmarks (``facemark.inference.tracking``) and smoothed over time with a One Euro
+filter (``facemark.inference.smoothing``); :class:`JitterMeter` measures how much the
+landmarks move from frame to frame with and without the smoothing.
 """
 from __future__ import annotations
 
@@ -92,21 +95,107 @@ class VideoSource:
 
 @dataclass
 class VideoFrame:
-    """One processed frame: its index, the RGB image and the faces (a list, maybe empty)."""
+    """One processed frame.
+
+    Attributes:
+        index: 0-based frame index.
+        image: the frame, RGB uint8 (H, W, 3).
+        faces: list of Face (maybe empty), each with its ``track_id``; ``points`` smoothed
+            when smoothing is on.
+        raw_points: the model's points of each face before smoothing, (N, 2) each.
+        detected: whether the face detector ran on this frame.
+    """
 
     index: int
     image: np.ndarray
     faces: list
+    raw_points: list
+    detected: bool
 
 
-def track_video(landmarker, source: VideoSource) -> Iterator[VideoFrame]:
-    """Landmarks of every frame of ``source`` with a loaded Landmarker.
+def track_video(landmarker, source: VideoSource, *, detect_every: int = 10,
+                min_confidence: float = 0.5) -> Iterator[VideoFrame]:
+    """Landmarks of every frame of ``source``, tracked and smoothed, with a loaded Landmarker.
 
-    The face detector runs on every frame.
+    Each frame, :class:`facemark.inference.tracking.FaceTracker` proposes the face boxes:
+    from the previous frame's landmarks (in the detector's box style), or from the face
+    detector on the first frame, every ``detect_every`` frames, when a face's mean landmark
+    confidence falls below ``min_confidence`` and when no face is tracked. The landmarker
+    crops those boxes as it crops detector boxes. Each track's points go through a One Euro
+    filter when ``landmarker.smoothing`` allows (on by default for video).
+
+    Args:
+        landmarker: a loaded Landmarker (its detector, crop rule and smoothing are used).
+        source: the frames (opened here if needed, closed at the end).
+        detect_every: run the detector at least this often (1 = every frame).
+        min_confidence: mean landmark confidence below which a face counts as lost.
     """
+    import time
+
+    from facemark.inference.landmarker import Face
+    from facemark.inference.tracking import FaceTracker
+
+    params = landmarker.smoothing_params_
     with source:
+        tracker = FaceTracker(landmarker.detector_, detect_every=detect_every,
+                              min_confidence=min_confidence, smoothing=params is not None,
+                              filter_args=params or None, fps=source.fps_ or 30.0)
+        live = isinstance(source.source, int)
+        start = time.monotonic()
         for index, image in source:
-            yield VideoFrame(index=index, image=image, faces=landmarker.detect(image))
+            detected = tracker.needs_detection()
+            boxes = tracker.boxes_for(image)
+            faces = landmarker.detect(image, boxes=[b.box for b in boxes])
+            stamp = time.monotonic() - start if live else None   # webcams: the real clock
+            tracked = tracker.update(index, [(f.points, f.confidence) for f in faces],
+                                     timestamp=stamp)
+            out = [Face(box=b.box, score=b.score if b.from_detector else None, points=t.points,
+                        point_scores=f.point_scores, scheme=f.scheme, track_id=t.track_id)
+                   for b, f, t in zip(boxes, faces, tracked)]
+            yield VideoFrame(index=index, image=image, faces=out,
+                             raw_points=[t.raw_points for t in tracked], detected=detected)
+
+
+class JitterMeter:
+    """Frame-to-frame landmark motion of a video, raw and smoothed, per face size.
+
+    Feed every :class:`VideoFrame`; :meth:`result` gives ``{"raw": ..., "smoothed": ...,
+    "frames": ...}`` where each value is ``facemark.inference.smoothing.jitter`` over the
+    runs of consecutive frames of each track, weighted by their length (0.01 = 1% of the
+    face size per frame). It includes the true motion of the face, so compare the two
+    numbers of one video, not numbers of different videos.
+    """
+
+    def __init__(self):
+        self.tracks_: dict[int, list[tuple[int, np.ndarray, np.ndarray, float]]] = {}
+
+    def add(self, frame: VideoFrame) -> None:
+        for face, raw in zip(frame.faces, frame.raw_points):
+            w, h = face.box[2] - face.box[0], face.box[3] - face.box[1]
+            size = float(np.sqrt(max(w, 1e-6) * max(h, 1e-6)))
+            self.tracks_.setdefault(face.track_id, []).append((frame.index, raw, face.points, size))
+
+    def result(self) -> dict[str, float | int | None]:
+        from facemark.inference.smoothing import jitter
+
+        sums = {"raw": 0.0, "smoothed": 0.0}
+        steps = 0
+        for rows in self.tracks_.values():
+            run: list = []
+            for row in rows + [None]:
+                if row is not None and run and row[0] == run[-1][0] + 1:
+                    run.append(row)
+                    continue
+                if len(run) >= 2:
+                    sizes = np.array([r[3] for r in run])
+                    for key, col in (("raw", 1), ("smoothed", 2)):
+                        value = jitter(np.stack([r[col] for r in run]), sizes)
+                        sums[key] += value * (len(run) - 1) if np.isfinite(value) else 0.0
+                    steps += len(run) - 1
+                run = [row] if row is not None else []
+        if steps == 0:
+            return {"raw": None, "smoothed": None, "frames": 0}
+        return {"raw": sums["raw"] / steps, "smoothed": sums["smoothed"] / steps, "frames": steps}
 
 
 class VideoWriter:
