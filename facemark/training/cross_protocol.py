@@ -554,7 +554,12 @@ class FinetuneModule(LandmarkModule):
 # Checkpoints -> per-head models
 # ---------------------------------------------------------------------------------------
 def _read_checkpoint(path: str | Path) -> tuple[CrossProtocolNet, dict[str, Any], dict]:
-    path = Path(path)
+    """(network with the checkpoint's weights, in eval mode; its heads; the raw checkpoint)."""
+    heads, blob = _read_blob(Path(path))
+    return _build_net(Path(path), heads, blob), heads, blob
+
+
+def _read_blob(path: Path) -> tuple[dict[str, Any], dict]:
     if not path.is_file():
         raise DataError(path, "cross-protocol checkpoint not found")
     try:
@@ -565,14 +570,17 @@ def _read_checkpoint(path: str | Path) -> tuple[CrossProtocolNet, dict[str, Any]
     if not isinstance(hp, dict) or "heads" not in hp or "state_dict" not in blob:
         raise DataError(path, "not a cross-protocol checkpoint (no 'heads' in its hyper-"
                               "parameters); single-dataset checkpoints load with load_model")
-    heads = hp["heads"]
+    return hp["heads"], blob
+
+
+def _build_net(path: Path, heads: dict[str, Any], blob: dict) -> CrossProtocolNet:
     net = CrossProtocolNet({n: h["model_config"] for n, h in heads.items()})
     state = {k[len("net."):]: v for k, v in blob["state_dict"].items() if k.startswith("net.")}
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise DataError(path, f"weights do not fit the network they describe ({e})") from None
-    return net.eval(), heads, blob
+    return net.eval()
 
 
 def _model_info(path: Path, name: str, head: dict[str, Any], net: CrossProtocolNet,
@@ -624,8 +632,9 @@ def load_branch(path: str | Path, *, name: str | None = None, scheme: str | None
         (LandmarkModel in eval mode, ModelInfo), like ``facemark.inference.model_file.load_model``.
     """
     path = Path(path)
-    net, heads, blob = _read_checkpoint(path)
+    heads, blob = _read_blob(path)
     chosen = _pick_head(path, heads, name, scheme)
+    net = _build_net(path, heads, blob)
     return net.branch(chosen).to(device).eval(), _model_info(path, chosen, heads[chosen], net, blob)
 
 
@@ -753,6 +762,10 @@ def train_cross_protocol(cfg: TrainConfig, *, resume: str | None = "auto",
     if ckpt_path:
         module = CrossProtocolModule.load_from_checkpoint(ckpt_path, map_location="cpu",
                                                           sample_names=data.train_names)
+        if module.net.names != data.names:
+            raise ConfigError(f"cross_protocol.datasets names {data.names} differ from the heads "
+                              f"of {ckpt_path} ({module.net.names}); restore the config or start "
+                              "a new experiment")
     else:
         heads = {}
         for d, part in zip(datasets, data.parts):
@@ -785,9 +798,11 @@ def train_cross_protocol(cfg: TrainConfig, *, resume: str | None = "auto",
     if trainer.is_global_zero and source.is_file():
         result.models = export_heads(source, run_dir / "models")
     if cp.finetune_epochs > 0 and source.is_file():
-        net, heads, _ = _read_checkpoint(source)
+        net, heads, blob = _read_checkpoint(source)
+        origin = {"checkpoint": source.name, "epoch": blob.get("epoch"),
+                  "global_step": blob.get("global_step")}
         for d, part in zip(datasets, data.parts):
-            path, score = _finetune(cfg, d, part, net, heads[d.name], run_dir / "finetune" / d.name,
+            path, score = _finetune(cfg, d, part, net, origin, run_dir / "finetune" / d.name,
                                     resume, overwrite)
             if path is not None:
                 result.finetuned[d.name] = path
@@ -802,20 +817,28 @@ def train_cross_protocol(cfg: TrainConfig, *, resume: str | None = "auto",
 
 
 def _finetune(cfg: TrainConfig, dataset: ProtocolDataset, data, net: CrossProtocolNet,
-              head: dict[str, Any], run_dir: Path, resume: str | None, overwrite: bool
+              origin: dict[str, Any], run_dir: Path, resume: str | None, overwrite: bool
               ) -> tuple[Path | None, float | None]:
-    """Stage 2 for one dataset: its branch alone, backbone at ``finetune_backbone_lr``."""
+    """Stage 2 for one dataset: its branch alone, backbone at ``finetune_backbone_lr``.
+
+    ``origin`` names the stage-1 checkpoint it starts from; a fine-tuning run that started
+    from another one (stage 1 trained on since) starts again instead of resuming.
+    """
     cp = cfg.cross_protocol
     optim = cfg.to_dict()["optim"]
     optim.update(epochs=cp.finetune_epochs, lr=cp.finetune_lr or cfg.optim.lr)
     ckpt_path = _checkpoint_to_resume(run_dir, "auto" if resume else None, overwrite)
     data_info = {"crop_rule": dataset.crop_rule, "input_size": cfg.data.input_size,
                  "train": list(dataset.train), "experiment": f"{cfg.experiment}/{dataset.name}",
-                 "cross_protocol_head": dataset.name}
+                 "cross_protocol_head": dataset.name, "stage1": origin}
+    module = None
     if ckpt_path:
         module = FinetuneModule.load_from_checkpoint(ckpt_path, map_location="cpu",
                                                      sample_names=data.train_names)
-    else:
+        if (module.hparams.get("data_info") or {}).get("stage1") != origin:
+            print(f"stage 1 changed since {run_dir} was fine-tuned: fine-tuning it again")
+            module, ckpt_path = None, None
+    if module is None:
         module = FinetuneModule(net.configs[dataset.name], dataset.scheme, optim,
                                 data_info=data_info, sample_names=data.train_names,
                                 backbone_lr=cp.finetune_backbone_lr)
