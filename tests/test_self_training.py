@@ -184,6 +184,16 @@ def test_config_errors_name_the_key(tmp_path, override, message):
         check_self_training(load_config(path, [override]))
 
 
+def test_refuses_a_supervised_run_folder(tmp_path):
+    path = write_config(tmp_path, f"experiment: sup\ntrainer: {{out_dir: {tmp_path}}}\n"
+                                  "data: {train: [a], unlabelled: [b]}\nmodel: {name: pipnet_stc}\n")
+    (tmp_path / "sup" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="supervised training.*another experiment name"):
+        self_train(load_config(path, ["data.input_size=128"]))
+    with pytest.raises(ConfigError, match="2x2 halves 1 time.*raise data.input_size"):
+        self_train(load_config(path, ["data.input_size=64"]))
+
+
 def test_crop_rule_mapping_becomes_a_box_rule(tmp_path):
     path = write_config(tmp_path, "data: {train: [a], unlabelled: [b, c]}\n"
                                   "self_training: {crop_rule: [{scale: 1.0, shift_y: 0.17}, wflw68]}\n")
@@ -357,6 +367,18 @@ def test_self_training_rounds_kill_resume_and_pseudo_labels(tmp_path, capsys):
                 else:
                     assert lvs[j] == 0
         assert used > 0
+
+    # a fixed labelled share per batch (self_training.labelled_fraction) over the same data
+    from facemark.training.self_training import SelfTrainingData
+
+    data = SelfTrainingData(cfg.data, batch_size=8, pseudo=list(zip(caches, p2)), level=1,
+                            labelled_fraction=0.5)
+    data.setup("fit")
+    batches = list(data.train_dataloader())
+    assert len(batches) == n_lab // 4
+    for b in batches:
+        assert b["pseudo"].tolist() == [False] * 4 + [True] * 4
+        assert b["level"].tolist() == [0] * 4 + [1] * 4
 
     # the final model loads and predicts like a PIPNet; test NME is recorded per round
     from facemark.inference.model_file import load_model

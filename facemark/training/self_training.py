@@ -228,7 +228,7 @@ def _whole_image_box(sample) -> np.ndarray:
 
 
 def unlabelled_samples(spec: str, scheme: str, boxes: str, log: SkipLog,
-                       detector=None) -> tuple[list, list[str]]:
+                       detector=None, progress: bool = False) -> tuple[list, list[str]]:
     """The faces of an unlabelled dataset, without landmarks, each with a box.
 
     Args:
@@ -237,6 +237,7 @@ def unlabelled_samples(spec: str, scheme: str, boxes: str, log: SkipLog,
         boxes: ``dataset``, ``image`` or ``detector[:NAME]`` (see the module docstring).
         log: SkipLog for unreadable records and images.
         detector: a loaded FaceDetector for ``detector`` boxes (None: built from ``boxes``).
+        progress: show a progress bar while the detector runs.
 
     Returns:
         (samples, messages naming the images where the detector found no face).
@@ -252,7 +253,14 @@ def unlabelled_samples(spec: str, scheme: str, boxes: str, log: SkipLog,
 
         detector = create_detector(name or DEFAULT_DETECTOR).load()
     seen: dict[tuple, list] = {}
+    bar = None
+    if progress and mode == "detector":
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(raw), desc=f"finding faces ({spec})", unit="image")
     for s in raw:
+        if bar is not None:
+            bar.update(1)
         where = s.source or s.image
         try:
             if mode == "dataset":
@@ -277,11 +285,13 @@ def unlabelled_samples(spec: str, scheme: str, boxes: str, log: SkipLog,
         for box in found:
             out.append(Sample(image=s.image, landmarks=None, scheme=scheme, box=box,
                               attributes=dict(s.attributes), frame=s.frame, source=s.source))
+    if bar is not None:
+        bar.close()
     return out, no_face
 
 
 def open_or_build_unlabelled_cache(spec: str, rule, cfg: TrainConfig, log: SkipLog,
-                                   detector=None):
+                                   detector=None, progress: bool = True):
     """The crop cache of one unlabelled dataset (built once, like the labelled caches).
 
     Returns:
@@ -301,14 +311,16 @@ def open_or_build_unlabelled_cache(spec: str, rule, cfg: TrainConfig, log: SkipL
     if (path / "meta.json").is_file():
         no_face = json.loads(side.read_text()).get("no_face", []) if side.is_file() else []
         return CropCache.open(path), no_face
-    samples, no_face = unlabelled_samples(spec, scheme, cfg.self_training.boxes, log, detector)
+    samples, no_face = unlabelled_samples(spec, scheme, cfg.self_training.boxes, log, detector,
+                                          progress)
     if not samples:
         raise DataError(spec, f"no unlabelled face to crop ({len(no_face)} image(s) without a "
                               f"detected face, {len(log.skipped)} skipped)")
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(side, json.dumps({"spec": spec, "no_face": no_face}, indent=1))
     cache = build_cache(samples, path, size=data.input_size, rule=rule, skip_bad=log,
-                        scheme=scheme, source=f"unlabelled {spec} ({cfg.self_training.boxes} boxes)")
+                        progress=progress, scheme=scheme,
+                        source=f"unlabelled {spec} ({cfg.self_training.boxes} boxes)")
     return cache, no_face
 
 
@@ -662,7 +674,12 @@ def _fit_round(cfg: TrainConfig, rdir: Path, data: SelfTrainingData, model_cfg: 
     if ckpt_path:
         print(f"resuming round {round_info['round']} from {ckpt_path}")
     elif init_state is not None:
-        module.model.load_state_dict(init_state, strict=True)
+        try:
+            module.model.load_state_dict(init_state, strict=True)
+        except RuntimeError as e:
+            raise ConfigError(f"self_training.reinit=false: the previous round's weights do not "
+                              f"fit model {model_cfg['name']!r} ({str(e).splitlines()[0]}); use "
+                              "reinit=true or an init_checkpoint of the same architecture") from None
     has_val = data.val_set is not None and len(data.val_set) > 0
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best",
                               monitor="val/nme" if has_val else None, mode="min",
@@ -700,10 +717,12 @@ def _check_model_levels(cfg: TrainConfig) -> int | None:
     have, grid = getattr(model.head, "levels", 0), getattr(model.head, "grid", None)
     need = max(cfg.self_training.curriculum)
     if need > have:
+        fix = (f"a score grid of {grid}x{grid} halves {have} time(s): raise data.input_size or "
+               "lower model.net_stride" if hasattr(model.head, "levels") else
+               "use model.name=pipnet_stc")
         raise ConfigError(f"self_training.curriculum uses task level {need} but model "
                           f"{cfg.model.name!r} at input_size {cfg.data.input_size} has "
-                          f"{have} coarse level(s); use model.name=pipnet_stc (and an input "
-                          "size whose score grid halves that often), or lower the levels")
+                          f"{have} coarse level(s); {fix}, or lower the levels")
     return grid
 
 
@@ -735,6 +754,9 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
     st = cfg.self_training
     run_dir = Path(cfg.trainer.out_dir) / cfg.experiment
     grid = _check_model_levels(cfg)              # before anything is built or deleted
+    if (run_dir / "checkpoints").is_dir():
+        raise ConfigError(f"{run_dir} is the run folder of a supervised training (facemark "
+                          "train); pick another experiment name for self-training")
     if restart and run_dir.is_dir():
         for old in [*run_dir.glob("round_*"), run_dir / "model.pt", run_dir / "summary.json"]:
             if old.is_dir():
@@ -761,7 +783,8 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
 
             detector = create_detector(name or DEFAULT_DETECTOR)
             detector.load()
-        cache, missing = open_or_build_unlabelled_cache(spec, rule, cfg, log, detector)
+        cache, missing = open_or_build_unlabelled_cache(spec, rule, cfg, log, detector,
+                                                        progress)
         unlabelled.append(cache)
         no_face[spec] = missing
     test_caches = {spec: open_or_build_cache(spec, cfg.data, log) for spec in cfg.data.test}
