@@ -726,6 +726,72 @@ def _check_model_levels(cfg: TrainConfig) -> int | None:
     return grid
 
 
+@dataclass
+class _Inputs:
+    """Everything the rounds share: built once per run."""
+
+    base: LandmarkDataModule
+    log: SkipLog
+    model_cfg: dict
+    unlabelled: list
+    no_face: dict[str, list[str]]
+    tests: dict[str, Any]
+
+
+def _prepare(cfg: TrainConfig, progress: bool) -> _Inputs:
+    """Labelled caches (as ``facemark train`` builds them), the model config (mean face of
+    the labelled training crops), unlabelled caches (boxes found once) and test caches."""
+    from facemark.training.run import build_model_config
+
+    base = LandmarkDataModule(cfg.data, batch_size=cfg.optim.batch_size, seed=cfg.seed)
+    base.prepare_data()
+    base.setup("fit")
+    log = base.skip_log
+    model_cfg = build_model_config(cfg, base.mean_face())
+    mode, name = box_mode(cfg.self_training.boxes)
+    detector = None
+    if mode == "detector":
+        from facemark.inference.detectors import DEFAULT_DETECTOR, create_detector
+
+        detector = create_detector(name or DEFAULT_DETECTOR)
+    unlabelled, no_face = [], {}
+    for spec, rule in zip(cfg.data.unlabelled, unlabelled_rules(cfg)):
+        cache, missing = open_or_build_unlabelled_cache(spec, rule, cfg, log, detector, progress)
+        unlabelled.append(cache)
+        no_face[spec] = missing
+    tests = {spec: open_or_build_cache(spec, cfg.data, log) for spec in cfg.data.test}
+    return _Inputs(base, log, model_cfg, unlabelled, no_face, tests)
+
+
+def _load_round_model(path: Path, cfg: TrainConfig):
+    """A round's model (or the init checkpoint), checked against the data it must label."""
+    from facemark.inference.model_file import load_model
+
+    model, info = load_model(path)
+    if model.input_size != cfg.data.input_size or info.scheme != cfg.data.scheme:
+        raise ConfigError(f"{path}: a model of {info.scheme} at {model.input_size} px cannot "
+                          f"label {cfg.data.scheme} crops of data.input_size="
+                          f"{cfg.data.input_size}")
+    return model
+
+
+def _round_pseudo_labels(rdir: Path, prev_ckpt: Path, cfg: TrainConfig, caches: list,
+                         progress: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The round's pseudo-labels: read back when saved (a resumed round), else made by the
+    previous round's model and saved before training starts."""
+    path = rdir / "pseudo_labels.npz"
+    if path.is_file():
+        return load_pseudo_labels(path, caches)
+    st = cfg.self_training
+    model = _load_round_model(prev_ckpt, cfg)
+    print(f"{rdir.name}: pseudo-labelling {sum(len(c) for c in caches)} crops with {prev_ckpt}")
+    out = [pseudo_label(model, c, st.pseudo_batch_size, st.flip_test, progress=progress)
+           for c in caches]
+    points, conf = [p for p, _ in out], [c for _, c in out]
+    save_pseudo_labels(path, caches, points, conf, str(prev_ckpt))
+    return points, conf
+
+
 def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | None = None,
                progress: bool = True) -> SelfTrainResult:
     """Run (or continue) self-training with curriculum as ``cfg`` describes.
@@ -735,7 +801,7 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
         restart: delete this experiment's rounds and start again (otherwise complete rounds
             are kept and a killed round resumes from its last complete epoch).
         callbacks: extra Lightning callbacks for every round (tests use them to interrupt).
-        progress: show progress bars for cache building and pseudo-labelling.
+        progress: show progress bars for cache building, face finding and pseudo-labelling.
 
     Returns:
         SelfTrainResult; the final model is ``run_dir/model.pt``.
@@ -745,8 +811,7 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
     """
     import lightning as L
 
-    from facemark.inference.model_file import ModelInfo, load_model, save_model
-    from facemark.training.run import build_model_config
+    from facemark.inference.model_file import ModelInfo, save_model
 
     start = time.time()
     check_self_training(cfg)
@@ -766,96 +831,61 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
     _check_same_experiment(run_dir, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
-
-    # Caches: labelled (train/val/test) as `facemark train` builds them, then unlabelled.
-    base = LandmarkDataModule(cfg.data, batch_size=cfg.optim.batch_size, seed=cfg.seed)
-    base.prepare_data()
-    base.setup("fit")
-    log = base.skip_log
-    mean_face = base.mean_face()
-    model_cfg = build_model_config(cfg, mean_face)
-    detector = None
-    mode, name = box_mode(st.boxes)
-    unlabelled, no_face = [], {}
-    for spec, rule in zip(cfg.data.unlabelled, unlabelled_rules(cfg)):
-        if mode == "detector" and detector is None:
-            from facemark.inference.detectors import DEFAULT_DETECTOR, create_detector
-
-            detector = create_detector(name or DEFAULT_DETECTOR)
-            detector.load()
-        cache, missing = open_or_build_unlabelled_cache(spec, rule, cfg, log, detector,
-                                                        progress)
-        unlabelled.append(cache)
-        no_face[spec] = missing
-    test_caches = {spec: open_or_build_cache(spec, cfg.data, log) for spec in cfg.data.test}
-    print(f"self-training {cfg.experiment}: {len(base.train_set)} labelled training crops, "
-          f"{sum(len(c) for c in unlabelled)} unlabelled crops "
-          f"({sum(len(v) for v in no_face.values())} image(s) without a detected face), "
-          f"rounds: {', '.join(describe_level(lv, grid) for lv in curriculum_plan(cfg))}")
+    inp = _prepare(cfg, progress)
+    plan = curriculum_plan(cfg)
+    print(f"self-training {cfg.experiment}: {len(inp.base.train_set)} labelled training crops, "
+          f"{sum(len(c) for c in inp.unlabelled)} unlabelled crops "
+          f"({sum(len(v) for v in inp.no_face.values())} image(s) without a detected face); "
+          f"rounds: {', '.join(describe_level(lv, grid) for lv in plan)}")
 
     rounds: list[dict] = []
     prev_ckpt: Path | None = None
     prev_points: list[np.ndarray] | None = None
-    for r, level in enumerate(curriculum_plan(cfg)):
+    for r, level in enumerate(plan):
         rdir = run_dir / f"round_{r}"
         done_file = rdir / "round.json"
-        if done_file.is_file():
+        if done_file.is_file():                                   # complete: keep it
             info = json.loads(done_file.read_text())
             rounds.append(info)
-            prev_ckpt = Path(info["checkpoint"])
+            prev_ckpt = run_dir / info["checkpoint"]               # relative, or absolute
             if r >= 1:
-                prev_points, _ = load_pseudo_labels(rdir / "pseudo_labels.npz", unlabelled)
+                prev_points, _ = load_pseudo_labels(rdir / "pseudo_labels.npz", inp.unlabelled)
             print(f"round {r} ({info['task']}): complete, skipped")
             continue
         rdir.mkdir(parents=True, exist_ok=True)
         info = {"round": r, "level": level, "task": describe_level(level, grid)}
-        if r == 0 and st.init_checkpoint:
+        if r == 0 and st.init_checkpoint:                         # round 0 given, not trained
+            model = _load_round_model(Path(st.init_checkpoint), cfg)
             info.update(checkpoint=str(Path(st.init_checkpoint).resolve()), epochs=0,
-                        best_val_nme=None, init_checkpoint=True)
-            model, _ = load_model(st.init_checkpoint)
-            if model.input_size != cfg.data.input_size:
-                raise ConfigError(f"self_training.init_checkpoint takes {model.input_size} px "
-                                  f"crops, data.input_size is {cfg.data.input_size}")
-            info["test"] = _evaluate(model, test_caches, cfg.data.scheme, st.pseudo_batch_size)
+                        best_val_nme=None, init_checkpoint=True,
+                        test=_evaluate(model, inp.tests, cfg.data.scheme, st.pseudo_batch_size))
             _atomic_write(done_file, json.dumps(info, indent=1))
             rounds.append(info)
-            prev_ckpt = Path(info["checkpoint"])
+            prev_ckpt = Path(st.init_checkpoint)
             print(f"round 0: using {st.init_checkpoint} instead of training")
             continue
 
         pseudo = []
         if r >= 1:
-            pfile = rdir / "pseudo_labels.npz"
-            if pfile.is_file():
-                points, conf = load_pseudo_labels(pfile, unlabelled)
-            else:
-                model, _ = load_model(prev_ckpt)
-                print(f"round {r}: pseudo-labelling {sum(len(c) for c in unlabelled)} crops with "
-                      f"{prev_ckpt}")
-                labelled = [pseudo_label(model, c, st.pseudo_batch_size, st.flip_test,
-                                         progress=progress) for c in unlabelled]
-                points, conf = [p for p, _ in labelled], [c for _, c in labelled]
-                save_pseudo_labels(pfile, unlabelled, points, conf, str(prev_ckpt))
-                del model
+            points, conf = _round_pseudo_labels(rdir, prev_ckpt, cfg, inp.unlabelled, progress)
             info["pseudo_confidence"] = float(np.mean([c.mean() for c in conf]))
-            if prev_points is not None:
-                shift = [np.linalg.norm(p - q, axis=-1).mean() / c.size
-                         for p, q, c in zip(points, prev_points, unlabelled)]
-                info["pseudo_shift"] = float(np.mean(shift))
-            pseudo = list(zip(unlabelled, points))
-            prev_points = points
-        print(f"round {r}/{len(curriculum_plan(cfg)) - 1}: {info['task']}")
+            if prev_points is not None:       # how far this round's labels moved (crop sides)
+                info["pseudo_shift"] = float(np.mean(
+                    [np.linalg.norm(p - q, axis=-1).mean() / c.size
+                     for p, q, c in zip(points, prev_points, inp.unlabelled)]))
+            pseudo, prev_points = list(zip(inp.unlabelled, points)), points
+        print(f"round {r}/{len(plan) - 1}: {info['task']}")
 
         L.seed_everything(cfg.seed + r, workers=True, verbose=False)
         data = SelfTrainingData(cfg.data, batch_size=cfg.optim.batch_size, seed=cfg.seed + r,
                                 pseudo=pseudo, level=level or 0,
                                 labelled_fraction=st.labelled_fraction)
-        data.skip_log = log
+        data.skip_log = inp.log
         data.setup("fit")
         init_state = None
-        if r >= 1 and not st.reinit and prev_ckpt is not None:
-            init_state = load_model(prev_ckpt)[0].state_dict()
-        trainer, module, best_cb = _fit_round(cfg, rdir, data, model_cfg, init_state,
+        if r >= 1 and not st.reinit:
+            init_state = _load_round_model(prev_ckpt, cfg).state_dict()
+        trainer, module, best_cb = _fit_round(cfg, rdir, data, inp.model_cfg, init_state,
                                               {"round": r, "level": level}, callbacks)
         last = rdir / "checkpoints" / "last.ckpt"
         if trainer.interrupted or trainer.current_epoch < cfg.optim.epochs or not last.is_file():
@@ -863,32 +893,30 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
                                   f"{cfg.optim.epochs} epochs; run the same command again to "
                                   "resume it")
         best = best_cb.best_model_score
-        info.update(checkpoint=str(last), epochs=int(trainer.current_epoch),
-                    best_checkpoint=best_cb.best_model_path or None,
+        info.update(checkpoint=str(last.relative_to(run_dir)), epochs=int(trainer.current_epoch),
                     best_val_nme=None if best is None else float(best),
-                    labelled=data.n_labelled, pseudo=data.n_pseudo)
-        model = module.model.eval()
-        info["test"] = _evaluate(model, test_caches, cfg.data.scheme, st.pseudo_batch_size)
+                    labelled=data.n_labelled, pseudo=data.n_pseudo,
+                    test=_evaluate(module.model.eval(), inp.tests, cfg.data.scheme,
+                                   st.pseudo_batch_size))
         _atomic_write(done_file, json.dumps(info, indent=1))
         rounds.append(info)
         prev_ckpt = last
 
-    final, _ = load_model(prev_ckpt)
-    model_path = save_model(final, ModelInfo(scheme=cfg.data.scheme, input_size=cfg.data.input_size,
-                                             crop_rule=cfg.data.crop_rule,
-                                             model_config=model_cfg),
-                            run_dir / "model.pt",
-                            extra={"experiment": cfg.experiment, "self_training": {
-                                "curriculum": list(st.curriculum), "rounds": len(rounds)}})
+    final = _load_round_model(prev_ckpt, cfg)
+    model_path = save_model(
+        final, ModelInfo(scheme=cfg.data.scheme, input_size=cfg.data.input_size,
+                         crop_rule=cfg.data.crop_rule, model_config=inp.model_cfg),
+        run_dir / "model.pt", extra={"experiment": cfg.experiment, "self_training": {
+            "curriculum": list(st.curriculum), "rounds": len(rounds)}})
     result = SelfTrainResult(run_dir=run_dir, model_path=model_path, rounds=rounds,
                              seconds=time.time() - start)
     summary = {"run_dir": str(run_dir), "model": str(model_path), "rounds": rounds,
-               "seconds": result.seconds, "no_face": no_face,
-               "skipped": [str(e) for e in log.skipped]}
+               "seconds": result.seconds, "no_face": inp.no_face,
+               "skipped": [str(e) for e in inp.log.skipped]}
     _atomic_write(run_dir / "summary.json", json.dumps(summary, indent=2))
     return result
 
 
-__all__ = ["RoundIncomplete", "SelfTrainResult", "SelfTrainingData", "SelfTrainingModule", "MixedBatchSampler",
-           "check_self_training", "curriculum_plan", "pseudo_label", "self_train",
+__all__ = ["RoundIncomplete", "SelfTrainResult", "SelfTrainingData", "SelfTrainingModule",
+           "MixedBatchSampler", "check_self_training", "curriculum_plan", "pseudo_label", "self_train",
            "unlabelled_samples", "open_or_build_unlabelled_cache", "unlabelled_rules"]
