@@ -186,7 +186,8 @@ def test_config_errors_name_the_key(tmp_path, override, message):
 
 def test_refuses_a_supervised_run_folder(tmp_path):
     path = write_config(tmp_path, f"experiment: sup\ntrainer: {{out_dir: {tmp_path}}}\n"
-                                  "data: {train: [a], unlabelled: [b]}\nmodel: {name: pipnet_stc}\n")
+                                  "data: {train: [a], unlabelled: [b]}\n"
+                                  "model: {name: pipnet_stc}\n")
     (tmp_path / "sup" / "checkpoints").mkdir(parents=True)
     with pytest.raises(ConfigError, match="supervised training.*another experiment name"):
         self_train(load_config(path, ["data.input_size=128"]))
@@ -195,8 +196,8 @@ def test_refuses_a_supervised_run_folder(tmp_path):
 
 
 def test_crop_rule_mapping_becomes_a_box_rule(tmp_path):
-    path = write_config(tmp_path, "data: {train: [a], unlabelled: [b, c]}\n"
-                                  "self_training: {crop_rule: [{scale: 1.0, shift_y: 0.17}, wflw68]}\n")
+    path = write_config(tmp_path, "data: {train: [a], unlabelled: [b, c]}\nself_training: "
+                                  "{crop_rule: [{scale: 1.0, shift_y: 0.17}, wflw68]}\n")
     first, second = unlabelled_rules(load_config(path))
     assert (first.source, first.scale, first.shift_y) == ("box", 1.0, 0.17)
     assert (second.scale, second.top_cut) == (1.2, 0.2)
@@ -276,6 +277,7 @@ data:
   augment: none
 model:
   name: pipnet_stc
+  backbone: mobilenet_v2     # a third of ResNet-18's weights: smaller checkpoints, faster
   num_nb: 4
 optim:
   lr: 1.0e-3
@@ -315,7 +317,8 @@ def test_self_training_rounds_kill_resume_and_pseudo_labels(tmp_path, capsys):
         """Dies at the start of round 1's second epoch (its first is checkpointed)."""
 
         def on_train_epoch_start(self, trainer, module):
-            if module.hparams.data_info["self_training"]["round"] == 1 and trainer.current_epoch == 1:
+            r = module.hparams.data_info["self_training"]["round"]
+            if r == 1 and trainer.current_epoch == 1:
                 raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError, match="killed"):

@@ -277,7 +277,8 @@ def unlabelled_samples(spec: str, scheme: str, boxes: str, log: SkipLog,
 
                     seen[key] = [f.box for f in detector.detect(read_image(s.image, s.frame))]
                     if not seen[key]:
-                        no_face.append(f"{where}: no face found by {getattr(detector, 'name', 'the detector')}")
+                        who = getattr(detector, "name", "the detector")
+                        no_face.append(f"{where}: no face found by {who}")
                 found, seen[key] = seen[key], []
         except DataError as e:
             log(e)
@@ -386,7 +387,8 @@ def load_pseudo_labels(path: Path, caches) -> tuple[list[np.ndarray], list[np.nd
             points = [z[f"points_{i}"] for i in range(len(names))]
             conf = [z[f"confidence_{i}"] for i in range(len(names))]
     except (OSError, KeyError, ValueError, EOFError) as e:
-        raise DataError(path, f"cannot read pseudo-labels ({e}); delete the file to redo them") from None
+        raise DataError(path, f"cannot read pseudo-labels ({e}); delete the file to redo "
+                              "them") from None
     expected = [str(c.path) for c in caches]
     if names != expected or any(p.shape != c.landmarks.shape for p, c in zip(points, caches)):
         raise DataError(path, f"pseudo-labels were made for other unlabelled crops ({names} vs "
@@ -679,7 +681,8 @@ def _fit_round(cfg: TrainConfig, rdir: Path, data: SelfTrainingData, model_cfg: 
         except RuntimeError as e:
             raise ConfigError(f"self_training.reinit=false: the previous round's weights do not "
                               f"fit model {model_cfg['name']!r} ({str(e).splitlines()[0]}); use "
-                              "reinit=true or an init_checkpoint of the same architecture") from None
+                              "reinit=true or an init_checkpoint of the same "
+                              "architecture") from None
     has_val = data.val_set is not None and len(data.val_set) > 0
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best",
                               monitor="val/nme" if has_val else None, mode="min",
@@ -918,5 +921,6 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
 
 
 __all__ = ["RoundIncomplete", "SelfTrainResult", "SelfTrainingData", "SelfTrainingModule",
-           "MixedBatchSampler", "check_self_training", "curriculum_plan", "pseudo_label", "self_train",
-           "unlabelled_samples", "open_or_build_unlabelled_cache", "unlabelled_rules"]
+           "MixedBatchSampler", "check_self_training", "curriculum_plan", "pseudo_label",
+           "self_train", "unlabelled_samples", "open_or_build_unlabelled_cache",
+           "unlabelled_rules"]
