@@ -134,8 +134,6 @@ class FaceTracker:
         smoothing: filter each track's landmarks with a One Euro filter.
         filter_args: OneEuroFilter arguments (``min_cutoff``, ``beta``, ``d_cutoff``).
         fps: frame rate used to turn frame indices into seconds for the filter.
-        default_relation: detector box relative to the landmark box, used when a track has
-            no measured relation yet (None: the landmark box enlarged by 1.2, no shift).
         relation_rate: weight of a new measurement in a track's running box relation.
         max_faces: at most this many tracks (the highest-scoring detections win); None: no
             limit.
@@ -144,8 +142,7 @@ class FaceTracker:
     def __init__(self, detector: FaceDetector, detect_every: int = 10,
                  min_confidence: float = 0.5, iou_threshold: float = 0.3,
                  smoothing: bool = True, filter_args: dict[str, float] | None = None,
-                 fps: float = 30.0, default_relation: BoxRelation | None = None,
-                 relation_rate: float = 0.5, max_faces: int | None = None):
+                 fps: float = 30.0, relation_rate: float = 0.5, max_faces: int | None = None):
         self.detector = detector
         self.detect_every = detect_every
         self.min_confidence = min_confidence
@@ -153,7 +150,6 @@ class FaceTracker:
         self.smoothing = smoothing
         self.filter_args = filter_args
         self.fps = fps
-        self.default_relation = default_relation
         self.relation_rate = relation_rate
         self.max_faces = max_faces
         self.reset()
@@ -291,8 +287,8 @@ class FaceTracker:
             track.relation = (measured if track.relation is None
                               else track.relation.blend(measured, self.relation_rate))
             track.detector_box = None
-        relation = track.relation or self.default_relation or BoxRelation(0.0, 0.0, 1.2, 1.2)
-        track.box = relation.apply(lm_box)
+        # every track starts from a detection, so its relation is measured by now
+        track.box = track.relation.apply(lm_box)
         track.lost = confidence < self.min_confidence
         if self.smoothing:
             size = float(np.sqrt(max(_wh(lm_box)[0] * _wh(lm_box)[1], 1e-6)))

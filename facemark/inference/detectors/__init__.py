@@ -30,7 +30,8 @@ from facemark.inference.detectors.yunet import YuNetDetector
 
 __all__ = ["DetectedFace", "FaceDetector", "HaarDetector", "YuNetDetector",
            "MediaPipeBlazeDetector", "DlibHogDetector", "DEFAULT_DETECTOR", "create_detector",
-           "list_detectors", "available_detectors", "register_detector", "box_iou", "nms",
+           "list_detectors", "available_detectors", "describe_detectors",
+           "register_detector", "box_iou", "nms",
            "check_image"]
 
 #: The detector ``facemark detect`` uses when none is named: it needs nothing but OpenCV.

@@ -30,6 +30,8 @@ from facemark.inference.detectors.base import (DetectedFace, FaceDetector, _chec
                                                nms)
 
 MODELS = {"short": 0, "full": 1}
+#: side of the square each model sees; tiles smaller than this add nothing but time.
+MODEL_INPUT = {"short": 128, "full": 192}
 MEDIAPIPE_VERSION = "0.10.21"
 
 
@@ -50,7 +52,9 @@ class MediaPipeBlazeDetector(FaceDetector):
         min_size: smallest face side to report, in input-image pixels.
         score_threshold: faces scoring below this are dropped (scores are in [0, 1]).
         tile_fraction: side of the square tiles as a fraction of the shorter image side
-            (0.7 by default); None runs the model on the whole image only.
+            (0.7 by default); None or 0 runs the model on the whole image only. Images whose
+            tiles would be smaller than the model's input (192 px full-range, 128 px
+            short-range) are not tiled.
         tile_overlap: overlap of neighbouring tiles as a fraction of the tile side.
         nms_iou: IoU above which two boxes are merged; a box mostly inside a better one
             (intersection over the smaller box above 0.6) is merged too.
@@ -99,7 +103,7 @@ class MediaPipeBlazeDetector(FaceDetector):
         _check_number(self, "score_threshold", self.score_threshold, low=0.0, high=1.0)
         _check_number(self, "tile_overlap", self.tile_overlap, low=0.0, high=0.9)
         _check_number(self, "nms_iou", self.nms_iou, low=0.0, high=1.0)
-        if self.tile_fraction is not None:
+        if self.tile_fraction:
             _check_number(self, "tile_fraction", self.tile_fraction, low=0.1, high=1.0)
         face_detection = _import_face_detection()
         self.solution_ = face_detection.FaceDetection(
@@ -109,10 +113,10 @@ class MediaPipeBlazeDetector(FaceDetector):
     def _regions(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
         """The whole image, then overlapping square tiles ``x1, y1, x2, y2`` (pixels)."""
         regions = [(0, 0, width, height)]
-        if self.tile_fraction is None:
+        if not self.tile_fraction:
             return regions
         side = int(round(min(height, width) * self.tile_fraction))
-        if side >= max(height, width) or side < 16:
+        if side >= max(height, width) or side < MODEL_INPUT[self.model]:
             return regions
         step = side * (1.0 - self.tile_overlap)
         for y in _starts(height, side, step):
