@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from synthetic import make_face, make_pts_dataset
 
@@ -250,6 +252,24 @@ def test_mixed_batches_hold_a_fixed_labelled_share():
     assert batches == list(sampler)                               # same epoch, same order
     sampler.set_epoch(1)
     assert list(sampler) != batches
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_lab=st.integers(1, 40), n_pseudo=st.integers(1, 40), batch=st.integers(2, 12),
+       fraction=st.floats(0.01, 0.99), seed=st.integers(0, 3), epoch=st.integers(0, 3))
+def test_mixed_batch_sampler_properties(n_lab, n_pseudo, batch, fraction, seed, epoch):
+    sampler = MixedBatchSampler(n_lab, n_pseudo, batch, fraction, seed)
+    sampler.set_epoch(epoch)
+    k = sampler.k
+    assert 1 <= k <= batch - 1
+    batches = list(sampler)
+    assert len(batches) == len(sampler) >= 1
+    for b in batches:
+        assert len(b) == batch and sum(i < n_lab for i in b) == k
+        assert all(0 <= i < n_lab + n_pseudo for i in b)
+    lab = [i for b in batches for i in b if i < n_lab]
+    if n_lab >= k:                       # one pass: no labelled crop twice, few left out
+        assert len(set(lab)) == len(lab) and n_lab - len(lab) < k
 
 
 # ---------------------------------------------------------------------------------------
