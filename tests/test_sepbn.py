@@ -11,14 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from facemark.errors import ConfigError
+from facemark.errors import ConfigError, DataError
 from facemark.models import create_model, model_config, model_from_config
-from facemark.models.backbones import create_backbone, list_backbones
+from facemark.models.backbones import create_backbone, list_backbones, load_backbone_weights
 from facemark.models.backbones.base import NORM_LAYERS, Backbone, resolve_norm_layer
 from facemark.models.heads import CoordHead
 from facemark.models.model import LandmarkModel
 from facemark.models.norm import (
-    SEPBN_VARIANTS, MixBN, SepBN, adaptive_pool2d, attention_layers, register_sepbn)
+    SEPBN_VARIANTS, MixBN, SepBN, adaptive_pool2d, attention_layers, convert_batchnorm_weights,
+    register_sepbn)
 from facemark.training.temperature import (
     TemperatureAnnealing, TemperatureSchedule, set_temperature)
 
@@ -400,3 +401,32 @@ def test_callback_anneals_every_layer_each_epoch_and_resumes(tmp_path):
     trainer = L.Trainer(max_epochs=6, callbacks=[TemperatureAnnealing(schedule)], **kwargs)
     trainer.fit(resumed, loader, ckpt_path=str(ckpt))
     assert resumed.seen == [[8.25, 8.25], [1.0, 1.0], [1.0, 1.0]]
+
+
+# ---------------------------------------------------------------------------------------
+# Pretrained BatchNorm weights into SepBN / MixBN backbones
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("norm", ["sepbn", "mixbn"])
+def test_converted_batchnorm_weights_reproduce_the_batchnorm_backbone(norm, tmp_path):
+    torch.manual_seed(8)
+    plain = create_backbone("mobilenet_v2")
+    for m in plain.modules():                        # a "pretrained" BN network
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_()
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2)
+    state = {**plain.state_dict(), "classifier.1.weight": torch.zeros(10, 1280)}
+    torch.save(state, tmp_path / "imagenet.pth")
+    out = convert_batchnorm_weights(tmp_path / "imagenet.pth", "mobilenet_v2", norm,
+                                    tmp_path / "converted.pth")
+    trunk = create_backbone("mobilenet_v2", norm_layer=norm)
+    load_backbone_weights(trunk, out)                # strict: every key, every shape
+    for layer in attention_layers(trunk):
+        randomise(layer.mlp if norm == "sepbn" else layer.fc1)   # whatever the attention says
+        layer.temperature = 2.0
+    x = torch.rand(2, 3, 64, 64)
+    np.testing.assert_allclose(trunk.eval()(x).detach(), plain.eval()(x).detach(), atol=1e-4)
+    with pytest.raises(DataError, match="cannot convert.*resnet18"):
+        convert_batchnorm_weights(tmp_path / "imagenet.pth", "resnet18", norm,
+                                  tmp_path / "bad.pth")

@@ -11,18 +11,23 @@
 
 Names (not callables) are what a model config saves, so a checkpoint of a SepBN model
 rebuilds with ``load_model``. ``register_sepbn(name, **options)`` adds a variant of your own.
+``convert_batchnorm_weights`` turns an ImageNet BatchNorm weight file into one for the same
+backbone with SepBN / MixBN layers (the paper starts MobileNetV2 and ResNeXt from ImageNet).
 Their temperature is annealed during training by
 :class:`facemark.training.temperature.TemperatureAnnealing`; ``attention_layers(model)``
 lists the layers it acts on.
 """
 from __future__ import annotations
 
+import os
 from functools import partial
+from pathlib import Path
 from typing import Any, Iterator
 
+import torch
 from torch import nn
 
-from facemark.errors import ConfigError
+from facemark.errors import ConfigError, DataError
 from facemark.models.backbones.base import NORM_LAYERS, register_norm_layer
 from facemark.models.norm.mixbn import MixBN
 from facemark.models.norm.sepbn import SepBN, adaptive_pool2d
@@ -49,7 +54,7 @@ def register_sepbn(name: str, **options: Any):
     """
     try:  # fail now, not when a model is built
         SepBN(8 * max(1, int(options.get("num_groups", 2))), **options)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise ConfigError(f"register_sepbn({name!r}): {e}") from None
     factory = partial(SepBN, **options) if options else SepBN
     return register_norm_layer(name, factory)
@@ -60,6 +65,92 @@ def attention_layers(module: nn.Module) -> Iterator[nn.Module]:
     return (m for m in module.modules() if isinstance(m, (SepBN, MixBN)))
 
 
+def batchnorm_state_to_norm(state: dict[str, torch.Tensor], module: nn.Module
+                            ) -> dict[str, torch.Tensor]:
+    """Map a state dict of a BatchNorm network onto ``module``, whose BNs are SepBN / MixBN.
+
+    Each SepBN takes the BN's statistics and copies its (C,) ``weight`` / ``bias`` into all
+    K sets; each MixBN branch becomes a copy of the BN. Every other key must match ``module``
+    by name and shape. The attention parameters (and tau) keep ``module``'s own values.
+    Since all K sets (branches) are equal, the result computes exactly what the BatchNorm
+    network computed, in eval mode, whatever the attention says: a pretrained start.
+
+    Raises:
+        KeyError: a key of ``module`` that ``state`` cannot fill, or a key of ``state`` that
+            ``module`` has no place for, each listed.
+    """
+    own = module.state_dict()
+    prefixes = {name: m for name, m in module.named_modules() if isinstance(m, (SepBN, MixBN))}
+    out, used = {}, set()
+
+    def take(key: str, src: str, shape: torch.Size) -> None:
+        value = state[src]
+        if value.shape == shape:
+            out[key] = value.clone()
+        elif value.dim() == 1 and len(shape) == 2 and shape[1] == value.shape[0]:
+            out[key] = value.expand(shape).clone()          # SepBN: one BN affine -> K sets
+        else:
+            raise KeyError(f"{src}: shape {tuple(value.shape)} does not fit {key} "
+                           f"{tuple(shape)}")
+        used.add(src)
+
+    missing = []
+    for key, value in own.items():
+        owner = max((p for p in prefixes if key.startswith(p + ".")), key=len, default=None)
+        if owner is None:
+            if key in state:
+                take(key, key, value.shape)
+            else:
+                missing.append(key)
+            continue
+        leaf = key[len(owner) + 1:]
+        if isinstance(prefixes[owner], MixBN) and leaf.startswith("branches."):
+            leaf = leaf.split(".", 2)[2]                    # branches.<k>.weight -> weight
+        src = f"{owner}.{leaf}"
+        if leaf in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked") \
+                and src in state:
+            take(key, src, value.shape)
+        else:                                                # attention, tau: module's own
+            out[key] = value.clone()
+    unused = sorted(set(state) - used)
+    if missing or unused:
+        parts = [f"{len(missing)} key(s) of the model missing: {missing[:5]}"] if missing else []
+        parts += [f"{len(unused)} key(s) without a place in the model: {unused[:5]}"] if unused \
+            else []
+        raise KeyError("; ".join(parts))
+    return out
+
+
+def convert_batchnorm_weights(src: str | Path, backbone: str, norm_layer: str,
+                              dst: str | Path) -> Path:
+    """Write a torchvision-style BatchNorm weight file as one for ``backbone`` built with
+    ``norm_layer`` (e.g. ImageNet MobileNetV2 weights for ``norm_layer="sepbn"``), so that
+    ``model.backbone_weights: <dst>`` starts a SepBN / MixBN model from them.
+
+    The classifier keys (``fc.*`` / ``classifier.*``) are dropped; see
+    :func:`batchnorm_state_to_norm` for the mapping.
+
+    Raises:
+        DataError naming ``src``: unreadable file or keys that do not fit the backbone.
+    """
+    from facemark.models.backbones import _read_state_dict, create_backbone
+
+    src, dst = Path(src), Path(dst)
+    trunk = create_backbone(backbone, norm_layer=norm_layer)
+    state = {k: v for k, v in _read_state_dict(src).items()
+             if not k.startswith(trunk.classifier_prefixes)}
+    try:
+        converted = batchnorm_state_to_norm(state, trunk)
+    except KeyError as e:
+        raise DataError(src, f"cannot convert to {backbone!r} with norm_layer {norm_layer!r}: "
+                             f"{e.args[0]}") from None
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
+    torch.save(converted, tmp)
+    os.replace(tmp, dst)
+    return dst
+
+
 for _name, _options in SEPBN_VARIANTS.items():
     if _name not in NORM_LAYERS:  # re-imports (importlib.reload) keep the first registration
         register_sepbn(_name, **_options)
@@ -67,4 +158,4 @@ if "mixbn" not in NORM_LAYERS:
     register_norm_layer("mixbn", MixBN)
 
 __all__ = ["MixBN", "SEPBN_VARIANTS", "SepBN", "adaptive_pool2d", "attention_layers",
-           "register_sepbn"]
+           "batchnorm_state_to_norm", "convert_batchnorm_weights", "register_sepbn"]
