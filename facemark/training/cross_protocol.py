@@ -133,7 +133,8 @@ def parse_datasets(cfg: TrainConfig) -> list[ProtocolDataset]:
                           "each with a scheme and training sets")
     if cfg.data.train:
         raise ConfigError("config key 'data.train' must be empty in cross-protocol training: "
-                          "list each dataset's training sets under cross_protocol.datasets[i].train")
+                          "list each dataset's training sets under "
+                          "cross_protocol.datasets[i].train")
     out: list[ProtocolDataset] = []
     for i, entry in enumerate(entries):
         where = f"cross_protocol.datasets[{i}]"
@@ -167,7 +168,8 @@ def parse_datasets(cfg: TrainConfig) -> list[ProtocolDataset]:
             raise ConfigError(f"config key '{where}.weight' must be a number > 0, got {weight!r}")
         out.append(ProtocolDataset(
             name=name, scheme=scheme, train=_spec_list(entry, "train", where, True),
-            val=_spec_list(entry, "val", where, False), test=_spec_list(entry, "test", where, False),
+            val=_spec_list(entry, "val", where, False),
+            test=_spec_list(entry, "test", where, False),
             crop_rule=crop_rule, weight=float(weight)))
     return out
 
@@ -856,7 +858,8 @@ def _finetune(cfg: TrainConfig, dataset: ProtocolDataset, data, net: CrossProtoc
 
     model, info = load_model(source)
     info.info.update(cross_protocol=str(run_dir.parent.parent), head=dataset.name)
-    path = save_model(model, info, run_dir.parent.parent / "models" / f"{dataset.name}.finetuned.pt")
+    models = run_dir.parent.parent / "models"
+    path = save_model(model, info, models / f"{dataset.name}.finetuned.pt")
     score = None if best_cb.best_model_score is None else float(best_cb.best_model_score)
     return path, score
 
