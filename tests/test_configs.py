@@ -12,7 +12,7 @@ NAMES = bundled_config_names()
 
 
 def test_configs_cover_the_paper():
-    datasets = {n.split("/")[0] for n in NAMES}
+    datasets = {n.split("/")[0] for n in NAMES} - {"sepbn", "selftrain"}
     assert {"300w", "wflw", "cofw", "aflw", "menpo", "300vw"} <= datasets
     for ds in datasets:
         for tag in ("r18", "r50", "r101", "mbv2", "mbv3"):
@@ -33,7 +33,7 @@ def test_unknown_config_name_suggests_close_ones():
 
 def _model_key(cfg):
     m = cfg.model
-    return (m.name, m.backbone, m.net_stride, m.num_nb, tuple(sorted(m.kwargs.items())),
+    return (m.name, m.backbone, m.net_stride, m.num_nb, repr(sorted(m.kwargs.items())),
             cfg.data.scheme)
 
 

@@ -63,6 +63,10 @@ def load_model(path: str | Path, device: str = "cpu"):
     elif "hyper_parameters" in blob and "state_dict" in blob:
         hp = blob["hyper_parameters"]
         if "model_config" not in hp:
+            if "heads" in hp or "protocols" in hp or any(k.startswith("net.") for k in blob["state_dict"]):
+                raise DataError(path, "a cross-protocol checkpoint holds one head per dataset: load "
+                                      "one with facemark.training.cross_protocol.load_branch(path, "
+                                      "scheme=...) or use the files in the run's models/ folder")
             raise DataError(path, "checkpoint was not written by facemark train (no model_config)")
         config = hp["model_config"]
         state = {k[len("model."):]: v for k, v in blob["state_dict"].items() if k.startswith("model.")}
