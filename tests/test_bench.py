@@ -177,21 +177,27 @@ def test_parse_model_spec():
 # facemark bench speed
 # ---------------------------------------------------------------------------------------
 def test_speed_report_model_alone(model_file, tmp_path):
-    text = speed_report(model_file, threads=1, runs=6, batch=2)
+    before = torch.get_num_threads()
+    text = speed_report(model_file, threads=[1, 2], runs=6, batch=2)
+    assert torch.get_num_threads() == before        # process-wide setting restored
     header, rows = table_rows(text, "engine")
-    assert header == ["engine", "batch", "ms per run (median)", "ms per face",
+    assert header == ["engine", "threads", "batch", "ms per run (median)", "ms per face",
                       "p90 ms per face", "faces/s", "speed-up vs PyTorch"]
-    names = [(r[0], r[1]) for r in rows]
-    assert names == [("PyTorch (eager)", "1"), ("ONNX Runtime", "1"),
-                     ("PyTorch (eager)", "2"), ("ONNX Runtime", "2")]
+    names = [(r[0], r[1], r[2]) for r in rows]
+    assert names == [("PyTorch (eager)", "1", "1"), ("ONNX Runtime", "1", "1"),
+                     ("PyTorch (eager)", "1", "2"), ("ONNX Runtime", "1", "2"),
+                     ("PyTorch (eager)", "2", "1"), ("ONNX Runtime", "2", "1"),
+                     ("PyTorch (eager)", "2", "2"), ("ONNX Runtime", "2", "2")]
     for r in rows:
-        run_ms, face_ms = float(r[2]), float(r[3])
-        assert face_ms == pytest.approx(run_ms / int(r[1]), abs=0.01)
-    assert rows[0][6] == "1.00x"
-    torch_ms, onnx_ms = float(rows[0][3]), float(rows[1][3])
-    assert float(rows[1][6][:-1]) == pytest.approx(torch_ms / onnx_ms, rel=0.02)
+        run_ms, face_ms = float(r[3]), float(r[4])
+        assert face_ms == pytest.approx(run_ms / int(r[2]), abs=0.01)
+    assert rows[0][7] == "1.00x"
+    torch_ms, onnx_ms = float(rows[0][4]), float(rows[1][4])
+    assert float(rows[1][7][:-1]) == pytest.approx(torch_ms / onnx_ms, rel=0.02)
     assert "dlib 68-point predictor:" in text or "dlib:" in text
     assert "skipped (give --photos DIR)" in text
+    with pytest.raises(ValueError, match="threads must be positive integers"):
+        speed_report(model_file, threads=[0])
 
 
 def test_bench_speed_cli_with_photos_and_an_int8_file(model_file, tmp_path, capsys):

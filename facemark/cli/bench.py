@@ -2,7 +2,7 @@
 
     facemark bench cost [--models NAME[:KEY=VALUE,...] ...] [--input-size 256]
         [--threads 2] [--runs 50] [--onnx] [--out FILE]
-    facemark bench speed MODEL [--photos DIR] [--threads 2] [--runs 200] [--batch 8]
+    facemark bench speed MODEL [--photos DIR] [--threads N ...] [--runs 200] [--batch 8]
         [--detector opencv] [--max-photos 20] [--also FILE.onnx ...]
         [--dlib-predictor FILE] [--out FILE]
 
@@ -69,7 +69,9 @@ def register(subparsers) -> None:
     s.add_argument("--max-photos", type=_positive_int, default=20,
                    help="photos used for the per-face pipeline latency (20)")
     s.add_argument("--detector", default="opencv", help="face detector name (opencv)")
-    s.add_argument("--threads", type=_positive_int, default=2, help="CPU threads (2)")
+    s.add_argument("--threads", type=_positive_int, nargs="+", default=[2],
+                   help="CPU threads (2); several values time the model alone at each, the "
+                        "photo sections use the first")
     s.add_argument("--runs", type=_positive_int, default=200,
                    help="timed runs for the model-alone latency (200)")
     s.add_argument("--repeats", type=_positive_int, default=5,

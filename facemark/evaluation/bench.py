@@ -416,35 +416,58 @@ def cost_report(specs: Sequence[tuple[str, dict]], *, num_points: int = 68,
                       f"Machine: {machine_line(threads)}"])
 
 
-def _open_engines(model_path: str | Path, threads: int, also: Sequence[str | Path], tmp: Path,
-                  progress: bool) -> tuple[dict[str, Any], list[str]]:
-    """Engines by display name (eager PyTorch first), and notes for the report."""
+def _open_engines(model_path: str | Path, thread_counts: Sequence[int],
+                  also: Sequence[str | Path], tmp: Path,
+                  progress: bool) -> tuple[dict[int, dict[str, Any]], list[str]]:
+    """For each thread count: engines by display name (eager PyTorch first); report notes.
+
+    The model is loaded and exported once; each thread count gets its own onnxruntime
+    sessions (their thread pools are fixed when they are created).
+    """
     from facemark.errors import DataError
     from facemark.inference.export import export_onnx
     from facemark.inference.onnx_engine import (OnnxLandmarkEngine, TorchLandmarkEngine,
                                                 engine_kind)
 
-    engines: dict[str, Any] = {}
     notes: list[str] = []
+    torch_engine, onnx_path = None, Path(model_path)
     if engine_kind(model_path) == "torch":
-        torch_engine = TorchLandmarkEngine(model_path, threads=threads).load()
-        engines["PyTorch (eager)"] = torch_engine
+        torch_engine = TorchLandmarkEngine(model_path).load()
         _say(progress, "exporting to ONNX for the comparison (parity checked to 1e-4)")
         onnx_path = export_onnx(torch_engine.model_, tmp / "model.onnx", info=torch_engine.info)
-        engines["ONNX Runtime"] = OnnxLandmarkEngine(onnx_path, threads=threads).load()
     else:
-        engines["ONNX Runtime"] = OnnxLandmarkEngine(model_path, threads=threads).load()
         notes.append("eager PyTorch not timed: give the .pt/.ckpt the ONNX file came from")
-    ref = next(iter(engines.values()))
-    for extra in also:
-        engine = OnnxLandmarkEngine(extra, threads=threads).load()
-        if (engine.input_size, engine.num_points) != (ref.input_size, ref.num_points):
-            raise DataError(extra, f"takes {engine.input_size} px crops and gives "
-                                   f"{engine.num_points} points; MODEL: {ref.input_size} px, "
-                                   f"{ref.num_points} points")
-        label = "int8" if engine.quantization else "float"
-        engines[f"ONNX Runtime {label} ({Path(extra).name})"] = engine
-    return engines, notes
+    by_threads: dict[int, dict[str, Any]] = {}
+    for threads in thread_counts:
+        engines: dict[str, Any] = {}
+        if torch_engine is not None:
+            engines["PyTorch (eager)"] = TorchLandmarkEngine.from_model(
+                torch_engine.model_, torch_engine.info, threads=threads)
+        engines["ONNX Runtime"] = OnnxLandmarkEngine(onnx_path, threads=threads).load()
+        ref = engines["ONNX Runtime"]
+        for extra in also:
+            engine = OnnxLandmarkEngine(extra, threads=threads).load()
+            if (engine.input_size, engine.num_points) != (ref.input_size, ref.num_points):
+                raise DataError(extra, f"takes {engine.input_size} px crops and gives "
+                                       f"{engine.num_points} points; MODEL: {ref.input_size} "
+                                       f"px, {ref.num_points} points")
+            label = "int8" if engine.quantization else "float"
+            engines[f"ONNX Runtime {label} ({Path(extra).name})"] = engine
+        by_threads[threads] = engines
+    return by_threads, notes
+
+
+def _set_threads(threads: int) -> None:
+    """torch and OpenCV use ``threads`` from now on (onnxruntime: per session)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except ImportError:  # pragma: no cover - opencv is a dependency
+        pass
 
 
 def _speedup(base: float | None, value: float) -> str:
@@ -452,10 +475,10 @@ def _speedup(base: float | None, value: float) -> str:
 
 
 def speed_report(model_path: str | Path, *, photos: str | Path | None = None,
-                 max_photos: int = 20, detector: str = "opencv", threads: int = 2,
-                 runs: int = 200, repeats: int = 5, batch: int = 8,
-                 also: Sequence[str | Path] = (), dlib_predictor: str | Path | None = None,
-                 progress: bool = False) -> str:
+                 max_photos: int = 20, detector: str = "opencv",
+                 threads: int | Sequence[int] = 2, runs: int = 200, repeats: int = 5,
+                 batch: int = 8, also: Sequence[str | Path] = (),
+                 dlib_predictor: str | Path | None = None, progress: bool = False) -> str:
     """Markdown report: model-alone latency, detection + landmarks, folder throughput.
 
     Args:
@@ -464,13 +487,39 @@ def speed_report(model_path: str | Path, *, photos: str | Path | None = None,
         photos: a folder of photos for the detector sections (None: skipped).
         max_photos: photos used for the per-face pipeline latency.
         detector: face detector name (``facemark.inference.detectors``).
-        threads: CPU threads for every engine and the detector.
+        threads: CPU threads for every engine and the detector; several values time the
+            model alone at each (the photo sections use the first).
         runs: timed batch-1 runs of the model alone (batch ``batch``: ``runs // batch``,
             at least 20).
         repeats: timed repeats per photo in the pipeline section.
         also: more ``.onnx`` files (same crop size and points) to time alongside.
         dlib_predictor: dlib's 68-point predictor file (optional).
     """
+    import torch
+
+    old = torch.get_num_threads()
+    try:
+        import cv2
+
+        old_cv = cv2.getNumThreads()
+    except ImportError:  # pragma: no cover - opencv is a dependency
+        old_cv = None
+    try:
+        return _speed_report(model_path, photos=photos, max_photos=max_photos,
+                             detector=detector, threads=threads, runs=runs, repeats=repeats,
+                             batch=batch, also=also, dlib_predictor=dlib_predictor,
+                             progress=progress)
+    finally:                          # the thread settings are process-wide: put them back
+        torch.set_num_threads(old)
+        if old_cv is not None:
+            cv2.setNumThreads(old_cv)
+
+
+def _speed_report(model_path: str | Path, *, photos: str | Path | None = None,
+                 max_photos: int = 20, detector: str = "opencv",
+                 threads: int | Sequence[int] = 2, runs: int = 200, repeats: int = 5,
+                 batch: int = 8, also: Sequence[str | Path] = (),
+                 dlib_predictor: str | Path | None = None, progress: bool = False) -> str:
     import tempfile
 
     import torch
@@ -479,51 +528,57 @@ def speed_report(model_path: str | Path, *, photos: str | Path | None = None,
     from facemark.errors import DataError
     from facemark.inference.quantize import crops_to_images
 
+    thread_counts = [threads] if isinstance(threads, int) else list(dict.fromkeys(threads))
+    if not thread_counts or any(isinstance(t, bool) or not isinstance(t, int) or t < 1
+                                for t in thread_counts):
+        raise ValueError(f"speed_report: threads must be positive integers, got {threads!r}")
     lines = [f"## facemark bench speed: {Path(model_path).name}", ""]
-    try:
-        import cv2
-
-        cv2.setNumThreads(threads)
-    except ImportError:  # pragma: no cover - opencv is a dependency
-        pass
-    with tempfile.TemporaryDirectory(prefix="facemark-bench-") as tmpdir, \
-            _torch_threads(threads), torch.no_grad():
-        engines, notes = _open_engines(model_path, threads, also, Path(tmpdir), progress)
-        ref = next(iter(engines.values()))
+    with tempfile.TemporaryDirectory(prefix="facemark-bench-") as tmpdir, torch.no_grad():
+        by_threads, notes = _open_engines(model_path, thread_counts, also, Path(tmpdir),
+                                          progress)
+        ref = by_threads[thread_counts[0]]["ONNX Runtime"]
         size = ref.input_size
         lines.append(f"Model: {ref.num_points} points ({ref.scheme}), {size} px crops. "
-                     f"Machine: {machine_line(threads)}")
+                     f"Machine: {machine_line(thread_counts[0])}")
         lines.append("")
 
         # -- the landmark model alone ---------------------------------------------------
         dlib, dlib_note = find_dlib_predictor(dlib_predictor)
         rng = np.random.default_rng(0)
         rows = []
-        for b in sorted({1, batch}):
-            crops = rng.integers(0, 256, (b, size, size, 3), dtype=np.uint8)
-            x = crops_to_images(crops)
-            fns = {name: (lambda e=e, x=x: e.predict(x)) for name, e in engines.items()}
-            if dlib is not None and b == 1:
-                box = np.array([0.1, 0.1, 0.9, 0.9]) * size
-                image = np.ascontiguousarray(crops[0])
-                fns["dlib 68-point predictor"] = lambda: dlib_landmarks(dlib, image, [box])
-            n = runs if b == 1 else max(runs // b, 20)
-            _say(progress, f"model alone, batch {b}: {n} runs of {len(fns)} engine(s)")
-            timings = compare_latency(fns, runs=n, warmup=5, per=b)
-            base = timings.get("PyTorch (eager)")
-            for name, t in timings.items():
-                rows.append([name, b, f"{t.median_ms:.2f}", f"{t.per_item_ms:.2f}",
-                             f"{t.quantile_ms(0.9) / b:.2f}", f"{1000.0 / t.per_item_ms:.0f}",
-                             _speedup(base.per_item_ms if base else None, t.per_item_ms)])
+        for t in thread_counts:
+            engines = by_threads[t]
+            _set_threads(t)
+            for b in sorted({1, batch}):
+                crops = rng.integers(0, 256, (b, size, size, 3), dtype=np.uint8)
+                x = crops_to_images(crops)
+                fns = {name: (lambda e=e, x=x: e.predict(x)) for name, e in engines.items()}
+                if dlib is not None and b == 1:
+                    box = np.array([0.1, 0.1, 0.9, 0.9]) * size
+                    image = np.ascontiguousarray(crops[0])
+                    fns["dlib 68-point predictor"] = lambda: dlib_landmarks(dlib, image, [box])
+                n = runs if b == 1 else max(runs // b, 20)
+                _say(progress, f"model alone, {t} thread(s), batch {b}: {n} runs of "
+                               f"{len(fns)} engine(s)")
+                timings = compare_latency(fns, runs=n, warmup=5, per=b)
+                base = timings.get("PyTorch (eager)")
+                for name, tm in timings.items():
+                    rows.append([name, t, b, f"{tm.median_ms:.2f}", f"{tm.per_item_ms:.2f}",
+                                 f"{tm.quantile_ms(0.9) / b:.2f}",
+                                 f"{1000.0 / tm.per_item_ms:.0f}",
+                                 _speedup(base.per_item_ms if base else None, tm.per_item_ms)])
         lines += ["### Landmark model alone (crop in, points out)", "",
-                  markdown_table(["engine", "batch", "ms per run (median)", "ms per face",
-                                  "p90 ms per face", "faces/s", "speed-up vs PyTorch"], rows),
+                  markdown_table(["engine", "threads", "batch", "ms per run (median)",
+                                  "ms per face", "p90 ms per face", "faces/s",
+                                  "speed-up vs PyTorch"], rows),
                   ""]
         if dlib is None:
             lines.append(f"dlib 68-point predictor: {dlib_note}.")
         else:
             lines.append(f"dlib: {dlib_note}; one {size} px image with one box per run.")
         lines.append("")
+        engines = by_threads[thread_counts[0]]
+        _set_threads(thread_counts[0])
 
         # -- detection + landmarks --------------------------------------------------------
         if photos is None:

@@ -239,13 +239,14 @@ class TorchLandmarkEngine:
             raise ValueError(f"TorchLandmarkEngine.predict: images must be (B, 3, {size}, "
                              f"{size}) RGB in [0, 1], got shape {tuple(x.shape)}")
         old = torch.get_num_threads()
-        if self.threads:
+        switch = bool(self.threads) and self.threads != old   # set_num_threads is not free
+        if switch:
             torch.set_num_threads(self.threads)
         try:
             with torch.no_grad():
                 points, conf = self.model_.predict(x.to(self.device, torch.float32))
         finally:
-            if self.threads:
+            if switch:
                 torch.set_num_threads(old)
         if as_tensor:
             return points, conf
