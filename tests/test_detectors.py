@@ -195,8 +195,10 @@ def test_haar_finds_all_six_faces_of_the_group_photo():
     # six different faces, none overlapping another
     iou = box_iou(np.stack([f.box for f in faces]), np.stack([f.box for f in faces]))
     assert (iou[~np.eye(6, dtype=bool)] < 0.1).all()
-    # the classic single upright pass misses the two tilted faces
-    assert len(HaarDetector(angles=(0,), verify_eyes=False, score_threshold=0.0).detect(image)) != 6
+    # the classic single upright pass misses tilted faces, even with no score threshold
+    upright = HaarDetector(angles=(0,), verify_eyes=False, score_threshold=0.0).detect(image)
+    found = box_iou(np.stack([f.box for f in faces]), np.stack([f.box for f in upright]))
+    assert (found.max(axis=1) < 0.3).sum() >= 1
 
 
 @needs_photos
@@ -255,7 +257,7 @@ def test_dlib_unavailable_is_explained(monkeypatch):
     reason = DlibHogDetector.check_available()
     assert "facemark[dlib]" in reason
     assert available_detectors()["dlib_hog"] == reason
-    with pytest.raises(ConfigError, match=r"detector 'dlib_hog' cannot run here: .*facemark\[dlib\]"):
+    with pytest.raises(ConfigError, match=r"'dlib_hog' cannot run here: .*facemark\[dlib\]"):
         DlibHogDetector().load()
 
 

@@ -71,7 +71,8 @@ class OneEuroFilter:
             value = getattr(self, key)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"OneEuroFilter.{key}: expected a positive number, got {value!r}")
-        if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0):
+        beta = self.beta
+        if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
             raise ValueError(f"OneEuroFilter.beta: expected a number >= 0, got {self.beta!r}")
 
     def __call__(self, points: np.ndarray, t: float | None = None,
@@ -92,7 +93,8 @@ class OneEuroFilter:
         if pts.ndim != 2 or pts.shape[1] != 2:
             raise ValueError(f"OneEuroFilter: expected points of shape (N, 2), got {pts.shape}")
         if not (math.isfinite(face_size) and face_size > 0):
-            raise ValueError(f"OneEuroFilter: face_size must be a positive number, got {face_size!r}")
+            raise ValueError(f"OneEuroFilter: face_size must be a positive number, "
+                             f"got {face_size!r}")
         if t is None:
             t = (self.t_ + 1.0 / self.fps) if self.t_ is not None else 0.0
         x = pts

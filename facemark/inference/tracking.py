@@ -103,9 +103,9 @@ class BoxRelation:
 
     def blend(self, other: "BoxRelation", weight: float) -> "BoxRelation":
         """Move ``weight`` of the way towards ``other`` (a running average over detections)."""
-        mix = lambda a, b: (1 - weight) * a + weight * b  # noqa: E731
-        return BoxRelation(mix(self.dx, other.dx), mix(self.dy, other.dy),
-                           mix(self.sw, other.sw), mix(self.sh, other.sh))
+        a = np.array([self.dx, self.dy, self.sw, self.sh])
+        b = np.array([other.dx, other.dy, other.sw, other.sh])
+        return BoxRelation(*(float(v) for v in (1 - weight) * a + weight * b))
 
 
 @dataclass
@@ -164,7 +164,8 @@ class FaceTracker:
 
     # -- per frame -------------------------------------------------------------------------
     def needs_detection(self) -> bool:
-        """Whether ``boxes_for`` will run the detector on the next frame, and why not."""
+        """Whether the next ``boxes_for`` runs the detector: no tracks yet, a track lost, or
+        ``detect_every`` frames since the last run."""
         if not self.tracks_ or self.frames_since_detect_ is None:
             return True
         if any(t.lost for t in self.tracks_):
@@ -267,7 +268,6 @@ class FaceTracker:
         track = _Track(self.next_id_, np.asarray(box, dtype=np.float64).copy(), None,
                        np.asarray(box, dtype=np.float64).copy(), float(score),
                        OneEuroFilter(**(self.filter_args or {})))
-        track.filter.fps = self.fps
         self.next_id_ += 1
         return track
 

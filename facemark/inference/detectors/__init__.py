@@ -86,7 +86,8 @@ def _resolve(name: str) -> type[FaceDetector]:
     known = list_detectors() + sorted(_ALIASES)
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise ConfigError(f"detector: unknown name {name!r}{hint} (known: {', '.join(list_detectors())})")
+    raise ConfigError(f"detector: unknown name {name!r}{hint} "
+                      f"(known: {', '.join(list_detectors())})")
 
 
 def create_detector(name: str | FaceDetector = DEFAULT_DETECTOR, **kwargs: Any) -> FaceDetector:

@@ -82,7 +82,8 @@ def check_image(image: Any, who: str = "detect") -> np.ndarray:
     """
     if not isinstance(image, np.ndarray):
         raise ValueError(f"{who}: expected an RGB uint8 numpy array (H, W, 3), "
-                         f"got {type(image).__name__}; read files with facemark.data.images.read_image")
+                         f"got {type(image).__name__}; read files with "
+                         "facemark.data.images.read_image")
     if image.dtype != np.uint8:
         raise ValueError(f"{who}: expected an RGB uint8 image, got dtype {image.dtype}; "
                          "convert with np.clip(image, 0, 255).astype(np.uint8)")
@@ -91,7 +92,8 @@ def check_image(image: Any, who: str = "detect") -> np.ndarray:
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{who}: expected an RGB image of shape (H, W, 3), got shape {image.shape}")
+        raise ValueError(f"{who}: expected an RGB image of shape (H, W, 3), "
+                         f"got shape {image.shape}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"{who}: empty image of shape {image.shape}")
     return np.ascontiguousarray(image)
@@ -123,14 +125,18 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
     return np.array(keep, dtype=np.int64)
 
 
+def _area(boxes: np.ndarray) -> np.ndarray:
+    width = np.clip(boxes[..., 2] - boxes[..., 0], 0, None)
+    return width * np.clip(boxes[..., 3] - boxes[..., 1], 0, None)
+
+
 def _intersection_over_smaller(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     x1 = np.maximum(box[0], others[:, 0])
     y1 = np.maximum(box[1], others[:, 1])
     x2 = np.minimum(box[2], others[:, 2])
     y2 = np.minimum(box[3], others[:, 3])
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)  # noqa: E731
-    smaller = np.minimum(area(box), area(others))
+    smaller = np.minimum(_area(box), _area(others))
     return np.where(smaller > 0, inter / np.where(smaller > 0, smaller, 1.0), 0.0)
 
 

@@ -1,4 +1,4 @@
-"""dlib's HOG + linear SVM face detector (Dalal & Triggs 2005; dlib's ``get_frontal_face_detector``).
+"""dlib's HOG + linear SVM face detector (Dalal & Triggs 2005), ``get_frontal_face_detector``.
 
 Needs the optional extra ``pip install facemark[dlib]`` (the prebuilt ``dlib-bin`` wheel:
 no compiler, no torch). The detector model is compiled into dlib, so nothing is downloaded.
@@ -83,7 +83,8 @@ class DlibHogDetector(FaceDetector):
         if scale != 1.0:
             image = cv2.resize(image, None, fx=scale, fy=scale,
                                interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        rects, scores, _ = self.detector_.run(image, int(self.upsample), float(self.score_threshold))
+        rects, scores, _ = self.detector_.run(image, int(self.upsample),
+                                              float(self.score_threshold))
         faces = []
         for rect, score in zip(rects, scores):
             # dlib rectangles are inclusive pixel ranges; the box runs over pixel edges.

@@ -122,7 +122,7 @@ class HaarDetector(FaceDetector):
     summary = "OpenCV Haar cascade (bundled with opencv-python 4.x, always available)"
 
     def __init__(self, min_size: int = 20, score_threshold: float = 0.5,
-                 max_side: int | None = 640, angles: tuple[float, ...] = (0, -12, 12, -25, 25),
+                 max_side: int | None = 512, angles: tuple[float, ...] = (0, -12, 12, -25, 25),
                  cascade: str = "alt2", scale_factor: float = 1.1, min_neighbors: int = 3,
                  verify_eyes: bool = True, equalize: bool = False, upscale_to: int | None = 320,
                  nms_iou: float = 0.3):
@@ -261,11 +261,12 @@ class HaarDetector(FaceDetector):
                                                       minSize=(10, 10), maxSize=(40, 40))
         return min(len(eyes), 2)
 
-    @staticmethod
-    def _score(group: _Group) -> float:
+    def _score(self, group: _Group) -> float:
         """``1 - 2 ** (-evidence / 50)`` with evidence = summed neighbours x (1 + 2 x eyes
-        found): 0.5 at an evidence of 50."""
-        evidence = group.weight * (1.0 + 2.0 * group.eyes)
+        found), rescaled to ``scale_factor`` 1.1 (a coarser pyramid has proportionally fewer
+        levels, so fewer neighbours per face): 0.5 at an evidence of 50."""
+        pyramid = np.log(1.1) / np.log(float(self.scale_factor))
+        evidence = group.weight * (1.0 + 2.0 * group.eyes) / pyramid
         return float(1.0 - 2.0 ** (-evidence / 50.0))
 
 
