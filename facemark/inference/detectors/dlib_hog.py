@@ -2,14 +2,16 @@
 
 Needs the optional extra ``pip install facemark[dlib]`` (the prebuilt ``dlib-bin`` wheel:
 no compiler, no torch). The detector model is compiled into dlib, so nothing is downloaded.
-It finds frontal and slightly turned faces from about 80 pixels (40 with ``upsample=1``) and
-is fast on CPU (about 65 ms for a 1280 x 886 photo).
+It finds frontal and slightly turned faces from about 80 pixels (40 with ``upsample=1``;
+small images are scaled up to ``upscale_to`` first) and is fast on CPU: all 6 faces of
+``group_t1.jpg`` (1280 x 886) in about 80 ms, 97% of the ytf68 test faces.
 
 Score: dlib's SVM margin; 0 is dlib's own decision threshold, faces usually score 0 to 3.
 A negative ``score_threshold`` asks dlib for weaker candidates too.
 
-Box style ``dlib_hog``: a square from the eyebrows to the chin, the same box the iBUG
-300-W "detector" bounding boxes and dlib's 68-point shape predictor use.
+Box style ``dlib_hog``: a square from the eyebrows to the chin (the box dlib's 68-point
+shape predictor is trained on). Measured on ytf68/test against the box of the 68
+landmarks: centre 0.11 landmark-box heights higher, 1.03 x as wide and 1.06 x as tall.
 """
 from __future__ import annotations
 

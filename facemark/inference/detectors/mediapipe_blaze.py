@@ -11,7 +11,10 @@ The full-range model sees the image at 192 x 192 and the short-range one at 128 
 faces smaller than about a tenth of the image are missed on a whole group photo (3 of 6 on
 ``group_t1.jpg``). This detector therefore also runs the model on overlapping square tiles
 (``tile_fraction`` of the shorter image side, ``tile_overlap`` apart) and merges the results
-by non-maximum suppression: 6 of 6 on ``group_t1.jpg``.
+by non-maximum suppression: 6 of 6 on ``group_t1.jpg`` in about 40 ms (full-range) or
+15 ms (short-range, which with tiling also finds all 6), and 97% (full) or 100% (short) of
+the ytf68 test faces. Short-range gives more false alarms on portraits (extra boxes on
+8 of 63 photos, against 2 for full-range), so full-range is the default.
 
 Score: BlazeFace's sigmoid score in [0, 1].
 
@@ -19,7 +22,9 @@ Points: BlazeFace gives six key points (right eye, left eye, nose tip, mouth cen
 and left ear tragion; "right" = the subject's right = the image's left). ``points5`` holds
 the eyes and the nose tip in the ``face5`` order; the two mouth-corner rows are NaN.
 
-Box style ``mediapipe_full`` / ``mediapipe_short``: brows to chin, about cheek to cheek.
+Box style ``mediapipe_full`` / ``mediapipe_short``, measured on ytf68/test against the box
+of the 68 landmarks: full-range centre 0.11 landmark-box heights higher, 1.08 x as wide,
+1.13 x as tall; short-range 0.06 higher, 1.02 x, 1.06 x.
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ above 0.9, this detector defaults to 0.6 for recall.
 Points: YuNet gives five points (right eye, left eye, nose tip, right and left mouth
 corners, "right" being the subject's right = the image's left), the ``face5`` order.
 
-Box style ``yunet``: from the hairline to the chin, about as wide as the cheeks.
+Box style ``yunet``. Its relation to the landmarks is not measured here (no model file is
+available to this project); calibrate it before relying on YuNet boxes for landmark crops.
 """
 from __future__ import annotations
 
