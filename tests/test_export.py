@@ -127,11 +127,14 @@ def test_failed_parity_raises_and_writes_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []   # no file, no temporary left behind
 
 
-def test_export_rejects_a_scheme_of_another_size(tmp_path):
+def test_export_rejects_bad_scheme_crop_rule_and_size(tmp_path):
     with pytest.raises(ConfigError, match="wflw98 has 98 points but the model predicts 68"):
         export_onnx(build("coordnet"), tmp_path / "m.onnx", scheme="wflw98")
     with pytest.raises(ConfigError, match="unknown rule 'nope'"):
         export_onnx(build("coordnet"), tmp_path / "m.onnx", scheme="300w68", crop_rule="nope")
+    with pytest.raises(ConfigError, match="input_size 128 differs from the 64 px"):
+        export_onnx(build("coordnet"), tmp_path / "m.onnx", 128, scheme="300w68")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_parity_inputs_are_images():

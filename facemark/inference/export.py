@@ -176,7 +176,8 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
     Args:
         model: a ``LandmarkModel`` (set to eval mode for the export, restored afterwards).
         path: the ``.onnx`` file to write (its folder is created).
-        input_size: crop side S; None takes ``info.input_size`` or ``model.input_size``.
+        input_size: crop side S; None takes ``info.input_size`` or ``model.input_size``
+            (it must equal ``model.input_size``: heads size their grids and layers by it).
         opset: ONNX opset (17 by default; ArgMax/Einsum/OneHot export from 13 on).
         dynamic_batch: the batch dimension is symbolic (any B); else fixed to 1.
         info: a ``ModelInfo`` (from ``load_model``) supplying scheme and crop rule.
@@ -199,6 +200,9 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
     size = input_size or (info.input_size if info is not None else None) or model.input_size
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ConfigError(f"export: input_size must be a positive integer, got {size!r}")
+    if int(size) != model.input_size:
+        raise ConfigError(f"export: input_size {size} differs from the {model.input_size} px "
+                          "the model was built and trained for")
     if isinstance(opset, bool) or not isinstance(opset, int) or not 13 <= opset <= 21:
         raise ConfigError(f"--opset: expected an integer from 13 to 21, got {opset!r}")
     scheme = scheme or (info.scheme if info is not None else None) or _default_scheme(model.num_points)
