@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from facemark.io import atomic_write_text
 from facemark.data.schemes import get_scheme, scheme_for_count
 from facemark.errors import DataError
 
@@ -202,15 +203,7 @@ def write_predictions(path: str | Path, faces: Iterable[PredictedFace] | Predict
         text = _to_csv(faces, sch.name, sch.num_points, method, root_s)
     else:
         raise ValueError(f"{path}: prediction files end in .json or .csv, got {path.suffix!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write_text(path, text)
 
 
 def _to_json(faces, scheme: str, method: str, root: str | None) -> str:

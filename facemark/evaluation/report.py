@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facemark.io import atomic_write_text
 from facemark.data.schemes import get_scheme
 from facemark.errors import DataError
 from facemark.evaluation import metrics
@@ -295,12 +296,4 @@ def _md(header: list[str], rows: list[list[str]], left: int = 1) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write_text(path, text)

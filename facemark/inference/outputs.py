@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facemark.io import atomic_write_text
 from facemark.data.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from facemark.errors import DataError
 
@@ -202,15 +203,8 @@ def _face_record(face) -> dict:
                              else [num(v) for v in face.point_scores])}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def _atomic_write(path: Path, text: str) -> Path:
+    return atomic_write_text(path, text)
 
 
 class PartCache:
