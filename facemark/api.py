@@ -83,7 +83,7 @@ def resolve_model_path(name_or_path: str | Path | None, engine: str = "auto") ->
     raise DataError(path, f"model file not found{known}")
 
 
-def load(name_or_path: str | Path | None = None, *, device: str = "cpu", detector: Any = "opencv",
+def load(name_or_path: str | Path | None = None, *, device: str = "cpu", detector: Any = "auto",
          engine: str = "auto", flip_test: bool = False, smoothing: Any = None, **kwargs: Any):
     """A loaded :class:`~facemark.inference.landmarker.Landmarker`.
 
@@ -91,8 +91,8 @@ def load(name_or_path: str | Path | None = None, *, device: str = "cpu", detecto
         name_or_path: a model file, a bundled model name, or None for the bundled default.
         device: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"``.
         detector: face detector name (``facemark.inference.detectors.list_detectors()``,
-            default ``"opencv"``: OpenCV's bundled Haar cascade, works offline) or a
-            FaceDetector instance.
+            default ``"auto"``: dlib's HOG detector, or OpenCV's bundled Haar cascade where
+            dlib does not import; both work offline) or a FaceDetector instance.
         engine: ``"auto"`` (by the file's suffix; a bundled model's ``.onnx`` when shipped),
             ``"torch"`` or ``"onnx"``.
         flip_test: also predict on the mirrored crop and average.

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from facemark.errors import ConfigError
 from facemark.inference.detectors import (DEFAULT_DETECTOR, DetectedFace, DlibHogDetector,
+                                          auto_detector_name,
                                           FaceDetector, HaarDetector, MediaPipeBlazeDetector,
                                           YuNetDetector, available_detectors, box_iou,
                                           check_image, create_detector, list_detectors, nms)
@@ -35,13 +36,23 @@ def _read(name: str) -> np.ndarray:
 def test_list_and_available():
     # other test modules may register their own fake detectors (named test_*)
     names = [n for n in list_detectors() if not n.startswith("test_")]
-    assert names[0] == DEFAULT_DETECTOR == "opencv_haar"
+    assert DEFAULT_DETECTOR == "auto" and names[0] == auto_detector_name()
     assert set(names) == {"opencv_haar", "yunet", "mediapipe", "dlib_hog"}
     avail = {k: v for k, v in available_detectors().items() if not k.startswith("test_")}
     assert list(avail) == names
     assert avail["opencv_haar"] is None          # the default always runs
     for name, reason in avail.items():
         assert reason is None or (isinstance(reason, str) and reason)
+
+
+def test_auto_is_dlib_where_it_imports_else_haar(monkeypatch):
+    want = "dlib_hog" if DlibHogDetector.check_available() is None else "opencv_haar"
+    assert type(create_detector("auto")).name == want == auto_detector_name()
+    monkeypatch.setattr(DlibHogDetector, "check_available", classmethod(lambda cls: "no dlib"))
+    assert isinstance(create_detector("auto"), HaarDetector)
+    assert list_detectors()[0] == "opencv_haar"
+    with pytest.raises(ConfigError, match="takes no"):
+        create_detector("auto:1")
 
 
 def test_aliases_and_specs():
@@ -61,7 +72,7 @@ def test_aliases_and_specs():
 
 @pytest.mark.parametrize("spec, kwargs, message", [
     ("haarr", {}, r"unknown name 'haarr'; did you mean 'haar'"),
-    ("retinaface", {}, r"known: opencv_haar, dlib_hog, mediapipe, (test_\w+, )*yunet"),
+    ("retinaface", {}, r"known: auto, dlib_hog, mediapipe, opencv_haar, (test_\w+, )*yunet"),
     ("opencv_haar:fast", {}, "takes no ':VALUE'"),
     ("dlib_hog:two", {}, "upsample count"),
     ("opencv_haar", {"min_sise": 30}, r"unknown argument 'min_sise'; did you mean 'min_size'"),

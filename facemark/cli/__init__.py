@@ -15,7 +15,8 @@ from facemark.errors import FacemarkError
 
 # Subcommand modules in the order ``--help`` lists them; a module that does not exist yet
 # is skipped, so the CLI grows with the package.
-SUBCOMMANDS = ("data", "evaluate", "train", "selftrain", "detect", "export", "bench", "analyze")
+SUBCOMMANDS = ("data", "evaluate", "train", "selftrain", "detect", "calibrate", "export", "bench",
+               "analyze")
 
 
 def build_parser() -> argparse.ArgumentParser:

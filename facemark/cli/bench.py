@@ -68,7 +68,7 @@ def register(subparsers) -> None:
                    help="folder of photos for detection + landmarks and throughput")
     s.add_argument("--max-photos", type=_positive_int, default=20,
                    help="photos used for the per-face pipeline latency (20)")
-    s.add_argument("--detector", default="opencv", help="face detector name (opencv)")
+    s.add_argument("--detector", default="auto", help="face detector name (auto: dlib_hog, else opencv_haar)")
     s.add_argument("--threads", type=_positive_int, nargs="+", default=[2],
                    help="CPU threads (2); several values time the model alone at each, the "
                         "photo sections use the first")

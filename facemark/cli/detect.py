@@ -1,6 +1,6 @@
 """``facemark detect``: landmarks of every face in images, folders, videos and webcams.
 
-    facemark detect PATH [PATH ...] [-o OUT] [--format json|csv|both] [--overlay]
+    facemark detect PATH [PATH ...] [--sample] [-o OUT] [--format json|csv|both] [--overlay]
         [--model PATH] [--detector NAME] [--device cpu] [--engine auto|torch|onnx]
         [--batch-size 32] [--flip-test] [--no-smooth] [--shard i/n] [--no-recursive]
         [--max-frames N] [--detect-every K] [--quiet]
@@ -90,6 +90,9 @@ def register(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="image, folder, video file, or webcam index (e.g. 0)")
+    p.add_argument("--sample", action="store_true",
+                   help="also run on a sample photo (the Grace Hopper portrait that ships with "
+                        "matplotlib), to try facemark without an image of your own")
     p.add_argument("-o", "--out", default=None, metavar="OUT",
                    help=f"output folder (default: {DEFAULT_OUT})")
     p.add_argument("--format", choices=("json", "csv", "both"), default="json",
@@ -99,8 +102,9 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None, metavar="PATH",
                    help="model file (.pt, .ckpt, .onnx) or bundled model name (default: the "
                         "bundled default model)")
-    p.add_argument("--detector", default="opencv", metavar="NAME",
-                   help="face detector (default opencv; see --list-detectors), e.g. dlib, "
+    p.add_argument("--detector", default="auto", metavar="NAME",
+                   help="face detector (default auto: dlib_hog, else opencv_haar; see "
+                        "--list-detectors), e.g. opencv, dlib:1, "
                         "mediapipe, yunet:/path/face_detection_yunet.onnx")
     p.add_argument("--list-detectors", action="store_true",
                    help="list the face detectors and whether each can run here, then exit")
@@ -143,9 +147,13 @@ def run(args) -> int:
         if args.paths:
             raise ConfigError("--merge OUT takes no PATH arguments (it joins OUT/.parts)")
         return merge(args.merge, args.format, quiet=args.quiet)
+    if args.sample:
+        from facemark.data.images import sample_image
+
+        args.paths = [*args.paths, str(sample_image())]
     if not args.paths:
         raise ConfigError("give at least one PATH (image, folder, video or webcam index), "
-                          "or --merge OUT")
+                          "--sample, or --merge OUT")
     return DetectRun(args).run()
 
 

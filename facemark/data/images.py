@@ -81,3 +81,19 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
     pattern = "**/*" if recursive else "*"
     return sorted(p for p in folder.glob(pattern)
                   if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def sample_image() -> Path:
+    """Path of a sample face photo for demos: the Grace Hopper portrait (a public-domain US
+    Navy photograph) that matplotlib installs as sample data.
+
+    Raises:
+        DataError: this matplotlib installation has no sample data.
+    """
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    if not path.is_file():
+        raise DataError(path, "matplotlib's sample photo is missing from this installation; "
+                              "pass an image path instead")
+    return path

@@ -475,7 +475,7 @@ def _speedup(base: float | None, value: float) -> str:
 
 
 def speed_report(model_path: str | Path, *, photos: str | Path | None = None,
-                 max_photos: int = 20, detector: str = "opencv",
+                 max_photos: int = 20, detector: str = "auto",
                  threads: int | Sequence[int] = 2, runs: int = 200, repeats: int = 5,
                  batch: int = 8, also: Sequence[str | Path] = (),
                  dlib_predictor: str | Path | None = None, progress: bool = False) -> str:
@@ -516,7 +516,7 @@ def speed_report(model_path: str | Path, *, photos: str | Path | None = None,
 
 
 def _speed_report(model_path: str | Path, *, photos: str | Path | None = None,
-                 max_photos: int = 20, detector: str = "opencv",
+                 max_photos: int = 20, detector: str = "auto",
                  threads: int | Sequence[int] = 2, runs: int = 200, repeats: int = 5,
                  batch: int = 8, also: Sequence[str | Path] = (),
                  dlib_predictor: str | Path | None = None, progress: bool = False) -> str:

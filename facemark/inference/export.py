@@ -35,6 +35,8 @@ PREFIX = "facemark."
 #: metadata_props keys every facemark ONNX file carries (values are strings).
 METADATA_KEYS = ("scheme", "input_size", "crop_rule", "num_points", "version", "model_config",
                  "outputs")
+#: ``ModelInfo.info`` entries an export keeps (JSON text in the ONNX metadata).
+CARRIED_INFO = ("box_calibration", "model_card")
 DEFAULT_OPSET = 17
 PARITY_ATOL = 1e-4
 
@@ -228,8 +230,9 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
         raise ExportError(f"{path}: torch.onnx.export failed ({e.__class__.__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''})") from None
     proto = onnx.load_from_string(buffer.getvalue())
+    carried = {k: info.info[k] for k in CARRIED_INFO if info is not None and k in info.info}
     set_metadata(proto, build_metadata(model, int(size), scheme=scheme, crop_rule=crop_rule,
-                                       extra=metadata))
+                                       extra={**carried, **(metadata or {})}))
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:

@@ -26,7 +26,7 @@ import numpy as np
 
 from facemark.data.crops import CropRule, box_to_affine, crop_box, get_crop_rule, invert_affine, \
     transform_points, warp_image
-from facemark.errors import ConfigError
+from facemark.errors import ConfigError, DataError
 
 #: Default crop rule for boxes from a face detector or from the caller.
 DEFAULT_BOX_RULE = "detector"
@@ -185,7 +185,8 @@ class Landmarker:
             or None for the bundled default.
         device: torch device for the model: ``"cpu"`` (default), ``"cuda"``, ``"cuda:1"``.
         detector: face detector name (``facemark.inference.detectors.list_detectors()``,
-            e.g. ``"opencv"``, ``"dlib"``, ``"yunet:/path/model.onnx"``) or a FaceDetector.
+            default ``"auto"``: ``dlib_hog``, else ``opencv_haar``; e.g. ``"opencv"``,
+            ``"dlib:1"``, ``"yunet:/path/model.onnx"``) or a FaceDetector.
             It is loaded on the first image that needs it, never when you pass boxes.
         engine: ``"torch"`` (eager PyTorch, for ``.pt``/``.ckpt`` files), ``"onnx"``
             (onnxruntime, for ``.onnx`` files from ``facemark export``) or ``"auto"``: by the
@@ -210,7 +211,7 @@ class Landmarker:
     """
 
     def __init__(self, model: str | Path | None = None, *, device: str = "cpu",
-                 detector: Any = "opencv", engine: str = "auto", flip_test: bool = False,
+                 detector: Any = "auto", engine: str = "auto", flip_test: bool = False,
                  smoothing: Any = None, batch_size: int = 32, threads: int | None = None,
                  crop_rule: str | CropRule | None = None):
         self.model = model
@@ -243,6 +244,7 @@ class Landmarker:
         """
         from facemark.api import resolve_model_path
         from facemark.data.schemes import get_scheme
+        from facemark.inference.calibration import calibrations_of
         from facemark.inference.detectors import create_detector
         from facemark.inference.onnx_engine import (OnnxLandmarkEngine, TorchLandmarkEngine,
                                                     engine_kind)
@@ -274,6 +276,10 @@ class Landmarker:
                                                device=str(device)).load()
         self.device_ = device
         self.info_ = self.engine_.info
+        try:
+            self.calibrations_ = calibrations_of(self.info_.info)
+        except (ValueError, KeyError, TypeError) as e:
+            raise DataError(path, f"bad box calibration in the model file ({e})") from None
         self.model_path_ = Path(path)
         self.scheme_ = get_scheme(self.info_.scheme)
         if self.flip_test and not self.scheme_.flippable:
@@ -298,7 +304,8 @@ class Landmarker:
         return self.scheme_.num_points
 
     # -- public API ----------------------------------------------------------------------
-    def detect(self, image: Any, *, boxes: Any = None, rgb: bool = True) -> list[Face]:
+    def detect(self, image: Any, *, boxes: Any = None, rgb: bool = True,
+               box_style: str | None = None) -> list[Face]:
         """Every face in one image with its landmarks.
 
         Args:
@@ -306,6 +313,9 @@ class Landmarker:
             boxes: your own face boxes (K, 4) ``x1, y1, x2, y2`` in pixels (the detector is
                 then not run); None to detect faces.
             rgb: channel order of a numpy ``image``: False for BGR (OpenCV) arrays.
+            box_style: the detector that drew your ``boxes`` (a ``box_style`` such as
+                ``"dlib_hog"``), so that the model's calibration for it makes the crops;
+                None: the ``crop_rule`` (default ``"detector"``).
 
         Returns:
             list of Face, the detector's best first (in your order for ``boxes``); empty
@@ -313,7 +323,8 @@ class Landmarker:
         """
         self._check_loaded()
         img = as_rgb(image, rgb=rgb)
-        return self._faces([img], None if boxes is None else [boxes], ["boxes"])[0]
+        return self._faces([img], None if boxes is None else [boxes], ["boxes"],
+                           box_style)[0]
 
     def detect_batch(self, images: Sequence[Any], *, boxes: Sequence[Any] | None = None,
                      rgb: bool = True) -> list[list[Face]]:
@@ -335,17 +346,29 @@ class Landmarker:
                              f"got {len(boxes)}")
         return self._faces(images, boxes, [f"boxes[{i}]" for i in range(len(images))])
 
-    def _faces(self, images: list[np.ndarray], boxes, names: list[str]) -> list[list[Face]]:
+    def _faces(self, images: list[np.ndarray], boxes, names: list[str],
+               box_style: str | None = None) -> list[list[Face]]:
         jobs: list[tuple[int, np.ndarray, float | None, np.ndarray]] = []
         for i, img in enumerate(images):
             given = None if boxes is None else boxes[i]
             if given is None:
                 for d in self.detect_faces(img):
-                    jobs.append((i, d.box, d.score, crop_box(self.box_rule_, box=d.box)))
+                    jobs.append((i, d.box, d.score,
+                                 self.crop_box(d.box, self.detector_.box_style)))
             else:
                 for b in as_boxes(given, names[i]):
-                    jobs.append((i, b, None, crop_box(self.box_rule_, box=b)))
+                    jobs.append((i, b, None, self.crop_box(b, box_style)))
         return self._run(images, jobs)
+
+    def crop_box(self, box: np.ndarray, box_style: str | None = None) -> np.ndarray:
+        """The model's crop box ``x1, y1, x2, y2`` for a face box.
+
+        The model's calibration for ``box_style`` (``facemark calibrate``) when it has one
+        and no ``crop_rule`` was given; otherwise the crop rule (default ``"detector"``).
+        """
+        self._check_loaded()
+        cal = self.calibrations_.get(box_style) if box_style and self.crop_rule is None else None
+        return cal.crop_box(box) if cal is not None else crop_box(self.box_rule_, box=box)
 
     def detect_faces(self, image: np.ndarray) -> list:
         """The face detector alone on an RGB uint8 image: list of DetectedFace, best first."""

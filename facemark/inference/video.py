@@ -145,7 +145,8 @@ def track_video(landmarker, source: VideoSource, *, detect_every: int = 10,
         for index, image in source:
             detected = tracker.needs_detection()
             boxes = tracker.boxes_for(image)
-            faces = landmarker.detect(image, boxes=[b.box for b in boxes])
+            faces = landmarker.detect(image, boxes=[b.box for b in boxes],
+                                      box_style=landmarker.detector_.box_style)
             stamp = time.monotonic() - start if live else None   # webcams: the real clock
             tracked = tracker.update(index, [(f.points, f.confidence) for f in faces],
                                      timestamp=stamp)

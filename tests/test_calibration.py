@@ -1,0 +1,184 @@
+"""Box-to-crop calibration: the fitted numbers, their use by the Landmarker, export, the CLI."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import facemark
+from facemark.cli import main
+from facemark.data.crops import crop_box
+from facemark.data.sample import Sample
+from facemark.errors import FacemarkError
+from facemark.inference.calibration import (BoxCalibration, calibrations_of, fit_calibration,
+                                            match_face, relation)
+from facemark.inference.detectors import DetectedFace, FaceDetector
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic import make_face  # noqa: E402
+from test_api import CentreEngine, make_model_file  # noqa: E402
+
+
+class ShiftedBoxDetector(FaceDetector):
+    """Test detector: the landmark box of the face it was told about, shifted up by 20% of
+    its height and shrunk to 80% (a Haar-like box), plus a decoy box far away."""
+
+    name = "test_shifted"
+
+    def __init__(self, truth=None, min_size: int = 1, score_threshold: float = 0.0):
+        super().__init__(min_size=min_size, score_threshold=score_threshold)
+        self.truth = truth
+
+    def _load(self) -> None:
+        pass
+
+    def _detect(self, image):
+        key = int(image[0, 0, 0])
+        x1, y1, x2, y2 = self.truth[key]
+        w, h = x2 - x1, y2 - y1
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 - 0.2 * h
+        box = [cx - 0.4 * w, cy - 0.4 * h, cx + 0.4 * w, cy + 0.4 * h]
+        return [DetectedFace(box=box, score=1.0), DetectedFace(box=[0, 0, 5, 5], score=2.0)]
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """12 synthetic faces on disk; pixel (0, 0) holds each image's index for the detector."""
+    folder = tmp_path_factory.mktemp("cal")
+    rng = np.random.default_rng(0)
+    samples, truth = [], {}
+    for i in range(12):
+        img, pts = make_face(rng, 160)
+        img[0, 0] = i
+        path = folder / f"f{i}.png"
+        cv2.imwrite(str(path), img[:, :, ::-1])
+        samples.append(Sample(str(path), pts.astype(np.float32), "300w68"))
+        truth[i] = np.r_[pts.min(0), pts.max(0)]
+    return samples, truth
+
+
+@settings(max_examples=50, deadline=None)
+@given(x=st.floats(-100, 100), y=st.floats(-100, 100), w=st.floats(5, 300), h=st.floats(5, 300),
+       tx=st.floats(-100, 100), ty=st.floats(-100, 100), side=st.floats(5, 300))
+def test_relation_then_crop_box_is_exact(x, y, w, h, tx, ty, side):
+    box = np.array([x, y, x + w, y + h])
+    target = np.array([tx, ty, tx + side, ty + side])
+    cal = BoxCalibration(*relation(box, target))
+    np.testing.assert_allclose(cal.crop_box(box), target, atol=1e-6 * max(1.0, side))
+
+
+def test_fit_recovers_a_known_box_style(faces):
+    samples, truth = faces
+    detector = ShiftedBoxDetector(truth)
+    cal, det = fit_calibration(samples, detector, crop_rule="300w")
+    assert det.recall == 1.0 and cal.faces == 12
+    # the decoy box (higher score) is never taken for the face
+    assert np.all(det.boxes[:, 2] > 5)
+    for s, box in zip(samples, det.boxes):
+        np.testing.assert_allclose(cal.crop_box(box), crop_box("300w", landmarks=s.landmarks),
+                                   atol=0.05 * (box[2] - box[0]))
+    assert cal.dy > 0.2   # the crop sits lower than the Haar-like box
+
+
+def test_too_few_faces_is_a_clear_error(faces):
+    samples, truth = faces
+    with pytest.raises(FacemarkError, match="found .* too few"):
+        fit_calibration(samples[:5], ShiftedBoxDetector(truth), crop_rule="300w")
+
+
+def test_match_face_needs_overlap():
+    pts = np.array([[10.0, 10.0], [50.0, 60.0]])
+    assert match_face([], pts) is None
+    assert match_face([np.array([200.0, 200, 260, 260])], pts) is None
+    assert match_face([np.array([200.0, 200, 260, 260]), np.array([12.0, 8, 52, 58])], pts) == 1
+
+
+def test_calibration_dict_round_trip_and_validation():
+    cal = BoxCalibration(0.01, 0.2, 1.3, 40)
+    assert BoxCalibration.from_dict(cal.to_dict()) == cal
+    assert calibrations_of({"box_calibration": '{"x": {"dx": 0, "dy": 0, "scale": 1}}'}) == \
+        {"x": BoxCalibration(0.0, 0.0, 1.0)}
+    assert calibrations_of({}) == {}
+    with pytest.raises(ValueError, match="scale"):
+        BoxCalibration(0.0, 0.0, -1.0)
+    with pytest.raises(ValueError, match="unknown key"):
+        BoxCalibration.from_dict({"dx": 0, "dy": 0, "scale": 1, "bogus": 1})
+
+
+def test_landmarker_uses_the_detectors_calibration(tmp_path, faces):
+    from facemark.inference.model_file import load_model, save_model
+
+    samples, truth = faces
+    model, info = load_model(make_model_file(tmp_path / "m.pt"))
+    cal = BoxCalibration(0.0, 0.25, 1.5)
+    save_model(model, info, tmp_path / "cal.pt",
+               extra={"box_calibration": {"test_shifted": cal.to_dict()}})
+    detector = ShiftedBoxDetector(truth)
+    lm = facemark.load(tmp_path / "cal.pt", detector=detector)
+    lm.engine_ = CentreEngine(lm.info_)
+    image = cv2.imread(samples[3].image)[:, :, ::-1]
+    face = lm.detect(image)[0]
+    want = cal.crop_box(face.box)
+    np.testing.assert_allclose(face.points[0], [(want[0] + want[2]) / 2, (want[1] + want[3]) / 2],
+                               atol=1e-6)
+    # the caller's boxes use the crop rule, or the calibration when they name the box style
+    generic = crop_box("detector", box=face.box)
+    mine = lm.detect(image, boxes=[face.box])[0]
+    np.testing.assert_allclose(mine.points[0], [(generic[0] + generic[2]) / 2,
+                                                (generic[1] + generic[3]) / 2], atol=1e-6)
+    styled = lm.detect(image, boxes=[face.box], box_style="test_shifted")[0]
+    np.testing.assert_allclose(styled.points, face.points, atol=1e-9)
+    # an explicit crop_rule wins over the calibration
+    ruled = facemark.load(tmp_path / "cal.pt", detector=detector, crop_rule="detector")
+    ruled.engine_ = CentreEngine(ruled.info_)
+    np.testing.assert_allclose(ruled.detect(image)[0].points, mine.points, atol=1e-9)
+
+
+def test_onnx_export_keeps_the_calibration(tmp_path):
+    from facemark.inference.export import export_onnx
+    from facemark.inference.model_file import ModelInfo, load_model
+
+    model, info = load_model(make_model_file(tmp_path / "m.pt"))
+    cal = BoxCalibration(0.01, 0.1, 1.2, 7)
+    info = ModelInfo(info.scheme, info.input_size, info.crop_rule, info.model_config,
+                     {"box_calibration": {"dlib_hog": cal.to_dict()}})
+    path = export_onnx(model, tmp_path / "m.onnx", info=info)
+    lm = facemark.load(path)
+    assert lm.calibrations_ == {"dlib_hog": cal}
+
+
+def test_calibrate_cli_writes_a_model_with_calibrations(tmp_path, faces, capsys):
+    from facemark.inference.detectors import register_detector
+    from facemark.inference.detectors import _DETECTORS
+
+    samples, truth = faces
+    folder = Path(samples[0].image).parent
+    for s in samples:
+        pts = s.landmarks
+        text = "version: 1\nn_points: 68\n{\n" + "".join(f"{x + 1} {y + 1}\n" for x, y in pts) + "}\n"
+        Path(s.image).with_suffix(".pts").write_text(text)
+    if "test_shifted" not in _DETECTORS:
+        register_detector(ShiftedBoxDetector)
+    ShiftedBoxDetector.__init__.__defaults__ = (truth, 1, 0.0)
+    try:
+        model = make_model_file(tmp_path / "m.pt")
+        out = tmp_path / "cal.pt"
+        rc = main(["calibrate", str(model), "--data", f"pts:{folder}", "--detector",
+                   "test_shifted", "--test", f"pts:{folder}", "-o", str(out),
+                   "--report", str(tmp_path / "cal.md")])
+    finally:
+        ShiftedBoxDetector.__init__.__defaults__ = (None, 1, 0.0)
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "| test_shifted |" in text and "NME box, calibrated" in text
+    assert "100.0%" in text   # every test face found
+    cals = facemark.load(out, detector="opencv").calibrations_
+    assert set(cals) == {"test_shifted"} and cals["test_shifted"].faces == 12
+    assert (tmp_path / "cal.md").read_text().startswith("| detector |")
+    assert main(["calibrate", str(model), "--data", f"pts:{folder}", "-o",
+                 str(tmp_path / "x.onnx")]) == 2
