@@ -430,3 +430,15 @@ def test_smoothing_lowers_jitter_and_can_be_turned_off(model_file):
         np.testing.assert_allclose(f.faces[0].points, f.raw_points[0])
         meter.add(f)
     assert meter.result()["smoothed"] == pytest.approx(meter.result()["raw"])
+
+
+def test_sample_photo_is_added_to_the_inputs(model_file, tmp_path, capsys):
+    from facemark.data.images import sample_image
+
+    assert sample_image().is_file()
+    out = tmp_path / "out"
+    assert main(["detect", "--sample", "-o", str(out), "--model", str(model_file),
+                 "--detector", DETECTOR]) == 0
+    assert "grace_hopper.jpg: 1 face" in capsys.readouterr().out
+    preds = read_predictions(out / "predictions.json")
+    assert [Path(f.image).name for f in preds.faces] == ["grace_hopper.jpg"]
