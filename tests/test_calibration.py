@@ -182,3 +182,49 @@ def test_calibrate_cli_writes_a_model_with_calibrations(tmp_path, faces, capsys)
     assert (tmp_path / "cal.md").read_text().startswith("| detector |")
     assert main(["calibrate", str(model), "--data", f"pts:{folder}", "-o",
                  str(tmp_path / "x.onnx")]) == 2
+
+
+def test_evaluate_with_detector_boxes(tmp_path, faces, capsys):
+    from facemark.inference.detectors import _DETECTORS, register_detector
+
+    samples, truth = faces
+    folder = Path(samples[0].image).parent
+    for s in samples:
+        text = "version: 1\nn_points: 68\n{\n" + "".join(
+            f"{x + 1} {y + 1}\n" for x, y in s.landmarks) + "}\n"
+        Path(s.image).with_suffix(".pts").write_text(text)
+    if "test_shifted" not in _DETECTORS:
+        register_detector(ShiftedBoxDetector)
+    ShiftedBoxDetector.__init__.__defaults__ = (truth, 1, 0.0)
+    try:
+        model = make_model_file(tmp_path / "m.pt")
+        rc = main(["evaluate", f"boxes={model}", "--data", f"pts:{folder}",
+                   "--detector", "test_shifted", "--out", str(tmp_path / "rep")])
+    finally:
+        ShiftedBoxDetector.__init__.__defaults__ = (None, 1, 0.0)
+    assert rc == 0
+    import json
+
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    text = json.dumps(report)
+    assert "test_shifted boxes" in text and "crop rule 'detector'" in text
+
+
+@pytest.mark.skipif(
+    __import__("facemark.evaluation.bench", fromlist=["x"]).find_dlib_predictor()[0] is None,
+    reason="dlib or its 68-point predictor file (face_recognition_models) is not installed")
+def test_dlib_source_on_real_faces(capsys):
+    data = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "300w" / "afw"
+    if not data.is_dir():
+        pytest.skip("../shared/data/300w/afw is absent")
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for p in sorted(data.glob("*.jpg"))[:8]:
+            shutil.copy(p, tmp)
+            shutil.copy(p.with_suffix(".pts"), tmp)
+        assert main(["evaluate", "dlib", "--data", f"pts:{tmp}"]) == 0
+    out = capsys.readouterr().out
+    row = [line for line in out.splitlines() if line.startswith("dlib ")][0]
+    assert float(row.split()[1]) < 10.0   # dlib's NME on 8 AFW faces, in percent

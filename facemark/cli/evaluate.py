@@ -1,11 +1,14 @@
 """``facemark evaluate``: compare methods' landmarks with a dataset's ground truth.
 
     facemark evaluate SOURCE [SOURCE ...] --data DATASET [--format F] [--norm N]
-        [--threshold 0.1] [--train DATASET] [--crop-rule 300w] [--subsets KIND]
+        [--threshold 0.1] [--train DATASET] [--crop-rule 300w] [--detector NAME]
+        [--flip-test] [--subsets KIND]
         [--out DIR] [--save-predictions] [--skip-bad]
 
-A SOURCE is a prediction file (``.json`` / ``.csv``, see docs/prediction-format.md), the
-word ``meanface`` (the mean-face baseline, fitted on ``--train``), or any kind registered
+A SOURCE is a prediction file (``.json`` / ``.csv``, see docs/prediction-format.md), a
+model (``.ckpt`` / ``.pt``; cropped from the ground truth, or from ``--detector NAME`` boxes),
+``dlib`` (dlib's 68-point predictor on its HOG boxes, when installed), the word
+``meanface`` (the mean-face baseline, fitted on ``--train``), or any kind registered
 in ``facemark.evaluation.sources``; ``name=SOURCE`` names it in the report. The table is
 printed; with ``--out`` the report (report.json, report.md) and the figures (ced.png,
 per_landmark.png, best_worst.png) are written there.
@@ -48,6 +51,10 @@ def register(subparsers) -> None:
                         "rule, 300w for meanface")
     p.add_argument("--flip-test", action="store_true",
                    help="for model sources: average with the prediction on the mirrored crop")
+    p.add_argument("--detector", default=None, metavar="NAME",
+                   help="for model sources: crop from this face detector's box (with the "
+                        "model's calibration for it) instead of the ground truth; faces it "
+                        "misses count as failures")
     p.add_argument("--subsets", default="auto",
                    choices=("auto", "none", "300w", "wflw", "300vw"),
                    help="which subset tables to report (default: guessed from the dataset)")
@@ -92,7 +99,8 @@ def run(args) -> int:
     for arg in args.sources:
         pset = resolve_predictions(arg, samples, train=args.train, train_format=args.train_format,
                                    crop_rule=args.crop_rule, skip_bad=log,
-                                   scheme=samples[0].scheme, flip_test=args.flip_test)
+                                   scheme=samples[0].scheme, flip_test=args.flip_test,
+                                   detector=args.detector)
         name = pset.method or arg
         base, k = name, 2
         while name in sets:  # two sources with one name: keep both, numbered

@@ -234,12 +234,13 @@ def find_dlib_predictor(path: str | Path | None = None) -> tuple[Any, str]:
         return None, "not installed (pip install dlib-bin)"
     candidates = [Path(path)] if path else []
     if not path:
-        try:
-            import face_recognition_models as frm
+        # found without importing it: its __init__ needs pkg_resources, gone from new setuptools
+        import importlib.util
 
-            candidates.append(Path(frm.pose_predictor_model_location()))
-        except ImportError:
-            pass
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is not None and spec.origin:
+            candidates.append(Path(spec.origin).parent / "models"
+                              / "shape_predictor_68_face_landmarks.dat")
     for candidate in candidates:
         if candidate.is_file():
             try:

@@ -242,6 +242,9 @@ def evaluate(sets: Mapping[str, PredictionSet], samples: Sequence, scheme=None,
             name=name, summary=summary, subsets=per_subset,
             per_landmark=metrics.per_landmark_nme(pred, gt, scheme, norm, boxes_arg),
             nmes=nmes, points=pred, found=found, source=pset.path or pset.method)
+        crops = (getattr(pset, "info", None) or {}).get("crops")
+        if crops:
+            notes.append(f"{name}: crops from {crops}")
         if summary["missing"]:
             notes.append(f"{name}: {summary['missing']} of {len(samples)} faces have no "
                          "prediction (counted as failures, left out of the mean NME)")

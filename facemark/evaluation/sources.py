@@ -8,7 +8,10 @@ The kinds of source live in the ``SOURCES`` registry, tried in order; the first 
 * ``file``: a ``.json`` or ``.csv`` prediction file (``docs/prediction-format.md``).
 * ``model``: a trained model, ``.ckpt`` (``facemark train``) or ``.pt`` (``facemark
   export --format pt``); each face is cropped by the model's crop rule (or ``crop_rule``)
-  from its ground-truth landmarks or box, as the benchmarks do.
+  from its ground-truth landmarks or box, as the benchmarks do; with ``detector=NAME``
+  from that detector's box instead (the model's calibration for it when it has one).
+* ``dlib`` / ``dlib:PREDICTOR.dat``: dlib's 68-point shape predictor on its own HOG
+  detector's boxes (a face dlib does not find has no prediction and counts as a failure).
 * ``meanface``: the literal word ``meanface``; fits
   :class:`~facemark.evaluation.meanface.MeanFaceBaseline` on the ``train=`` dataset and
   predicts on the evaluated samples.
@@ -29,8 +32,8 @@ Adding a kind (the hook the training code uses for model checkpoints)::
 A resolver receives the evaluated samples and keyword options; it must accept and ignore
 options it does not use (``**kw``). Options ``facemark evaluate`` passes: ``train``
 (dataset string or list of samples, may be None), ``train_format``, ``crop_rule``,
-``skip_bad`` (a SkipLog), ``scheme`` (the evaluated scheme name), ``name`` (the method
-name the user gave, or None).
+``skip_bad`` (a SkipLog), ``scheme`` (the evaluated scheme name), ``flip_test``,
+``detector`` (None or a face detector name for model sources).
 """
 from __future__ import annotations
 
@@ -168,9 +171,32 @@ def _model_accepts(arg: str) -> bool:
     return Path(arg).suffix.lower() in (".ckpt", ".pt", ".pth")
 
 
+def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_test: bool,
+                     batch_size: int):
+    """Points from detector boxes (the model's calibration for that detector, else the
+    generic ``detector`` crop rule); faces the detector misses get NaN points."""
+    from facemark.data.crops import crop_box
+    from facemark.inference.calibration import (calibrations_of, detect_samples,
+                                                predict_from_boxes)
+    from facemark.inference.detectors import create_detector
+    from facemark.inference.onnx_engine import TorchLandmarkEngine
+
+    det = create_detector(detector).load()
+    found = detect_samples(samples, det, on_error=log, progress=True)
+    cal = calibrations_of(meta.info).get(det.box_style)
+    to_crop = cal.crop_box if cal is not None else (lambda b: crop_box("detector", box=b))
+    engine = TorchLandmarkEngine.from_model(model, meta)
+    points, conf = predict_from_boxes(engine, samples, found.boxes, to_crop,
+                                      batch_size=batch_size, flip_test=flip_test,
+                                      with_confidence=True)
+    crops = f"{det.name} boxes, " + ("calibrated" if cal is not None else "crop rule 'detector'")
+    return points, conf, found.found, crops
+
+
 def _model_resolve(arg: str, samples, *, crop_rule: str | None = None,
                    skip_bad: SkipLog | bool = False, scheme: str | None = None,
-                   flip_test: bool = False, batch_size: int = 32, **kw) -> PredictionSet:
+                   flip_test: bool = False, batch_size: int = 32, detector: str | None = None,
+                   **kw) -> PredictionSet:
     from facemark.data.schemes import get_scheme
     from facemark.inference.crop_predict import predict_samples
     from facemark.inference.model_file import load_model
@@ -181,17 +207,62 @@ def _model_resolve(arg: str, samples, *, crop_rule: str | None = None,
         raise ConfigError(f"{arg}: the model predicts scheme {meta.scheme} but the dataset is "
                           f"{wanted}; evaluate it on a {meta.scheme} dataset")
     log = skip_bad if isinstance(skip_bad, SkipLog) else SkipLog(bool(skip_bad))
-    points, conf, ok = predict_samples(model, samples, crop_rule=crop_rule or meta.crop_rule,
-                                       input_size=meta.input_size, batch_size=batch_size,
-                                       flip_test=flip_test, on_error=log, progress=True)
+    if detector:
+        points, conf, ok, crops = _detector_points(model, meta, samples, detector, log,
+                                                   flip_test, batch_size)
+    else:
+        points, conf, ok = predict_samples(model, samples, crop_rule=crop_rule or meta.crop_rule,
+                                           input_size=meta.input_size, batch_size=batch_size,
+                                           flip_test=flip_test, on_error=log, progress=True)
+        crops = f"ground truth, crop rule {crop_rule or meta.crop_rule!r}"
     kept = [s for s, good in zip(samples, ok) if good]
     pset = PredictionSet.from_samples(kept, points[ok], method=Path(arg).stem,
                                       scheme=meta.scheme, scores=conf[ok])
-    pset.info = {"model": str(arg), "crop_rule": crop_rule or meta.crop_rule,
-                 "input_size": meta.input_size, "flip_test": flip_test}
+    pset.info = {"model": str(arg), "crops": crops, "input_size": meta.input_size,
+                 "flip_test": flip_test}
+    return pset
+
+
+def _dlib_accepts(arg: str) -> bool:
+    return arg == "dlib" or arg.startswith("dlib:")
+
+
+def _dlib_resolve(arg: str, samples, *, skip_bad: SkipLog | bool = False,
+                  scheme: str | None = None, **kw) -> PredictionSet:
+    """dlib's 68-point shape predictor on its own HOG detector's boxes (faces it misses
+    have no prediction). ``dlib:PATH`` names the predictor file; plain ``dlib`` finds the
+    one ``face_recognition_models`` installs."""
+    import numpy as np
+
+    from facemark.data.schemes import get_scheme
+    from facemark.evaluation.bench import dlib_landmarks, find_dlib_predictor
+    from facemark.inference.calibration import detect_samples
+    from facemark.inference.detectors import create_detector
+
+    wanted = get_scheme(scheme or (samples[0].scheme if len(samples) else "300w68"))
+    if wanted.num_points != 68 or wanted.name != get_scheme("300w68").name:
+        raise ConfigError(f"SOURCE dlib predicts the 68 iBUG points; the dataset is {wanted.name}")
+    predictor, what = find_dlib_predictor(arg.partition(":")[2] or None)
+    if predictor is None:
+        raise ConfigError(f"SOURCE dlib: {what}")
+    from facemark.data.images import read_image
+
+    log = skip_bad if isinstance(skip_bad, SkipLog) else SkipLog(bool(skip_bad))
+    found = detect_samples(samples, create_detector("dlib_hog"), on_error=log, progress=True)
+    points = np.full((len(samples), 68, 2), np.nan)
+    for i in np.flatnonzero(found.found):
+        image = read_image(samples[i].image, frame=samples[i].frame)
+        points[i] = dlib_landmarks(predictor, image, [found.boxes[i]])[0]
+    kept = [s for s, good in zip(samples, found.found) if good]
+    pset = PredictionSet.from_samples(kept, points[found.found], method="dlib",
+                                      scheme=wanted.name)
+    pset.info = {"model": what, "crops": "dlib_hog boxes"}
     return pset
 
 
 register_source(PredictionSource("model", _model_accepts, _model_resolve,
                                  "a trained model (.ckpt from facemark train, .pt)"),
                 before="file")
+register_source(PredictionSource("dlib", _dlib_accepts, _dlib_resolve,
+                                 "'dlib' or 'dlib:PREDICTOR.dat': dlib's 68-point predictor "
+                                 "on its HOG boxes"))

@@ -211,12 +211,14 @@ def calibrations_of(info: dict[str, Any]) -> dict[str, BoxCalibration]:
 
 def predict_from_boxes(engine, samples: Sequence, boxes: np.ndarray,
                        to_crop: Callable[[np.ndarray], np.ndarray], *, batch_size: int = 32,
-                       flip_test: bool = False, scheme: str | None = None) -> np.ndarray:
+                       flip_test: bool = False, scheme: str | None = None,
+                       with_confidence: bool = False):
     """Landmarks (M, N, 2) of each sample from its detector box (NaN rows: no box).
 
     Args:
         engine: a loaded landmark engine (``facemark.inference.onnx_engine``) or model.
         to_crop: detector box -> crop box (a calibration's ``crop_box``, or a crop rule).
+        with_confidence: also return the per-landmark confidence (M, N) (0 where no box).
     """
     from facemark.data.crops import box_to_affine, invert_affine, transform_points, warp_image
     from facemark.data.images import read_image
@@ -234,14 +236,18 @@ def predict_from_boxes(engine, samples: Sequence, boxes: np.ndarray,
             crops.append(warp_image(read_image(samples[i].image, frame=samples[i].frame),
                                     matrix, size))
             inverses.append(invert_affine(matrix))
-        points, _ = predict_crops(engine, np.stack(crops), flip_test, scheme or info.scheme,
-                                  "cpu")
+        points, conf = predict_crops(engine, np.stack(crops), flip_test,
+                                     scheme or info.scheme, "cpu")
         if out is None:
             out = np.full((len(samples), points.shape[1], 2), np.nan)
+            scores = np.zeros((len(samples), points.shape[1]), dtype=np.float32)
         for j, i in enumerate(chunk):
             out[i] = transform_points(points[j], inverses[j])
+            scores[i] = conf[j]
     if out is None:
         from facemark.data.schemes import get_scheme
 
-        out = np.full((len(samples), get_scheme(scheme or info.scheme).num_points, 2), np.nan)
-    return out
+        n = get_scheme(scheme or info.scheme).num_points
+        out = np.full((len(samples), n, 2), np.nan)
+        scores = np.zeros((len(samples), n), dtype=np.float32)
+    return (out, scores) if with_confidence else out
