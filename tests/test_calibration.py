@@ -228,3 +228,50 @@ def test_dlib_source_on_real_faces(capsys):
     out = capsys.readouterr().out
     row = [line for line in out.splitlines() if line.startswith("dlib ")][0]
     assert float(row.split()[1]) < 10.0   # dlib's NME on 8 AFW faces, in percent
+
+
+class OffsetEngine:
+    """Answers a fixed face shape: the 68-point template placed in the middle 60% of the crop."""
+
+    kind = "test"
+
+    def __init__(self, info):
+        import torch
+
+        from synthetic import template68
+
+        self.info = info
+        t = template68()
+        t = (t - t.min(0)) / (t.max(0) - t.min(0))
+        self.points = torch.tensor(0.2 + 0.6 * t, dtype=torch.float32)
+
+    def predict(self, x):
+        b = x.shape[0]
+        import torch
+
+        return self.points.expand(b, 68, 2).clone(), torch.full((b, 68), 0.5)
+
+
+def test_refine_crops_again_from_the_first_landmarks(tmp_path, faces):
+    from facemark.errors import ConfigError
+    from facemark.inference.landmarker import refined_crop_box
+
+    samples, truth = faces
+    model = make_model_file(tmp_path / "m.pt")
+    image = cv2.imread(samples[0].image)[:, :, ::-1]
+    box = np.array([30.0, 30.0, 110.0, 110.0])
+    one = facemark.load(model, detector="opencv")
+    two = facemark.load(model, detector="opencv", refine=True)
+    one.engine_ = OffsetEngine(one.info_)
+    two.engine_ = OffsetEngine(two.info_)
+    first = one.detect(image, boxes=[box])[0].points
+    second = two.detect(image, boxes=[box])[0].points
+    # the second crop is the 300w rule around the first points: the template lands there
+    cb = crop_box("300w", landmarks=first)
+    side = cb[2] - cb[0]
+    assert np.abs(second - first).max() > 1.0
+    np.testing.assert_allclose(second.mean(0), (cb[:2] + cb[2:]) / 2, atol=0.05 * side)
+    # a collapsed first prediction keeps the first crop
+    np.testing.assert_allclose(refined_crop_box("300w", np.zeros((68, 2)), box), box)
+    with pytest.raises(ConfigError, match="refine"):
+        facemark.load(model, refine="yes")

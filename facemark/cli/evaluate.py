@@ -2,7 +2,7 @@
 
     facemark evaluate SOURCE [SOURCE ...] --data DATASET [--format F] [--norm N]
         [--threshold 0.1] [--train DATASET] [--crop-rule 300w] [--detector NAME]
-        [--flip-test] [--subsets KIND]
+        [--refine] [--flip-test] [--subsets KIND]
         [--out DIR] [--save-predictions] [--skip-bad]
 
 A SOURCE is a prediction file (``.json`` / ``.csv``, see docs/prediction-format.md), a
@@ -55,6 +55,8 @@ def register(subparsers) -> None:
                    help="for model sources: crop from this face detector's box (with the "
                         "model's calibration for it) instead of the ground truth; faces it "
                         "misses count as failures")
+    p.add_argument("--refine", action="store_true",
+                   help="with --detector: predict again on a crop from the first landmarks")
     p.add_argument("--subsets", default="auto",
                    choices=("auto", "none", "300w", "wflw", "300vw"),
                    help="which subset tables to report (default: guessed from the dataset)")
@@ -82,6 +84,8 @@ def run(args) -> int:
     if args.crop_rule is not None and args.crop_rule not in CROP_RULES:
         raise ConfigError(f"--crop-rule {args.crop_rule!r} is not a crop rule; known: "
                           f"{', '.join(CROP_RULES)}")
+    if args.refine and not args.detector:
+        raise ConfigError("--refine needs --detector NAME (ground-truth crops need no refining)")
     if args.save_predictions and not args.out:
         raise ConfigError("--save-predictions needs --out DIR")
     log = SkipLog(args.skip_bad)
@@ -100,7 +104,7 @@ def run(args) -> int:
         pset = resolve_predictions(arg, samples, train=args.train, train_format=args.train_format,
                                    crop_rule=args.crop_rule, skip_bad=log,
                                    scheme=samples[0].scheme, flip_test=args.flip_test,
-                                   detector=args.detector)
+                                   detector=args.detector, refine=args.refine)
         name = pset.method or arg
         base, k = name, 2
         while name in sets:  # two sources with one name: keep both, numbered

@@ -33,7 +33,7 @@ A resolver receives the evaluated samples and keyword options; it must accept an
 options it does not use (``**kw``). Options ``facemark evaluate`` passes: ``train``
 (dataset string or list of samples, may be None), ``train_format``, ``crop_rule``,
 ``skip_bad`` (a SkipLog), ``scheme`` (the evaluated scheme name), ``flip_test``,
-``detector`` (None or a face detector name for model sources).
+``detector`` (None or a face detector name for model sources), ``refine``.
 """
 from __future__ import annotations
 
@@ -172,9 +172,12 @@ def _model_accepts(arg: str) -> bool:
 
 
 def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_test: bool,
-                     batch_size: int):
+                     batch_size: int, refine: bool = False):
     """Points from detector boxes (the model's calibration for that detector, else the
-    generic ``detector`` crop rule); faces the detector misses get NaN points."""
+    generic ``detector`` crop rule); faces the detector misses get NaN points. ``refine``
+    predicts again from a crop made from the first landmarks (``Landmarker(refine=True)``)."""
+    import numpy as np
+
     from facemark.data.crops import crop_box
     from facemark.inference.calibration import (calibrations_of, detect_samples,
                                                 predict_from_boxes)
@@ -190,13 +193,23 @@ def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_tes
                                       batch_size=batch_size, flip_test=flip_test,
                                       with_confidence=True)
     crops = f"{det.name} boxes, " + ("calibrated" if cal is not None else "crop rule 'detector'")
+    if refine:
+        from facemark.inference.landmarker import refined_crop_box
+
+        boxes = np.full((len(samples), 4), np.nan)
+        for i in np.flatnonzero(found.found):
+            boxes[i] = refined_crop_box(meta.crop_rule, points[i], to_crop(found.boxes[i]))
+        points, conf = predict_from_boxes(engine, samples, boxes, lambda b: b,
+                                          batch_size=batch_size, flip_test=flip_test,
+                                          with_confidence=True)
+        crops += ", refined"
     return points, conf, found.found, crops
 
 
 def _model_resolve(arg: str, samples, *, crop_rule: str | None = None,
                    skip_bad: SkipLog | bool = False, scheme: str | None = None,
                    flip_test: bool = False, batch_size: int = 32, detector: str | None = None,
-                   **kw) -> PredictionSet:
+                   refine: bool = False, **kw) -> PredictionSet:
     from facemark.data.schemes import get_scheme
     from facemark.inference.crop_predict import predict_samples
     from facemark.inference.model_file import load_model
@@ -209,7 +222,7 @@ def _model_resolve(arg: str, samples, *, crop_rule: str | None = None,
     log = skip_bad if isinstance(skip_bad, SkipLog) else SkipLog(bool(skip_bad))
     if detector:
         points, conf, ok, crops = _detector_points(model, meta, samples, detector, log,
-                                                   flip_test, batch_size)
+                                                   flip_test, batch_size, refine)
     else:
         points, conf, ok = predict_samples(model, samples, crop_rule=crop_rule or meta.crop_rule,
                                            input_size=meta.input_size, batch_size=batch_size,

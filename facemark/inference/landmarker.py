@@ -201,7 +201,12 @@ class Landmarker:
         batch_size: crops per model call.
         threads: intra-op threads of the engine (None: the library's default).
         crop_rule: crop rule for face boxes (a name in ``facemark.data.crops.CROP_RULES`` or
-            a CropRule); None = ``"detector"``.
+            a CropRule); None = the model's calibration for the detector's box style when
+            it has one (``facemark calibrate``), else ``"detector"``.
+        refine: predict twice: the second time on a crop made from the first landmarks by
+            the model's own training crop rule, which removes most of the error a detector
+            box adds (2x the model time). Models trained on box-based crops (WFLW, COFW,
+            AFLW rules) cannot refine.
 
     Attributes (set by :meth:`load`):
         engine_: the landmark engine (``OnnxLandmarkEngine`` or ``TorchLandmarkEngine``);
@@ -213,7 +218,7 @@ class Landmarker:
     def __init__(self, model: str | Path | None = None, *, device: str = "cpu",
                  detector: Any = "auto", engine: str = "auto", flip_test: bool = False,
                  smoothing: Any = None, batch_size: int = 32, threads: int | None = None,
-                 crop_rule: str | CropRule | None = None):
+                 crop_rule: str | CropRule | None = None, refine: bool = False):
         self.model = model
         self.device = device
         self.detector = detector
@@ -223,11 +228,12 @@ class Landmarker:
         self.batch_size = batch_size
         self.threads = threads
         self.crop_rule = crop_rule
+        self.refine = refine
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in (
             "model", "device", "detector", "engine", "flip_test", "smoothing", "batch_size",
-            "threads", "crop_rule"))
+            "threads", "crop_rule", "refine"))
         return f"Landmarker({args})"
 
     # -- loading -------------------------------------------------------------------------
@@ -282,6 +288,12 @@ class Landmarker:
             raise DataError(path, f"bad box calibration in the model file ({e})") from None
         self.model_path_ = Path(path)
         self.scheme_ = get_scheme(self.info_.scheme)
+        if not isinstance(self.refine, bool):
+            raise ConfigError(f"refine: expected True or False, got {self.refine!r}")
+        if self.refine and get_crop_rule(self.info_.crop_rule).source != "landmarks":
+            raise ConfigError(f"refine: the model was trained on crops from dataset boxes "
+                              f"(crop rule {self.info_.crop_rule!r}), not from landmarks; "
+                              "use refine=False")
         if self.flip_test and not self.scheme_.flippable:
             raise ConfigError(f"flip_test: the model's scheme {self.scheme_.name!r} has no "
                               "horizontal mirror; use flip_test=False")
@@ -377,26 +389,50 @@ class Landmarker:
 
     # -- internals -----------------------------------------------------------------------
     def _run(self, images: list[np.ndarray], jobs) -> list[list[Face]]:
-        """Crop, predict in batches and map back; jobs = (image index, box, score, crop box)."""
-        from facemark.inference.crop_predict import predict_crops
+        """Crop, predict in batches and map back; jobs = (image index, box, score, crop box).
 
-        size = self.info_.input_size
+        With ``refine``, each face is cropped again from its predicted landmarks by the
+        model's own training crop rule and predicted once more.
+        """
         out: list[list[Face]] = [[] for _ in images]
         for start in range(0, len(jobs), int(self.batch_size)):
             chunk = jobs[start:start + int(self.batch_size)]
-            crops, inverses = [], []
-            for i, _, _, cbox in chunk:
-                matrix = box_to_affine(cbox, size)
-                crops.append(warp_image(images[i], matrix, size))
-                inverses.append(invert_affine(matrix))
-            points, conf = predict_crops(self.engine_, np.stack(crops), self.flip_test,
-                                         self.scheme_.name, self.device_)
+            points, conf = self._predict(images, [(i, cbox) for i, _, _, cbox in chunk])
+            if self.refine:
+                again = [(i, refined_crop_box(self.info_.crop_rule, p, cbox))
+                         for (i, _, _, cbox), p in zip(chunk, points)]
+                points, conf = self._predict(images, again)
             for j, (i, box, score, _) in enumerate(chunk):
-                out[i].append(Face(box=box, score=score,
-                                   points=transform_points(points[j], inverses[j]),
+                out[i].append(Face(box=box, score=score, points=points[j],
                                    point_scores=np.clip(conf[j], 0.0, 1.0),
                                    scheme=self.scheme_.name))
         return out
+
+    def _predict(self, images: list[np.ndarray], crops_of) -> tuple[np.ndarray, np.ndarray]:
+        """Points (K, N, 2) in image pixels and confidence (K, N) for (image index, crop box)."""
+        from facemark.inference.crop_predict import predict_crops
+
+        size = self.info_.input_size
+        crops, inverses = [], []
+        for i, cbox in crops_of:
+            matrix = box_to_affine(cbox, size)
+            crops.append(warp_image(images[i], matrix, size))
+            inverses.append(invert_affine(matrix))
+        points, conf = predict_crops(self.engine_, np.stack(crops), self.flip_test,
+                                     self.scheme_.name, self.device_)
+        points = np.stack([transform_points(p, m) for p, m in zip(points, inverses)])
+        return points, np.asarray(conf)
+
+
+def refined_crop_box(rule: str | CropRule, points: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """The crop box for a second pass: ``rule`` applied to the first pass's landmarks, or
+    the first crop box when those landmarks span less than half or more than twice its side
+    (a collapsed or exploded prediction is no better box)."""
+    box = crop_box(rule, landmarks=points)
+    side, first_side = box[2] - box[0], first[2] - first[0]
+    if not np.isfinite(box).all() or not 0.5 * first_side <= side <= 2.0 * first_side:
+        return np.asarray(first, dtype=np.float64)
+    return box
 
 
 SMOOTHING_KEYS = ("min_cutoff", "beta", "d_cutoff")
