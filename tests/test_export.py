@@ -297,9 +297,17 @@ def test_cli_export_onnx_and_pt(r18_files, tmp_path, capsys):
     np.testing.assert_array_equal(again.predict(torch.from_numpy(x))[0],
                                   model.predict(torch.from_numpy(x))[0])
     assert info.crop_rule == "wflw"
+    rc, out, err = run_cli(capsys, pt, "-o", tmp_path / "half.pt", "--half")
+    assert rc == 0, err
+    assert (tmp_path / "half.pt").stat().st_size < 0.6 * (tmp_path / "copy.model").stat().st_size
+    half, _ = load_model(tmp_path / "half.pt")
+    assert next(half.parameters()).dtype == torch.float32
+    np.testing.assert_allclose(half.predict(torch.from_numpy(x))[0],
+                               model.predict(torch.from_numpy(x))[0], atol=2e-3)
 
 
 @pytest.mark.parametrize("args, message", [
+    (["MODEL", "-o", "m.onnx", "--half"], "--half is for --format pt"),
     (["missing.pt", "-o", "m.onnx"], "missing.pt: model file not found"),
     (["MODEL", "-o", "m.onnx", "--format", "tflite"],
      "--format 'tflite' is not supported; choose one of onnx, pt"),

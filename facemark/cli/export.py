@@ -1,6 +1,6 @@
 """``facemark export``: turn a trained model into a file for inference.
 
-    facemark export MODEL -o OUT [--format onnx|pt] [--opset 17] [--static-batch]
+    facemark export MODEL -o OUT [--format onnx|pt] [--half] [--opset 17] [--static-batch]
         [--int8 --calibration DATASET [--calibration-size 256] [--eval DATASET]]
 
 MODEL is a ``.ckpt`` (``facemark train``) or ``.pt`` model file; for ``--int8`` it may also
@@ -44,6 +44,8 @@ def register(subparsers) -> None:
     p.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--static-batch", action="store_true",
                    help="fix the ONNX batch size to 1 (default: any batch size)")
+    p.add_argument("--half", action="store_true",
+                   help="pt: store the weights as float16 (half the file; loaded as float32)")
     p.add_argument("--int8", action="store_true",
                    help="quantise to int8 (onnx only; needs --calibration)")
     p.add_argument("--calibration", default=None, metavar="DATASET",
@@ -108,11 +110,13 @@ def run(args) -> int:
         raise ConfigError(f"{src}: already an ONNX file; to quantise it give --int8 "
                           "--calibration DATASET, to export again give the .pt/.ckpt")
 
+    if args.half and fmt != "pt":
+        raise ConfigError("--half is for --format pt (ONNX exports stay float32)")
     if fmt == "pt":
         from facemark.inference.model_file import load_model, save_model
 
         model, info = load_model(src)
-        save_model(model, info, out, extra={"exported_from": str(src)})
+        save_model(model, info, out, extra={"exported_from": str(src)}, half=args.half)
         print(f"wrote {out} ({_size(out)}): {info.model_config.get('name', 'model')}, scheme "
               f"{info.scheme}, {info.input_size} px, crop rule {info.crop_rule}")
         return 0

@@ -57,6 +57,8 @@ def load_model(path: str | Path, device: str = "cpu"):
             raise DataError(path, f"model file version {blob['version']} is newer than this "
                                   f"facemark reads ({VERSION}); upgrade facemark")
         config, state = blob["model_config"], blob["state_dict"]
+        state = {k: v.float() if torch.is_tensor(v) and v.dtype == torch.float16 else v
+                 for k, v in state.items()}
         meta = ModelInfo(scheme=blob["scheme"], input_size=int(blob["input_size"]),
                          crop_rule=blob.get("crop_rule", "300w"), model_config=config,
                          info=dict(blob.get("info", {})), path=str(path))
@@ -84,14 +86,23 @@ def load_model(path: str | Path, device: str = "cpu"):
     return model.to(device).eval(), meta
 
 
-def save_model(model, info: ModelInfo, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write a facemark ``.pt`` model file atomically (temporary file, then rename)."""
+def save_model(model, info: ModelInfo, path: str | Path, extra: dict[str, Any] | None = None,
+               half: bool = False) -> Path:
+    """Write a facemark ``.pt`` model file atomically (temporary file, then rename).
+
+    Args:
+        half: store floating-point weights as float16 (half the file; :func:`load_model`
+            turns them back into float32, so results change by about 1e-3 of a pixel).
+    """
     from facemark.models.registry import model_config
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}
     blob = {"format": FORMAT, "version": VERSION, "model_config": model_config(model),
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "state_dict": state,
             "scheme": info.scheme, "input_size": int(info.input_size),
             "crop_rule": info.crop_rule, "info": {**info.info, **(extra or {})}}
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
