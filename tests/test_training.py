@@ -12,6 +12,7 @@ import torch
 from synthetic import make_pts_dataset
 
 from facemark.cli import main
+from facemark.errors import ConfigError
 from facemark.training.config import load_config
 from facemark.training.module import NonFiniteLossError
 from facemark.training.run import train
@@ -67,6 +68,10 @@ def test_train_writes_checkpoints_and_summary(tmp_path):
     # Running the same config again resumes; with no epochs left it ends at once.
     again = train(cfg)
     assert again.epochs == 2
+    # ... but not with another recipe: the checkpoint's schedule belongs to the first one
+    changed = load_config(tiny_config(tmp_path), ["optim.lr=0.5", "trainer.devices=1"])
+    with pytest.raises(ConfigError, match=r"another recipe \(optim.lr: .* -> 0.5\).*--overwrite"):
+        train(changed)
 
 
 def test_resume_after_kill_continues_from_last_complete_epoch(tmp_path):

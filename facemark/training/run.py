@@ -17,6 +17,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from facemark.errors import ConfigError, FacemarkError
@@ -93,6 +94,40 @@ def _loggers(cfg: TrainConfig, run_dir: Path):
     return out or False
 
 
+#: config keys that may change between a run and its resumption (where and how it runs).
+RESUMABLE_CHANGES = ("trainer.", "data.num_workers", "data.cache_dir", "data.skip_bad")
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def check_same_recipe(cfg: TrainConfig, saved: Path) -> None:
+    """Refuse to resume a run whose saved ``config.yaml`` has another recipe (data, model,
+    optimiser, schedule): the checkpoint's optimiser and schedule state belong to it."""
+    import yaml
+
+    if not saved.is_file():
+        return
+    try:
+        before = _flatten(yaml.safe_load(saved.read_text()) or {})
+    except yaml.YAMLError:
+        return
+    now = _flatten(yaml.safe_load(yaml.safe_dump(cfg.to_dict())))
+    changed = [k for k in sorted(set(before) | set(now))
+               if not k.startswith(RESUMABLE_CHANGES) and before.get(k) != now.get(k)]
+    if changed:
+        diff = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
+        raise ConfigError(f"{saved.parent} was started with another recipe ({diff}); resuming "
+                          "would mix the two. Pass --overwrite to start again, or set another "
+                          "experiment name")
+
+
 def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = False,
           callbacks: list | None = None) -> TrainResult:
     """Train (or resume) the experiment described by ``cfg``.
@@ -130,6 +165,8 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
     elif last.is_file() and not overwrite:
         raise ConfigError(f"{run_dir} already has checkpoints; resume it (default), pick another "
                           "experiment name, or pass --overwrite to start again")
+    if ckpt_path and resume == "auto":
+        check_same_recipe(cfg, run_dir / "config.yaml")
     if ckpt_path:
         print(f"resuming from {ckpt_path}")
 
