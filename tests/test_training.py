@@ -70,7 +70,7 @@ def test_train_writes_checkpoints_and_summary(tmp_path):
     assert again.epochs == 2
     # ... but not with another recipe: the checkpoint's schedule belongs to the first one
     changed = load_config(tiny_config(tmp_path), ["optim.lr=0.5", "trainer.devices=1"])
-    with pytest.raises(ConfigError, match=r"another recipe \(optim.lr: .* -> 0.5\).*--overwrite"):
+    with pytest.raises(ConfigError, match=r"another recipe \(optim.lr: .* -> 0.5\).*--restart"):
         train(changed)
 
 

@@ -124,8 +124,8 @@ def check_same_recipe(cfg: TrainConfig, saved: Path) -> None:
     if changed:
         diff = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
         raise ConfigError(f"{saved.parent} was started with another recipe ({diff}); resuming "
-                          "would mix the two. Pass --overwrite to start again, or set another "
-                          "experiment name")
+                          "would mix the two. Start again with --restart "
+                          "(train(..., overwrite=True)) or set another experiment name")
 
 
 def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = False,
@@ -164,7 +164,8 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
         ckpt_path = str(resume)
     elif last.is_file() and not overwrite:
         raise ConfigError(f"{run_dir} already has checkpoints; resume it (default), pick another "
-                          "experiment name, or pass --overwrite to start again")
+                          "experiment name, or start again with --restart "
+                          "(train(..., overwrite=True))")
     if ckpt_path and resume == "auto":
         check_same_recipe(cfg, run_dir / "config.yaml")
     if ckpt_path:
