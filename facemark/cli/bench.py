@@ -24,19 +24,11 @@ from __future__ import annotations
 
 import argparse
 
+from facemark.cli.arguments import positive_int
+
 DEFAULT_COST_MODELS = ("pipnet_r18", "pipnet_nonrm", "coordnet", "mapnet:net_stride=2",
                        "mapnet", "grmi", "pipnet_mbv2", "pipnet_mbv3", "pipnet_r50",
                        "pipnet_rx50", "pipnet_r101")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -51,10 +43,10 @@ def register(subparsers) -> None:
     c.add_argument("--models", nargs="+", default=None, metavar="NAME",
                    help="registry names, optionally NAME:KEY=VALUE,... (default: every head "
                         "on ResNet-18 and PIPNet on every backbone)")
-    c.add_argument("--input-size", type=_positive_int, default=256, help="crop side (256)")
-    c.add_argument("--num-points", type=_positive_int, default=68, help="landmarks N (68)")
-    c.add_argument("--threads", type=_positive_int, default=2, help="CPU threads (2)")
-    c.add_argument("--runs", type=_positive_int, default=50,
+    c.add_argument("--input-size", type=positive_int, default=256, help="crop side (256)")
+    c.add_argument("--num-points", type=positive_int, default=68, help="landmarks N (68)")
+    c.add_argument("--threads", type=positive_int, default=2, help="CPU threads (2)")
+    c.add_argument("--runs", type=positive_int, default=50,
                    help="timed runs per model; the median is reported (50)")
     c.add_argument("--onnx", action="store_true",
                    help="also export each model and time it with onnxruntime")
@@ -66,17 +58,17 @@ def register(subparsers) -> None:
     s.add_argument("model", metavar="MODEL", help="a .pt/.ckpt model (or a .onnx export)")
     s.add_argument("--photos", default=None, metavar="DIR",
                    help="folder of photos for detection + landmarks and throughput")
-    s.add_argument("--max-photos", type=_positive_int, default=20,
+    s.add_argument("--max-photos", type=positive_int, default=20,
                    help="photos used for the per-face pipeline latency (20)")
     s.add_argument("--detector", default="auto", help="face detector name (auto: dlib_hog, else opencv_haar)")
-    s.add_argument("--threads", type=_positive_int, nargs="+", default=[2],
+    s.add_argument("--threads", type=positive_int, nargs="+", default=[2],
                    help="CPU threads (2); several values time the model alone at each, the "
                         "photo sections use the first")
-    s.add_argument("--runs", type=_positive_int, default=200,
+    s.add_argument("--runs", type=positive_int, default=200,
                    help="timed runs for the model-alone latency (200)")
-    s.add_argument("--repeats", type=_positive_int, default=5,
+    s.add_argument("--repeats", type=positive_int, default=5,
                    help="timed repeats per photo in the pipeline latency (5)")
-    s.add_argument("--batch", type=_positive_int, default=8,
+    s.add_argument("--batch", type=positive_int, default=8,
                    help="the larger batch size timed besides batch 1 (8)")
     s.add_argument("--also", nargs="+", default=[], metavar="FILE",
                    help="more .onnx files (e.g. an int8 export) to time alongside")

@@ -17,15 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+from facemark.cli.arguments import positive_int
 
 
 def register(subparsers) -> None:
@@ -39,7 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("--detector", nargs="+", default=None, metavar="NAME",
                    help="detectors to calibrate (default: every one that can run here without "
                         "a model path: dlib_hog, opencv_haar, ...)")
-    p.add_argument("--limit", type=_positive_int, default=1000, metavar="N",
+    p.add_argument("--limit", type=positive_int, default=1000, metavar="N",
                    help="fit on at most N faces, a seeded random choice (default 1000)")
     p.add_argument("--test", default=None, metavar="DATASET",
                    help="labelled faces to report NME with ground-truth vs detector crops on")

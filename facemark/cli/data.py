@@ -16,6 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from facemark.cli.arguments import positive_int
 from facemark.errors import ConfigError, DataError, FacemarkError
 
 # Region colours (RGB) for drawings, in the order regions are declared; "other" is grey.
@@ -51,7 +52,7 @@ def register(subparsers) -> None:
     s = sub.add_parser("cache", help="cut the faces of one or more datasets into a crop cache")
     s.add_argument("datasets", nargs="+", metavar="DATASET")
     s.add_argument("-o", "--output", required=True, metavar="DIR", help="cache folder to create")
-    s.add_argument("--size", type=_positive_int, default=256, help="crop side in pixels (256)")
+    s.add_argument("--size", type=positive_int, default=256, help="crop side in pixels (256)")
     s.add_argument("--crop-rule", default="300w", metavar="RULE",
                    help="how to cut faces: " + ", ".join(_crop_rules()) + " (default 300w)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing cache")
@@ -62,11 +63,11 @@ def register(subparsers) -> None:
     s = sub.add_parser("show", help="PNG grid of faces with their landmarks, to check by eye")
     s.add_argument("source", metavar="DATASET|CACHE")
     s.add_argument("-o", "--output", required=True, metavar="PNG")
-    s.add_argument("--n", type=_positive_int, default=16, help="number of faces (16)")
+    s.add_argument("--n", type=positive_int, default=16, help="number of faces (16)")
     s.add_argument("--augment", nargs="?", const="pipnet", choices=("pipnet", "sepbn"),
                    help="show augmented crops (recipe: pipnet, the default, or sepbn)")
     s.add_argument("--seed", type=int, default=0, help="seed of the augmentation (0)")
-    s.add_argument("--size", type=_positive_int, default=256,
+    s.add_argument("--size", type=positive_int, default=256,
                    help="crop side for a dataset (a cache keeps its own) (256)")
     s.add_argument("--crop-rule", default="300w", metavar="RULE",
                    help="crop rule for a dataset (default 300w)")
@@ -79,16 +80,6 @@ def _reading_options(p) -> None:
     p.add_argument("--scheme", help="landmark scheme (the reader's default when not given)")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip bad records (each is listed) instead of stopping at the first")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _crop_rules() -> list[str]:

@@ -61,18 +61,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from facemark.cli.arguments import positive_int
+
 DEFAULT_OUT = "facemark_out"
 IMAGES_PER_BATCH = 8  # images decoded and sent through the detector+model together
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}")
-    return value
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -111,7 +103,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1")
     p.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto",
                    help="model runtime (default auto: by the model file's suffix)")
-    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+    p.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
                    help="face crops per model call (default 32)")
     p.add_argument("--flip-test", action="store_true",
                    help="average with the prediction on the mirrored crop (2x model time)")
@@ -124,9 +116,9 @@ def register(subparsers) -> None:
                    help="process every n-th input starting at i (0-based); see below")
     p.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True,
                    help="search folders recursively (default: yes)")
-    p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
                    help="stop each video or webcam after N frames")
-    p.add_argument("--detect-every", type=_positive_int, default=10, metavar="K",
+    p.add_argument("--detect-every", type=positive_int, default=10, metavar="K",
                    help="videos: run the face detector at least every K frames (default 10; "
                         "1 = every frame)")
     p.add_argument("--merge", default=None, metavar="OUT",

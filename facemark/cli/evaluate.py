@@ -17,15 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+from facemark.cli.arguments import positive_float
 
 
 def register(subparsers) -> None:
@@ -41,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--format", default=None, help="format of --data (sniffed when omitted)")
     p.add_argument("--norm", choices=NME_NORMS, default=None,
                    help="NME normalisation (default: the scheme's, e.g. inter_ocular for 68 points)")
-    p.add_argument("--threshold", type=_positive_float, default=0.1,
+    p.add_argument("--threshold", type=positive_float, default=0.1,
                    help="NME threshold for failure rate, AUC and CED (default 0.1)")
     p.add_argument("--train", default=None, metavar="DATASET",
                    help="training dataset for the meanface source")

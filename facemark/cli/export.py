@@ -19,18 +19,10 @@ from __future__ import annotations
 
 import argparse
 
+from facemark.cli.arguments import positive_int
+
 FORMATS = ("onnx", "pt")
 _SUFFIX_FORMAT = {".onnx": "onnx", ".pt": "pt", ".pth": "pt"}
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -41,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--out", required=True, metavar="OUT", help="file to write")
     p.add_argument("--format", default=None, metavar="FORMAT",
                    help="onnx or pt (default: from OUT's suffix)")
-    p.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--static-batch", action="store_true",
                    help="fix the ONNX batch size to 1 (default: any batch size)")
     p.add_argument("--half", action="store_true",
@@ -53,12 +45,12 @@ def register(subparsers) -> None:
                         "cache folder, or a folder of face crops")
     p.add_argument("--calibration-format", default=None, metavar="FORMAT",
                    help="dataset format of --calibration (sniffed when omitted)")
-    p.add_argument("--calibration-size", type=_positive_int, default=256, metavar="N",
+    p.add_argument("--calibration-size", type=positive_int, default=256, metavar="N",
                    help="calibrate on at most N faces, drawn at random (default 256)")
     p.add_argument("--eval", default=None, metavar="DATASET",
                    help="labelled faces for the NME before/after quantisation (default: the "
                         "calibration dataset's faces left over after calibration)")
-    p.add_argument("--eval-size", type=_positive_int, default=500, metavar="N",
+    p.add_argument("--eval-size", type=positive_int, default=500, metavar="N",
                    help="measure on at most N faces (default 500)")
     p.add_argument("--activations", choices=("uint8", "int8"), default="uint8",
                    help="int8 activation type (default uint8, onnxruntime's choice for CPU)")

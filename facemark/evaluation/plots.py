@@ -145,7 +145,7 @@ def plot_best_worst(report, path: str | Path, k: int = 5) -> Path:
                 _tile(ax, s, m.points[i], f"{s.name[:22]}\nNME {100 * m.nmes[i]:.2f}%")
             row_axes[0].text(-0.08, 0.5, f"{m.name}\n{label}", rotation=90, ha="right",
                              va="center", fontsize=8, transform=row_axes[0].transAxes)
-    fig.suptitle(f"best and worst faces: predicted (red) vs true (green) points"
+    fig.suptitle("best and worst faces: predicted (red) vs true (green) points"
                  + (f"; {sum(m.summary['missing'] for m in methods)} face(s) without a "
                     "prediction not shown" if any(m.summary['missing'] for m in methods) else ""),
                  fontsize=9)

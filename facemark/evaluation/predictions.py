@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import posixpath
 import re
 from collections import defaultdict

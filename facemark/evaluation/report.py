@@ -11,7 +11,6 @@ squared NME units (x 1e-3 in the tables).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -34,7 +34,7 @@ import numpy as np
 from facemark.data.formats._common import lookup_scheme
 from facemark.data.formats.cofw import (MatFile, default_extract_folder, extract_image)
 from facemark.data.sample import Sample
-from facemark.data.schemes import LandmarkScheme, get_scheme
+from facemark.data.schemes import LandmarkScheme
 from facemark.errors import ConfigError, DataError, raise_error
 
 OPTIONS = ("images", "boxes", "extract_to")

@@ -38,7 +38,7 @@ import numpy as np
 from facemark.data.formats._common import lookup_scheme, bool_option
 from facemark.data.images import IMAGE_EXTENSIONS
 from facemark.data.sample import Sample
-from facemark.data.schemes import LandmarkScheme, get_scheme, scheme_for_count
+from facemark.data.schemes import LandmarkScheme, scheme_for_count
 from facemark.errors import ConfigError, DataError, raise_error
 
 OPTIONS = ("images", "header", "one_based")

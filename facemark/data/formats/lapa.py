@@ -24,7 +24,7 @@ import numpy as np
 from facemark.data.formats._common import lookup_scheme
 from facemark.data.images import IMAGE_EXTENSIONS
 from facemark.data.sample import Sample
-from facemark.data.schemes import LandmarkScheme, get_scheme
+from facemark.data.schemes import LandmarkScheme
 from facemark.errors import ConfigError, DataError, raise_error
 
 OPTIONS = ("split",)
