@@ -1,0 +1,90 @@
+"""The bundled default model: what ships, that it loads with both engines, and that it finds
+real faces accurately (on ../shared/data where present)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import facemark
+from facemark.api import bundled_models
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+BUNDLED = bundled_models().get("default", {})
+needs_model = pytest.mark.skipif(".pt" not in BUNDLED, reason="no bundled default model")
+
+
+@needs_model
+def test_shipped_files_are_small_and_carry_what_inference_needs():
+    total = sum(p.stat().st_size for p in BUNDLED.values())
+    assert total <= 30 * 2 ** 20, f"bundled default model files take {total / 2 ** 20:.1f} MB"
+    assert set(BUNDLED) == {".pt", ".onnx"}
+    for engine in ("torch", "onnx"):
+        lm = facemark.load(engine=engine)
+        assert lm.scheme == "300w68" and lm.num_points == 68
+        assert {"dlib_hog", "opencv_haar"} <= set(lm.calibrations_)
+    assert facemark.load().engine_.kind == "onnx"     # the CPU default is onnxruntime
+
+
+@needs_model
+def test_engines_agree_on_a_real_face():
+    from facemark.data.images import sample_image
+
+    image = sample_image()
+    a = facemark.load(engine="torch").detect(image)
+    b = facemark.load(engine="onnx").detect(image)
+    assert len(a) == len(b) == 1
+    size = np.sqrt(np.prod(a[0].box[2:] - a[0].box[:2]))
+    # float16 weights in the .pt, float32 in the .onnx: within 0.5% of the face size
+    assert np.abs(a[0].points - b[0].points).max() < 0.005 * size
+
+
+@needs_model
+def test_readme_first_command_finds_the_sample_face(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "facemark", "detect", "--sample", "-o",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "grace_hopper.jpg: 1 face" in proc.stdout
+
+
+@needs_model
+@pytest.mark.shared_data
+def test_accuracy_on_held_out_ytf68_test_faces():
+    csv = SHARED / "ytf68" / "test_frames_keypoints.csv"
+    if not csv.is_file():
+        pytest.skip("../shared/data/ytf68 is absent")
+    from facemark.data.formats import open_dataset
+    from facemark.evaluation.metrics import nme
+
+    samples = open_dataset(f"csv:{csv}")[::8]          # 97 of the 770 held-out faces
+    lm = facemark.load()
+    errors = []
+    for s in samples:
+        faces = lm.detect(s.image)
+        truth = s.landmarks
+        centre = truth.mean(axis=0)
+        best = min(faces, key=lambda f: np.linalg.norm(f.points.mean(0) - centre), default=None)
+        if best is None:
+            errors.append(np.inf)
+            continue
+        errors.append(float(nme(best.points[None], truth[None], "300w68")[0]))
+    errors = np.array(errors)
+    found = np.isfinite(errors)
+    assert found.mean() > 0.9
+    # dlib's 68-point model: 6.95% on all of ytf68/test (../shared/REFERENCE.md)
+    assert np.mean(errors[found]) < 0.0695
+
+
+@needs_model
+@pytest.mark.shared_data
+def test_every_face_of_the_group_photo():
+    photo = SHARED / "photos" / "group_t1.jpg"
+    if not photo.is_file():
+        pytest.skip("../shared/data/photos is absent")
+    faces = facemark.load().detect(photo)
+    assert len(faces) == 6
+    for f in faces:
+        assert f.points.shape == (68, 2) and f.confidence > 0.3
