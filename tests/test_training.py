@@ -171,3 +171,40 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.count("best val NME") == 1
     assert (tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_fine_tune_from_weights_with_augment_overrides(tmp_path):
+    torch.set_num_threads(1)
+    first = train(load_config(tiny_config(tmp_path, epochs=1)))
+    ckpt = first.last_checkpoint
+    from facemark.inference.model_file import load_model
+
+    trained, _ = load_model(ckpt)
+    seen = {}
+
+    import lightning as L
+
+    class Grab(L.Callback):
+        def on_train_start(self, trainer, module):
+            seen["state"] = {k: v.clone() for k, v in module.model.state_dict().items()}
+
+    cfg = load_config(tiny_config(tmp_path, epochs=1), [
+        "experiment=tuned", f"model.init_weights={ckpt}",
+        "data.augment_args={corner_jitter: 0.1, p_corner: 1.0}"])
+    assert cfg.data.augment_args == {"corner_jitter": 0.1, "p_corner": 1.0}
+    train(cfg, callbacks=[Grab()])
+    for k, v in trained.state_dict().items():
+        assert torch.equal(seen["state"][k], v), k
+
+    bad = load_config(tiny_config(tmp_path, epochs=1), ["experiment=bad1",
+                                                        "data.augment_args={jiggle: 1}"])
+    with pytest.raises(ConfigError, match="data.augment_args.*jiggle"):
+        train(bad)
+    other = load_config(tiny_config(tmp_path, epochs=1), ["experiment=bad2", "model.num_nb=2",
+                                                          f"model.init_weights={ckpt}"])
+    with pytest.raises(ConfigError, match="model.init_weights.*another architecture"):
+        train(other)
+    missing = load_config(tiny_config(tmp_path, epochs=1), ["experiment=bad3",
+                                                            "model.init_weights=nope.ckpt"])
+    with pytest.raises(ConfigError, match="model.init_weights.*not found"):
+        train(missing)

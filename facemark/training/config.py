@@ -40,6 +40,7 @@ class DataConfig:
     input_size: int = 256
     cache_dir: str = "cache"
     augment: str = "pipnet"
+    augment_args: dict[str, Any] = field(default_factory=dict)  # overrides of the preset
     num_workers: int = 2
     skip_bad: bool = False
     blank_images: bool = False  # train on plain black crops (the paper's implicit-prior test)
@@ -47,13 +48,19 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Which model: a registry name plus its constructor arguments (``None`` = the model's default)."""
+    """Which model: a registry name plus its constructor arguments (``None`` = the model's default).
+
+    ``init_weights`` starts training from the weights of a trained model of the same
+    architecture (a ``.ckpt`` or ``.pt``; fine-tuning), with a fresh optimiser and schedule;
+    ``backbone_weights`` loads a torchvision/ImageNet state dict into the backbone only.
+    """
 
     name: str = "pipnet"
     backbone: str = "resnet18"
     net_stride: int | None = 32
     num_nb: int | None = 10
     backbone_weights: str | None = None
+    init_weights: str | None = None   # start from a trained model's weights (.ckpt / .pt)
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -330,6 +337,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             specs = [entry[key]] if isinstance(entry.get(key), str) else entry.get(key)
             if isinstance(specs, list) and all(isinstance(x, str) for x in specs):
                 entry[key] = [_resolve(x, base) for x in specs]
+    for key in ("init_weights", "backbone_weights"):
+        if getattr(cfg.model, key):
+            setattr(cfg.model, key, str(_resolve(getattr(cfg.model, key), base)))
     if cfg.self_training.init_checkpoint:
         cfg.self_training.init_checkpoint = str(_resolve(cfg.self_training.init_checkpoint, base))
     if check:

@@ -105,8 +105,14 @@ class LandmarkDataModule(L.LightningDataModule):
         if self.data.augment not in presets and self.data.augment != "none":
             raise ConfigError(f"config key 'data.augment': {self.data.augment!r} is not one of "
                               f"{', '.join(presets)}, none")
-        augment = None if self.data.augment == "none" else \
-            presets[self.data.augment](scheme, self.data.input_size)
+        if self.data.augment_args and self.data.augment == "none":
+            raise ConfigError("config key 'data.augment_args' is set but data.augment is none")
+        try:
+            augment = None if self.data.augment == "none" else \
+                presets[self.data.augment](scheme, self.data.input_size,
+                                           **dict(self.data.augment_args))
+        except TypeError as e:   # an argument Augment does not have
+            raise ConfigError(f"config key 'data.augment_args': {e}") from None
         self.train_caches = self._caches(self.data.train)
         blank = self.data.blank_images
         train_aug = _GlobalIndex([LandmarkDataset(c, augment=augment, seed=self.seed)

@@ -66,6 +66,28 @@ def build_model_config(cfg: TrainConfig, mean_face) -> dict:
     return model_config(model)
 
 
+def init_from(model, path: str) -> None:
+    """Load a trained model's weights (``.ckpt`` / ``.pt``) into ``model`` (fine-tuning).
+
+    Raises:
+        ConfigError: the file is missing, or its architecture differs (names the key).
+    """
+    from facemark.errors import DataError
+    from facemark.inference.model_file import load_model
+
+    try:
+        source, _ = load_model(path)
+    except DataError as e:
+        raise ConfigError(f"config key 'model.init_weights': {e}") from None
+    try:
+        model.load_state_dict(source.state_dict(), strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ConfigError(f"config key 'model.init_weights': {path} holds another architecture "
+                          f"({first})") from None
+    print(f"initialised from {path}")
+
+
 class _EpochSeed:
     """Lightning callback: tell the training data which epoch starts (fresh augmentation)."""
 
@@ -184,6 +206,8 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
                      "train": list(cfg.data.train), "experiment": cfg.experiment}
         module = LandmarkModule(model_cfg, cfg.data.scheme, cfg.to_dict()["optim"],
                                 data_info=data_info, sample_names=data.train_names)
+        if cfg.model.init_weights:
+            init_from(module.model, cfg.model.init_weights)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
 
