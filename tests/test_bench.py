@@ -147,7 +147,7 @@ def test_bench_cost_table_has_the_columns(tmp_path, capsys):
     for row in rows:
         gflops, gmacs, ms, fps, onnx_ms = map(float, (row[3], row[4], row[5], row[6], row[7]))
         assert gflops > 0 and gmacs == pytest.approx(gflops / 2, abs=0.01)
-        assert fps == pytest.approx(1000 / ms, rel=0.02) and onnx_ms > 0
+        assert fps == pytest.approx(1000 / ms, rel=0.02, abs=0.06) and onnx_ms > 0   # fps has 1 decimal
         assert row[8].endswith("x")
     assert "Machine:" in out
     assert out_file.read_text().strip() in out
