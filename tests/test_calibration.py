@@ -152,27 +152,30 @@ def test_onnx_export_keeps_the_calibration(tmp_path):
     assert lm.calibrations_ == {"dlib_hog": cal}
 
 
-def test_calibrate_cli_writes_a_model_with_calibrations(tmp_path, faces, capsys):
-    from facemark.inference.detectors import register_detector
-    from facemark.inference.detectors import _DETECTORS
+@pytest.fixture
+def shifted_folder(faces, monkeypatch):
+    """The synthetic faces as a .pts folder, with ShiftedBoxDetector registered by name and
+    told where the faces are (the CLI builds detectors from their names)."""
+    from facemark.inference.detectors import _DETECTORS, register_detector
 
     samples, truth = faces
-    folder = Path(samples[0].image).parent
     for s in samples:
-        pts = s.landmarks
-        text = "version: 1\nn_points: 68\n{\n" + "".join(f"{x + 1} {y + 1}\n" for x, y in pts) + "}\n"
+        text = f"version: 1\nn_points: {len(s.landmarks)}\n{{\n" + "".join(
+            f"{x + 1} {y + 1}\n" for x, y in s.landmarks) + "}\n"
         Path(s.image).with_suffix(".pts").write_text(text)
     if "test_shifted" not in _DETECTORS:
         register_detector(ShiftedBoxDetector)
-    ShiftedBoxDetector.__init__.__defaults__ = (truth, 1, 0.0)
-    try:
-        model = make_model_file(tmp_path / "m.pt")
-        out = tmp_path / "cal.pt"
-        rc = main(["calibrate", str(model), "--data", f"pts:{folder}", "--detector",
-                   "test_shifted", "--test", f"pts:{folder}", "-o", str(out),
-                   "--report", str(tmp_path / "cal.md")])
-    finally:
-        ShiftedBoxDetector.__init__.__defaults__ = (None, 1, 0.0)
+    monkeypatch.setattr(ShiftedBoxDetector.__init__, "__defaults__", (truth, 1, 0.0))
+    return Path(samples[0].image).parent
+
+
+def test_calibrate_cli_writes_a_model_with_calibrations(tmp_path, shifted_folder, capsys):
+    folder = shifted_folder
+    model = make_model_file(tmp_path / "m.pt")
+    out = tmp_path / "cal.pt"
+    rc = main(["calibrate", str(model), "--data", f"pts:{folder}", "--detector",
+               "test_shifted", "--test", f"pts:{folder}", "-o", str(out),
+               "--report", str(tmp_path / "cal.md")])
     assert rc == 0
     text = capsys.readouterr().out
     assert "| test_shifted |" in text and "NME box, calibrated" in text
@@ -184,24 +187,10 @@ def test_calibrate_cli_writes_a_model_with_calibrations(tmp_path, faces, capsys)
                  str(tmp_path / "x.onnx")]) == 2
 
 
-def test_evaluate_with_detector_boxes(tmp_path, faces, capsys):
-    from facemark.inference.detectors import _DETECTORS, register_detector
-
-    samples, truth = faces
-    folder = Path(samples[0].image).parent
-    for s in samples:
-        text = "version: 1\nn_points: 68\n{\n" + "".join(
-            f"{x + 1} {y + 1}\n" for x, y in s.landmarks) + "}\n"
-        Path(s.image).with_suffix(".pts").write_text(text)
-    if "test_shifted" not in _DETECTORS:
-        register_detector(ShiftedBoxDetector)
-    ShiftedBoxDetector.__init__.__defaults__ = (truth, 1, 0.0)
-    try:
-        model = make_model_file(tmp_path / "m.pt")
-        rc = main(["evaluate", f"boxes={model}", "--data", f"pts:{folder}",
-                   "--detector", "test_shifted", "--out", str(tmp_path / "rep")])
-    finally:
-        ShiftedBoxDetector.__init__.__defaults__ = (None, 1, 0.0)
+def test_evaluate_with_detector_boxes(tmp_path, shifted_folder, capsys):
+    model = make_model_file(tmp_path / "m.pt")
+    rc = main(["evaluate", f"boxes={model}", "--data", f"pts:{shifted_folder}",
+               "--detector", "test_shifted", "--refine", "--out", str(tmp_path / "rep")])
     assert rc == 0
     import json
 

@@ -179,31 +179,30 @@ def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_tes
     import numpy as np
 
     from facemark.data.crops import crop_box
-    from facemark.inference.calibration import (calibrations_of, detect_samples,
-                                                predict_from_boxes)
+    from facemark.inference.calibration import calibrations_of, detect_samples, to_crop_boxes
+    from facemark.inference.crop_predict import predict_samples
     from facemark.inference.detectors import create_detector
-    from facemark.inference.onnx_engine import TorchLandmarkEngine
 
     det = create_detector(detector).load()
     found = detect_samples(samples, det, on_error=log, progress=True)
     cal = calibrations_of(meta.info).get(det.box_style)
     to_crop = cal.crop_box if cal is not None else (lambda b: crop_box("detector", box=b))
-    engine = TorchLandmarkEngine.from_model(model, meta)
-    points, conf = predict_from_boxes(engine, samples, found.boxes, to_crop,
-                                      batch_size=batch_size, flip_test=flip_test,
-                                      with_confidence=True)
+    boxes = to_crop_boxes(found.boxes, to_crop)
     crops = f"{det.name} boxes, " + ("calibrated" if cal is not None else "crop rule 'detector'")
-    if refine:
-        from facemark.inference.landmarker import refined_crop_box
+    passes = 2 if refine else 1
+    for k in range(passes):
+        points, conf, ok = predict_samples(model, samples, crop_rule=meta.crop_rule,
+                                           input_size=meta.input_size, batch_size=batch_size,
+                                           flip_test=flip_test, on_error=log,
+                                           crop_boxes=boxes)
+        if k + 1 < passes:
+            from facemark.inference.landmarker import refined_crop_box
 
-        boxes = np.full((len(samples), 4), np.nan)
-        for i in np.flatnonzero(found.found):
-            boxes[i] = refined_crop_box(meta.crop_rule, points[i], to_crop(found.boxes[i]))
-        points, conf = predict_from_boxes(engine, samples, boxes, lambda b: b,
-                                          batch_size=batch_size, flip_test=flip_test,
-                                          with_confidence=True)
+            boxes = np.stack([refined_crop_box(meta.crop_rule, points[i], boxes[i]) if ok[i]
+                              else np.full(4, np.nan) for i in range(len(samples))])
+    if refine:
         crops += ", refined"
-    return points, conf, found.found, crops
+    return points, conf, ok, crops
 
 
 def _model_resolve(arg: str, samples, *, crop_rule: str | None = None,
@@ -236,6 +235,10 @@ def _model_resolve(arg: str, samples, *, crop_rule: str | None = None,
     return pset
 
 
+#: the landmark scheme of dlib's shape_predictor_68_face_landmarks.dat
+DLIB_SCHEME = "300w68"
+
+
 def _dlib_accepts(arg: str) -> bool:
     return arg == "dlib" or arg.startswith("dlib:")
 
@@ -252,9 +255,10 @@ def _dlib_resolve(arg: str, samples, *, skip_bad: SkipLog | bool = False,
     from facemark.inference.calibration import detect_samples
     from facemark.inference.detectors import create_detector
 
-    wanted = get_scheme(scheme or (samples[0].scheme if len(samples) else "300w68"))
-    if wanted.num_points != 68 or wanted.name != get_scheme("300w68").name:
-        raise ConfigError(f"SOURCE dlib predicts the 68 iBUG points; the dataset is {wanted.name}")
+    wanted = get_scheme(scheme or (samples[0].scheme if len(samples) else DLIB_SCHEME))
+    if wanted.name != get_scheme(DLIB_SCHEME).name:
+        raise ConfigError(f"SOURCE dlib predicts the {DLIB_SCHEME} points; the dataset is "
+                          f"{wanted.name}")
     predictor, what = find_dlib_predictor(arg.partition(":")[2] or None)
     if predictor is None:
         raise ConfigError(f"SOURCE dlib: {what}")
@@ -262,7 +266,7 @@ def _dlib_resolve(arg: str, samples, *, skip_bad: SkipLog | bool = False,
 
     log = skip_bad if isinstance(skip_bad, SkipLog) else SkipLog(bool(skip_bad))
     found = detect_samples(samples, create_detector("dlib_hog"), on_error=log, progress=True)
-    points = np.full((len(samples), 68, 2), np.nan)
+    points = np.full((len(samples), wanted.num_points, 2), np.nan)
     for i in np.flatnonzero(found.found):
         image = read_image(samples[i].image, frame=samples[i].frame)
         points[i] = dlib_landmarks(predictor, image, [found.boxes[i]])[0]

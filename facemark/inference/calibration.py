@@ -89,30 +89,16 @@ def relation(box: np.ndarray, target: np.ndarray) -> tuple[float, float, float]:
             np.sqrt((t2 - t1) * (u2 - u1)) / np.sqrt(w * h))
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two ``x1, y1, x2, y2`` boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def landmark_box(points: np.ndarray) -> np.ndarray:
-    """Tight box ``x1, y1, x2, y2`` around the finite rows of (N, 2) points."""
-    pts = np.asarray(points, dtype=np.float64)
-    pts = pts[np.isfinite(pts).all(axis=1)]
-    return np.concatenate([pts.min(axis=0), pts.max(axis=0)])
-
-
 def match_face(boxes: Sequence[np.ndarray], points: np.ndarray,
                min_iou: float = MATCH_IOU) -> int | None:
     """Index of the detector box that is the annotated face (best IoU with its landmark
     box, at least ``min_iou``), or None when the detector missed it."""
+    from facemark.evaluation.metrics import landmark_boxes
+    from facemark.inference.detectors.base import box_iou
+
     if not len(boxes):
         return None
-    ref = landmark_box(points)
-    ious = [box_iou(np.asarray(b, dtype=np.float64), ref) for b in boxes]
+    ious = box_iou(np.stack(boxes), landmark_boxes(np.asarray(points)[None]))[:, 0]
     best = int(np.argmax(ious))
     return best if ious[best] >= min_iou else None
 
@@ -209,45 +195,14 @@ def calibrations_of(info: dict[str, Any]) -> dict[str, BoxCalibration]:
     return {str(style): BoxCalibration.from_dict(d) for style, d in dict(raw).items()}
 
 
-def predict_from_boxes(engine, samples: Sequence, boxes: np.ndarray,
-                       to_crop: Callable[[np.ndarray], np.ndarray], *, batch_size: int = 32,
-                       flip_test: bool = False, scheme: str | None = None,
-                       with_confidence: bool = False):
-    """Landmarks (M, N, 2) of each sample from its detector box (NaN rows: no box).
+def to_crop_boxes(boxes: np.ndarray, to_crop: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Crop boxes (M, 4) for detector boxes (M, 4) (NaN rows: no face, kept NaN).
 
-    Args:
-        engine: a loaded landmark engine (``facemark.inference.onnx_engine``) or model.
-        to_crop: detector box -> crop box (a calibration's ``crop_box``, or a crop rule).
-        with_confidence: also return the per-landmark confidence (M, N) (0 where no box).
+    ``to_crop`` is a calibration's ``crop_box`` or a crop rule; the result goes to
+    ``facemark.inference.crop_predict.predict_samples(..., crop_boxes=...)``.
     """
-    from facemark.data.crops import box_to_affine, invert_affine, transform_points, warp_image
-    from facemark.data.images import read_image
-    from facemark.inference.crop_predict import predict_crops
-
-    info = engine.info
-    size = info.input_size
-    out = None
-    todo = [i for i in range(len(samples)) if np.isfinite(boxes[i]).all()]
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start:start + batch_size]
-        crops, inverses = [], []
-        for i in chunk:
-            matrix = box_to_affine(to_crop(boxes[i]), size)
-            crops.append(warp_image(read_image(samples[i].image, frame=samples[i].frame),
-                                    matrix, size))
-            inverses.append(invert_affine(matrix))
-        points, conf = predict_crops(engine, np.stack(crops), flip_test,
-                                     scheme or info.scheme, "cpu")
-        if out is None:
-            out = np.full((len(samples), points.shape[1], 2), np.nan)
-            scores = np.zeros((len(samples), points.shape[1]), dtype=np.float32)
-        for j, i in enumerate(chunk):
-            out[i] = transform_points(points[j], inverses[j])
-            scores[i] = conf[j]
-    if out is None:
-        from facemark.data.schemes import get_scheme
-
-        n = get_scheme(scheme or info.scheme).num_points
-        out = np.full((len(samples), n, 2), np.nan)
-        scores = np.zeros((len(samples), n), dtype=np.float32)
-    return (out, scores) if with_confidence else out
+    out = np.full((len(boxes), 4), np.nan)
+    for i, box in enumerate(boxes):
+        if np.isfinite(box).all():
+            out[i] = to_crop(box)
+    return out

@@ -41,9 +41,11 @@ def predict_crops(model, crops: np.ndarray, flip_test: bool = False, scheme=None
 
 
 def iter_crops(samples: Sequence, *, crop_rule: str, input_size: int, batch_size: int = 32,
-               on_error=None, progress: bool = False):
+               on_error=None, progress: bool = False, crop_boxes: np.ndarray | None = None):
     """Batches of face crops cut by ``crop_rule`` from each sample's landmarks or box.
 
+    ``crop_boxes`` (B, 4), when given, are the crop boxes themselves (e.g. from a face
+    detector and a calibration); a sample whose row is not finite is left out.
     Each image is decoded once (samples are visited grouped by image). Yields
     ``(indices, crops uint8 (b, S, S, 3), matrices (b, 2, 3) image->crop)``. A sample whose
     image cannot be read goes to ``on_error`` (raised when None) and is left out.
@@ -51,6 +53,8 @@ def iter_crops(samples: Sequence, *, crop_rule: str, input_size: int, batch_size
     rule = get_crop_rule(crop_rule)
     n = len(samples)
     order = sorted(range(n), key=lambda i: (samples[i].image, samples[i].frame or 0))
+    if crop_boxes is not None:
+        order = [i for i in order if np.isfinite(crop_boxes[i]).all()]
     idx, crops, mats = [], [], []
     image_key, image = None, None
     bar = None
@@ -64,7 +68,8 @@ def iter_crops(samples: Sequence, *, crop_rule: str, input_size: int, batch_size
         try:
             if key != image_key:
                 image_key, image = key, read_image(s.image, s.frame)
-            box = crop_box(rule, landmarks=s.landmarks, box=s.box)
+            box = crop_box(rule, landmarks=s.landmarks, box=s.box) if crop_boxes is None \
+                else crop_boxes[i]
         except (DataError, ValueError) as e:
             err = e if isinstance(e, DataError) else DataError(s.source or s.image, str(e))
             if on_error is None:
@@ -89,8 +94,10 @@ def iter_crops(samples: Sequence, *, crop_rule: str, input_size: int, batch_size
 
 def predict_samples(model, samples: Sequence, *, crop_rule: str, input_size: int,
                     batch_size: int = 32, flip_test: bool = False, on_error=None,
-                    progress: bool = False, device: str = "cpu"):
-    """Landmarks for each sample, cropped by ``crop_rule`` from its landmarks or box.
+                    progress: bool = False, device: str = "cpu",
+                    crop_boxes: np.ndarray | None = None):
+    """Landmarks for each sample, cropped by ``crop_rule`` from its landmarks or box, or
+    from ``crop_boxes`` (B, 4) when given (rows that are not finite: ``ok=False``).
 
     Returns:
         (points (B, N, 2) image pixels, confidence (B, N), ok (B,) bool). A sample whose
@@ -104,7 +111,7 @@ def predict_samples(model, samples: Sequence, *, crop_rule: str, input_size: int
     ok = np.zeros(n, dtype=bool)
     for idx, crops, mats in iter_crops(samples, crop_rule=crop_rule, input_size=input_size,
                                        batch_size=batch_size, on_error=on_error,
-                                       progress=progress):
+                                       progress=progress, crop_boxes=crop_boxes):
         p, c = predict_crops(model, crops, flip_test, scheme, device)
         for j, i in enumerate(idx):
             points[i] = transform_points(p[j], invert_affine(mats[j]))
