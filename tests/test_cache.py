@@ -340,3 +340,60 @@ def test_pseudo_labels_and_unlabelled(tmp_path, samples):
         LandmarkDataset(cache, landmarks=pseudo[:3])
     with pytest.raises(ConfigError, match="does not match"):
         LandmarkDataset(cache, Augment.pipnet("wflw98", 32))
+
+
+# ----------------------------------------------------------------------- context
+def test_context_cache_holds_the_crop_and_image_around_it(tmp_path, samples):
+    plain = build_cache(samples, tmp_path / "plain", size=64, progress=False)
+    wide = build_cache(samples, tmp_path / "wide", size=64, progress=False, context=1.5)
+    assert (wide.size, wide.crop_size, wide.context) == (96, 64, 1.5)
+    assert (plain.size, plain.crop_size, plain.context) == (64, 64, 1.0)
+    assert np.allclose(plain.crop_region(), [-0.5, -0.5, 63.5, 63.5])
+    region = wide.crop_region()
+    assert np.isclose(region[2] - region[0], 64) and np.isclose(region[0] + region[2], 95)
+    # without augmentation the dataset gives the same crop and points as a plain cache
+    a, b = LandmarkDataset(plain)[2], LandmarkDataset(wide)[2]
+    assert b["image"].shape == (3, 64, 64)
+    assert torch.allclose(a["landmarks"], b["landmarks"], atol=1e-5)
+    assert (a["image"] - b["image"]).abs().mean() < 0.02
+    # the stored points are the image's points in the wider crop
+    img = read_image(samples[2].image)
+    box = crop_box("300w", landmarks=samples[2].landmarks)
+    c, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) * 0.75
+    want = transform_points(samples[2].landmarks, box_to_affine([*(c - half), *(c + half)], 96))
+    assert np.allclose(wide.landmarks[2], want, atol=1e-4)
+    assert wide.image(2).shape == (96, 96, 3) and img.ndim == 3
+
+
+def test_context_augmentation_shows_image_where_a_plain_cache_shows_fill(tmp_path, samples):
+    plain = build_cache(samples, tmp_path / "plain", size=64, progress=False)
+    wide = build_cache(samples, tmp_path / "wide", size=64, progress=False, context=1.5)
+    # zoom out only: the crop box grows to 4/3 of its side (inside the 1.5x stored crop)
+    aug = Augment("300w68", 64, shift=0.0, rotation=0.0, flip=0.0, scale=(0.75, 0.75), p_scale=1.0,
+                  occlusion=0.0, blur=0.0, gray=0.0)
+    a, b = LandmarkDataset(plain, aug)[1], LandmarkDataset(wide, aug)[1]
+    assert torch.allclose(a["landmarks"], b["landmarks"], atol=1e-5)   # same geometry
+    border = np.zeros((64, 64), bool)
+    border[:4], border[-4:], border[:, :4], border[:, -4:] = True, True, True, True
+    # the synthetic images have a non-black background: fill only where the stored crop ends
+    assert float(a["image"][:, torch.from_numpy(border)].max()) == 0.0
+    assert float(b["image"][:, torch.from_numpy(border)].mean()) > 0.05
+    inner = torch.zeros(64, 64, dtype=torch.bool)
+    inner[24:40, 24:40] = True
+    assert (a["image"][:, inner] - b["image"][:, inner]).abs().mean() < 0.02
+
+
+@pytest.mark.parametrize("context", [0.5, 0.99, float("nan"), True, "2"])
+def test_bad_context_is_refused(tmp_path, samples, context):
+    with pytest.raises(ConfigError, match="context"):
+        build_cache(samples, tmp_path / "c", size=64, progress=False, context=context)
+
+
+def test_old_caches_without_context_keys_still_open(tmp_path, samples):
+    cache = build_cache(samples, tmp_path / "c", size=64, progress=False)
+    meta = json.loads((cache.path / "meta.json").read_text())
+    del meta["context"], meta["crop_size"]
+    (cache.path / "meta.json").write_text(json.dumps(meta))
+    old = CropCache.open(cache.path)
+    assert (old.context, old.crop_size) == (1.0, 64)
+    assert LandmarkDataset(old)[0]["image"].shape == (3, 64, 64)

@@ -197,6 +197,12 @@ def test_evaluate_with_detector_boxes(tmp_path, shifted_folder, capsys):
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     text = json.dumps(report)
     assert "test_shifted boxes" in text and "crop rule 'detector'" in text
+    assert main(["evaluate", f"boxes={model}", "--data", f"pts:{shifted_folder}",
+                 "--detector", "test_shifted", "--refine", "--refine-passes", "3"]) == 0
+    assert "refined 3 times" in capsys.readouterr().out
+    assert main(["evaluate", f"boxes={model}", "--data", f"pts:{shifted_folder}",
+                 "--detector", "test_shifted", "--refine-passes", "2"]) == 2
+    assert "--refine-passes needs --refine" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(
@@ -262,5 +268,13 @@ def test_refine_crops_again_from_the_first_landmarks(tmp_path, faces):
     np.testing.assert_allclose(second.mean(0), (cb[:2] + cb[2:]) / 2, atol=0.05 * side)
     # a collapsed first prediction keeps the first crop
     np.testing.assert_allclose(refined_crop_box("300w", np.zeros((68, 2)), box), box)
-    with pytest.raises(ConfigError, match="refine"):
-        facemark.load(model, refine="yes")
+    # each extra pass crops again from the previous pass's points
+    three = facemark.load(model, detector="opencv", refine=2)
+    three.engine_ = OffsetEngine(three.info_)
+    third = three.detect(image, boxes=[box])[0].points
+    cb2 = crop_box("300w", landmarks=second)
+    np.testing.assert_allclose(third.mean(0), (cb2[:2] + cb2[2:]) / 2, atol=0.05 * side)
+    assert np.abs(third - second).max() > 0.1
+    for bad in ("yes", -1, 6, 1.5):
+        with pytest.raises(ConfigError, match="refine"):
+            facemark.load(model, refine=bad)

@@ -91,6 +91,19 @@ def test_cache_two_datasets_then_refuse_then_overwrite(capsys, tmp_path, faces):
     assert rc == 0 and len(CropCache.open(out_dir)) == 6
 
 
+def test_cache_with_context(capsys, tmp_path, faces):
+    out_dir = tmp_path / "wide"
+    rc, out, _ = run(capsys, "data", "cache", str(faces), "-o", str(out_dir), "--size", "48",
+                     "--context", "1.5", "--no-progress")
+    assert rc == 0 and "wrote 6 crops of 72x72" in out and "1.5x context around 48 px" in out
+    cache = CropCache.open(out_dir)
+    assert (cache.size, cache.crop_size, cache.context) == (72, 48, 1.5)
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "cache", str(faces), "-o", str(tmp_path / "x"), "--context", "0.5"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--context" in err and "from 1 to 4" in err
+
+
 def test_cache_corrupt_image_stops_or_is_skipped(capsys, tmp_path, faces):
     (faces / "face_002.png").write_bytes(b"\x89PNG broken")
     rc, _, err = run(capsys, "data", "cache", str(faces), "-o", str(tmp_path / "c"), "--no-progress")

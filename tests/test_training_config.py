@@ -45,6 +45,7 @@ def test_environment_variables_in_dataset_paths(tmp_path, monkeypatch):
     ("trainer.precision=8bit", ["trainer.precision"]),
     ("nosection.key=1", ["nosection"]),
     ("data.skip_bad=maybe", ["data.skip_bad", "true/false"]),
+    ("data.context=0.8", ["data.context", "[1, 4]"]),
 ])
 def test_bad_values_name_the_key(tmp_path, override, words):
     with pytest.raises(ConfigError) as err:
@@ -85,3 +86,13 @@ def test_bundled_configs_put_outputs_in_the_working_directory(tmp_path, monkeypa
     cfg = load_config(resolve_config("300w/pipnet_r18"), check=False)
     assert cfg.data.cache_dir == str(tmp_path / "cache")
     assert cfg.trainer.out_dir == str(tmp_path / "runs")
+
+
+def test_cache_folders_differ_by_context_and_keep_their_old_names():
+    from facemark.training.datamodule import cache_path
+
+    plain = cache_path("c", "pts:x/afw", "300w68", "300w", 128)
+    assert plain == cache_path("c", "pts:x/afw", "300w68", "300w", 128, 1.0)
+    assert plain.name == "afw-300w-128-" + __import__("hashlib").sha1(
+        b"pts:x/afw|300w68|300w|128").hexdigest()[:10]
+    assert cache_path("c", "pts:x/afw", "300w68", "300w", 128, 1.5) != plain

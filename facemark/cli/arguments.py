@@ -24,3 +24,23 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+MAX_REFINE = 5   # as facemark.inference.landmarker.MAX_REFINE (kept import-free for --help)
+
+
+def refine_passes(text: str) -> int:
+    """A number of refine passes, 1 to MAX_REFINE, or an argparse error."""
+    value = positive_int(text)
+    if value > MAX_REFINE:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_REFINE} passes, got {value}")
+    return value
+
+
+def refine_of(args: argparse.Namespace) -> int:
+    """Extra passes from ``--refine`` / ``--refine-passes N`` (0: no refining)."""
+    if args.refine_passes is not None and not args.refine:
+        from facemark.errors import ConfigError
+
+        raise ConfigError("--refine-passes needs --refine")
+    return (args.refine_passes or 1) if args.refine else 0

@@ -55,6 +55,9 @@ def register(subparsers) -> None:
     s.add_argument("--size", type=positive_int, default=256, help="crop side in pixels (256)")
     s.add_argument("--crop-rule", default="300w", metavar="RULE",
                    help="how to cut faces: " + ", ".join(_crop_rules()) + " (default 300w)")
+    s.add_argument("--context", type=_context, default=1.0, metavar="C",
+                   help="store C times the crop's side around each crop (default 1), so "
+                        "training augmentation that moves the box shows real image")
     s.add_argument("--overwrite", action="store_true", help="replace an existing cache")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     _reading_options(s)
@@ -264,6 +267,16 @@ def _point_problems(s, w: int, h: int, tolerance: float, np) -> list[str]:
 
 
 # ----------------------------------------------------------------------- cache
+def _context(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}") from None
+    if not 1.0 <= value <= 4.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 1 to 4, got {text!r}")
+    return value
+
+
 def cmd_cache(args) -> int:
     from facemark.data.cache import build_cache
     from facemark.errors import SkipLog
@@ -282,9 +295,12 @@ def cmd_cache(args) -> int:
                                                    f"({', '.join(schemes)}): one cache holds one scheme")
     cache = build_cache(samples, args.output, size=args.size, rule=args.crop_rule, skip_bad=log,
                         progress=not args.no_progress, overwrite=args.overwrite,
-                        scheme=_check_scheme(args.scheme), source=" + ".join(args.datasets))
+                        scheme=_check_scheme(args.scheme), source=" + ".join(args.datasets),
+                        context=args.context)
+    around = f", {cache.context:g}x context around {cache.crop_size} px crops" \
+        if cache.context != 1.0 else ""
     print(f"wrote {len(cache)} crops of {cache.size}x{cache.size} ({cache.scheme}, crop rule "
-          f"{args.crop_rule}) to {cache.path}")
+          f"{args.crop_rule}{around}) to {cache.path}")
     from_landmarks = sum(r["crop_from"] == "landmarks" for r in cache.records)
     rule_source = cache.meta["crop_rule"]["source"]
     if rule_source == "box" and from_landmarks:

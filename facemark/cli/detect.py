@@ -2,7 +2,7 @@
 
     facemark detect PATH [PATH ...] [--sample] [-o OUT] [--format json|csv|both] [--overlay]
         [--model PATH] [--detector NAME] [--device cpu] [--engine auto|torch|onnx]
-        [--batch-size 32] [--flip-test] [--refine] [--no-smooth] [--shard i/n] [--no-recursive]
+        [--batch-size 32] [--flip-test] [--refine [--refine-passes N]] [--no-smooth] [--shard i/n] [--no-recursive]
         [--max-frames N] [--detect-every K] [--quiet]
     facemark detect --merge OUT [--format json|csv|both]
 
@@ -61,7 +61,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from facemark.cli.arguments import positive_int
+from facemark.cli.arguments import MAX_REFINE, positive_int, refine_of, refine_passes
 
 DEFAULT_OUT = "facemark_out"
 IMAGES_PER_BATCH = 8  # images decoded and sent through the detector+model together
@@ -108,8 +108,11 @@ def register(subparsers) -> None:
     p.add_argument("--flip-test", action="store_true",
                    help="average with the prediction on the mirrored crop (2x model time)")
     p.add_argument("--refine", action="store_true",
-                   help="predict twice, the second time on a crop from the first landmarks "
-                        "(2x model time; more accurate when detector boxes are off)")
+                   help="predict again on a crop from the first landmarks (one more model "
+                        "call per face; more accurate when detector boxes are off)")
+    p.add_argument("--refine-passes", type=refine_passes, default=None, metavar="N",
+                   help="with --refine: how many extra passes, each on a crop from the "
+                        f"previous landmarks (default 1, at most {MAX_REFINE})")
     p.add_argument("--no-smooth", action="store_true",
                    help="no temporal smoothing of video landmarks")
     p.add_argument("--shard", type=_shard, default=None, metavar="i/n",
@@ -182,7 +185,7 @@ class DetectRun:
         self.landmarker = load(args.model, device=args.device, detector=args.detector,
                                engine=args.engine, flip_test=args.flip_test,
                                smoothing=False if args.no_smooth else None,
-                               batch_size=args.batch_size, refine=args.refine)
+                               batch_size=args.batch_size, refine=refine_of(args))
         lm = self.landmarker
         settings = {"model": lm.model_path_.name, "model_sha1": file_digest(lm.model_path_),
                     "engine": lm.engine_.kind, "detector": repr(lm.detector_),

@@ -2,7 +2,7 @@
 
     facemark evaluate SOURCE [SOURCE ...] --data DATASET [--format F] [--norm N]
         [--threshold 0.1] [--train DATASET] [--crop-rule 300w] [--detector NAME]
-        [--refine] [--flip-test] [--subsets KIND]
+        [--refine [--refine-passes N]] [--flip-test] [--subsets KIND]
         [--out DIR] [--save-predictions] [--skip-bad]
 
 A SOURCE is a prediction file (``.json`` / ``.csv``, see docs/prediction-format.md), a
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from facemark.cli.arguments import positive_float
+from facemark.cli.arguments import MAX_REFINE, positive_float, refine_of, refine_passes
 
 
 def register(subparsers) -> None:
@@ -49,6 +49,9 @@ def register(subparsers) -> None:
                         "misses count as failures")
     p.add_argument("--refine", action="store_true",
                    help="with --detector: predict again on a crop from the first landmarks")
+    p.add_argument("--refine-passes", type=refine_passes, default=None, metavar="N",
+                   help="with --refine: how many extra passes, each on a crop from the "
+                        f"previous landmarks (default 1, at most {MAX_REFINE})")
     p.add_argument("--subsets", default="auto",
                    choices=("auto", "none", "300w", "wflw", "300vw"),
                    help="which subset tables to report (default: guessed from the dataset)")
@@ -76,7 +79,8 @@ def run(args) -> int:
     if args.crop_rule is not None and args.crop_rule not in CROP_RULES:
         raise ConfigError(f"--crop-rule {args.crop_rule!r} is not a crop rule; known: "
                           f"{', '.join(CROP_RULES)}")
-    if args.refine and not args.detector:
+    refine = refine_of(args)
+    if refine and not args.detector:
         raise ConfigError("--refine needs --detector NAME (ground-truth crops need no refining)")
     if args.save_predictions and not args.out:
         raise ConfigError("--save-predictions needs --out DIR")
@@ -96,7 +100,7 @@ def run(args) -> int:
         pset = resolve_predictions(arg, samples, train=args.train, train_format=args.train_format,
                                    crop_rule=args.crop_rule, skip_bad=log,
                                    scheme=samples[0].scheme, flip_test=args.flip_test,
-                                   detector=args.detector, refine=args.refine)
+                                   detector=args.detector, refine=refine)
         name = pset.method or arg
         base, k = name, 2
         while name in sets:  # two sources with one name: keep both, numbered

@@ -223,18 +223,26 @@ class Augment:
     def can_flip(self) -> bool:
         return bool(getattr(self.scheme, "flippable", True)) and self.flip > 0
 
-    def draw(self, rng: np.random.Generator, input_size: tuple[int, int] | None = None) -> AugmentParams:
+    def draw(self, rng: np.random.Generator, input_size: tuple[int, int] | None = None,
+             input_box: np.ndarray | None = None) -> AugmentParams:
         """Draw the random parameters of one sample.
 
         Args:
             rng: the generator; exactly one vector of uniforms is taken from it.
             input_size: (width, height) of the input image; (size, size) when None.
+            input_box: ``x1, y1, x2, y2`` (box edges, input pixels) of the un-augmented crop
+                inside the input, when the input holds image around it (a crop cache built
+                with context, :meth:`facemark.data.cache.CropCache.crop_region`); the whole
+                input when None. The geometric steps act on this box, so what they move into
+                view is real image where the input has it.
         """
         s = self.size
         u = rng.random(_NUM_U)
         w_in, h_in = input_size if input_size is not None else (s, s)
-        # input crop -> output-size crop (identity when the sizes agree)
-        pre = _h(box_to_affine((-0.5, -0.5, w_in - 0.5, h_in - 0.5), s))
+        if input_box is None:
+            input_box = (-0.5, -0.5, w_in - 0.5, h_in - 0.5)
+        # input crop -> output-size crop (identity when the sizes agree and there is no context)
+        pre = _h(box_to_affine(input_box, s))
         if self.corner_jitter > 0 and u[_U_CORNER_P] < self.p_corner:
             d = (2 * u[_U_CORNER] - 1) * self.corner_jitter * s
             box = (-0.5 + d[0], -0.5 + d[1], s - 0.5 + d[2], s - 0.5 + d[3])
@@ -307,13 +315,13 @@ class Augment:
         pts = transform_points(np.asarray(points, dtype=np.float64).reshape(-1, 2), m)
         return out, pts[params.perm].astype(np.float32)
 
-    def __call__(self, image: np.ndarray, points: np.ndarray | None,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """Augment one crop; see the class docstring."""
+    def __call__(self, image: np.ndarray, points: np.ndarray | None, rng: np.random.Generator,
+                 input_box: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Augment one crop (``input_box``: see :meth:`draw`); see the class docstring."""
         if points is not None and len(points) != self.scheme.num_points:
             raise ValueError(f"Augment for scheme {self.scheme.name!r} expects "
                              f"{self.scheme.num_points} points, got {len(points)}")
-        params = self.draw(rng, (image.shape[1], image.shape[0]))
+        params = self.draw(rng, (image.shape[1], image.shape[0]), input_box)
         out, pts = self.apply(image, points, params)
         return out, pts, params.perm
 

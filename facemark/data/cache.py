@@ -2,8 +2,8 @@
 
 Layout of a cache folder (format version 1)::
 
-    meta.json       format, version, scheme, size, crop rule, count, source, creation info,
-                    skipped records (one message each)
+    meta.json       format, version, scheme, size, crop rule, context, crop size, count,
+                    source, creation info, skipped records (one message each)
     images.u8       raw uint8 memmap (M, S, S, 3), RGB
     landmarks.npy   float32 (M, N, 2) crop pixels, NaN where not annotated
     visible.npy     bool (M, N), False where occluded or not annotated
@@ -12,7 +12,12 @@ Layout of a cache folder (format version 1)::
                     or null), crop_box (the box that was cut), crop_from ("box"/"landmarks")
 
 Crop pixel coordinates follow :mod:`facemark.data.crops`; normalised coordinates are
-``(x + 0.5) / S``. A cache is written into ``<out>.tmp-<pid>`` and renamed into place only
+``(x + 0.5) / S``. A cache built with ``context`` c > 1 holds, around each model crop (the
+crop rule's box, ``crop_size`` pixels), c times as much image: its crops are the rule's box
+enlarged c times about its centre, ``round(crop_size * c)`` pixels a side, and
+:meth:`CropCache.crop_region` is where the model crop lies in them. Augmentation that moves
+or enlarges the box (detector-like jitter, shifts, zoom-out) then shows real image instead
+of fill. A cache is written into ``<out>.tmp-<pid>`` and renamed into place only
 when complete, with ``meta.json`` written last, so an interrupted build never leaves a
 folder that opens as a cache.
 """
@@ -142,7 +147,27 @@ class CropCache:
 
     @property
     def size(self) -> int:
+        """Side of the stored crops in pixels (``crop_size * context``, rounded)."""
         return int(self.meta["size"])
+
+    @property
+    def context(self) -> float:
+        """How many times the model crop's side the stored crops cover (1: exactly the crop)."""
+        return float(self.meta.get("context", 1.0))
+
+    @property
+    def crop_size(self) -> int:
+        """Side of the model crop the cache was built for (``size`` when context is 1)."""
+        return int(self.meta.get("crop_size", self.meta["size"]))
+
+    def crop_region(self) -> np.ndarray:
+        """float64 (4,) ``x1, y1, x2, y2``: the model crop's box in stored-crop pixels (box
+        edges, as :func:`facemark.data.crops.box_to_affine` takes them). The whole stored crop
+        ``(-0.5, -0.5, S - 0.5, S - 0.5)`` when context is 1."""
+        s = self.size
+        c = (s - 1) / 2.0
+        half = s / self.context / 2.0
+        return np.array([c - half, c - half, c + half, c + half], dtype=np.float64)
 
     @property
     def skipped(self) -> list[str]:
@@ -254,7 +279,7 @@ def _prepare(out_dir: Path, overwrite: bool) -> None:
 def build_cache(samples: Iterable[Sample], out_dir: str | Path, size: int = 256,
                 rule: str | CropRule = "300w", skip_bad: bool | SkipLog = False,
                 progress: bool = True, *, overwrite: bool = False, scheme: str | None = None,
-                source: str = "") -> CropCache:
+                source: str = "", context: float = 1.0) -> CropCache:
     """Cut every sample into a square crop and write a cache folder.
 
     Each image is decoded once (with :func:`read_image`), even when several faces share it.
@@ -272,6 +297,8 @@ def build_cache(samples: Iterable[Sample], out_dir: str | Path, size: int = 256,
         overwrite: replace an existing cache at ``out_dir``.
         scheme: the expected scheme name (else the first sample's).
         source: a description of where the samples came from, stored in meta.json.
+        context: store this many times the crop's side around each crop (>= 1; the stored
+            crops are ``round(size * context)`` pixels), for augmentation that moves the box.
 
     Returns:
         the new cache, opened.
@@ -287,10 +314,16 @@ def build_cache(samples: Iterable[Sample], out_dir: str | Path, size: int = 256,
     log = skip_bad if isinstance(skip_bad, SkipLog) else SkipLog(bool(skip_bad))
     if not (isinstance(size, (int, np.integer)) and size > 0):
         raise ConfigError(f"cache size: expected a positive integer, got {size!r}")
+    if isinstance(context, bool) or not isinstance(context, (int, float)) \
+            or not (np.isfinite(context) and context >= 1.0):
+        raise ConfigError(f"cache context: expected a number >= 1, got {context!r}")
     try:
         crop_rule = get_crop_rule(rule)
     except KeyError as e:
         raise ConfigError(f"crop rule: {e.args[0]}") from None
+    # the stored crop: the rule's box enlarged `context` times about the same centre
+    cut_rule = dataclasses.replace(crop_rule, scale=crop_rule.scale * context)
+    cut_size = int(round(size * context))
     try:
         sch = get_scheme(scheme) if scheme else (get_scheme(samples[0].scheme) if samples else None)
     except KeyError as e:
@@ -328,7 +361,8 @@ def build_cache(samples: Iterable[Sample], out_dir: str | Path, size: int = 256,
                         del decoded[key]
                     if isinstance(image, DataError):
                         raise image
-                    crop, matrix, pts, vis, box, crop_from = _cut(sample, image, sch, crop_rule, size)
+                    crop, matrix, pts, vis, box, crop_from = _cut(sample, image, sch, cut_rule,
+                                                                  cut_size)
                 except DataError as e:
                     log(e)
                     continue
@@ -353,8 +387,8 @@ def build_cache(samples: Iterable[Sample], out_dir: str | Path, size: int = 256,
         (tmp / "records.json").write_text(json.dumps(records))
         meta = dict(
             format=CACHE_FORMAT, version=CACHE_VERSION, scheme=sch.name, num_points=n,
-            size=int(size), crop_rule=dict(name=_rule_name(rule), **dataclasses.asdict(crop_rule)),
-            count=count, source=str(source), skipped=skipped,
+            size=cut_size, crop_rule=dict(name=_rule_name(rule), **dataclasses.asdict(crop_rule)),
+            context=float(context), crop_size=int(size), count=count, source=str(source), skipped=skipped,
             created=dict(time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), facemark=__version__,
                          host=platform.node(), python=platform.python_version(),
                          samples=len(samples)))

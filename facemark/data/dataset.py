@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from facemark.data.augment import Augment
 from facemark.data.cache import CropCache
-from facemark.data.crops import normalise_points
+from facemark.data.crops import box_to_affine, normalise_points, transform_points, warp_image
 from facemark.errors import ConfigError
 
 
@@ -30,7 +30,9 @@ class LandmarkDataset(Dataset):
             pseudo-labels for self-training (NaN where not labelled).
 
     Item (a dict):
-        image: float32 tensor (3, S, S), RGB in [0, 1]; S = ``augment.size`` or the cache size.
+        image: float32 tensor (3, S, S), RGB in [0, 1]; S = ``augment.size`` or the cache's
+            ``crop_size``. From a cache built with context, the model crop is cut out of the
+            stored crop (the augmentation moves the box within it).
         landmarks: float32 tensor (N, 2), normalised crop coordinates ``(x + 0.5) / S``
             (0 where not annotated).
         mask: bool tensor (N,), False where the landmark is not annotated. A point that
@@ -67,7 +69,7 @@ class LandmarkDataset(Dataset):
     @property
     def size(self) -> int:
         """Side of the returned images."""
-        return self.augment.size if self.augment is not None else self.cache.size
+        return self.augment.size if self.augment is not None else self.cache.crop_size
 
     def __len__(self) -> int:
         return len(self.cache)
@@ -88,8 +90,13 @@ class LandmarkDataset(Dataset):
         points = self.landmarks[row]
         visible = self.cache.visible[row]
         if self.augment is not None:
-            image, points, perm = self.augment(image, points, self.rng(index))
+            region = self.cache.crop_region() if self.cache.context != 1.0 else None
+            image, points, perm = self.augment(image, points, self.rng(index), region)
             visible = visible[perm]
+        elif self.cache.context != 1.0:
+            matrix = box_to_affine(self.cache.crop_region(), self.size)
+            image = warp_image(image, matrix, self.size)
+            points = transform_points(points, matrix).astype(np.float32)
         mask = np.isfinite(points).all(axis=1)
         norm = normalise_points(points, self.size).astype(np.float32)
         norm[~mask] = 0.0

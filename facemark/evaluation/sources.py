@@ -172,10 +172,11 @@ def _model_accepts(arg: str) -> bool:
 
 
 def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_test: bool,
-                     batch_size: int, refine: bool = False):
+                     batch_size: int, refine: bool | int = False):
     """Points from detector boxes (the model's calibration for that detector, else the
     generic ``detector`` crop rule); faces the detector misses get NaN points. ``refine``
-    predicts again from a crop made from the first landmarks (``Landmarker(refine=True)``)."""
+    extra passes each predict again from a crop made from the previous landmarks
+    (``Landmarker(refine=...)``)."""
     import numpy as np
 
     from facemark.data.crops import crop_box
@@ -189,7 +190,7 @@ def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_tes
     to_crop = cal.crop_box if cal is not None else (lambda b: crop_box("detector", box=b))
     boxes = to_crop_boxes(found.boxes, to_crop)
     crops = f"{det.name} boxes, " + ("calibrated" if cal is not None else "crop rule 'detector'")
-    passes = 2 if refine else 1
+    passes = 1 + int(refine)
     for k in range(passes):
         points, conf, ok = predict_samples(model, samples, crop_rule=meta.crop_rule,
                                            input_size=meta.input_size, batch_size=batch_size,
@@ -201,14 +202,14 @@ def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_tes
             boxes = np.stack([refined_crop_box(meta.crop_rule, points[i], boxes[i]) if ok[i]
                               else np.full(4, np.nan) for i in range(len(samples))])
     if refine:
-        crops += ", refined"
+        crops += ", refined" + (f" {int(refine)} times" if int(refine) > 1 else "")
     return points, conf, ok, crops
 
 
 def _model_resolve(arg: str, samples, *, crop_rule: str | None = None,
                    skip_bad: SkipLog | bool = False, scheme: str | None = None,
                    flip_test: bool = False, batch_size: int = 32, detector: str | None = None,
-                   refine: bool = False, **kw) -> PredictionSet:
+                   refine: bool | int = False, **kw) -> PredictionSet:
     from facemark.data.schemes import get_scheme
     from facemark.inference.crop_predict import predict_samples
     from facemark.inference.model_file import load_model

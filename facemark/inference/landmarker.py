@@ -203,10 +203,10 @@ class Landmarker:
         crop_rule: crop rule for face boxes (a name in ``facemark.data.crops.CROP_RULES`` or
             a CropRule); None = the model's calibration for the detector's box style when
             it has one (``facemark calibrate``), else ``"detector"``.
-        refine: predict twice: the second time on a crop made from the first landmarks by
-            the model's own training crop rule, which removes most of the error a detector
-            box adds (2x the model time). Models trained on box-based crops (WFLW, COFW,
-            AFLW rules) cannot refine.
+        refine: extra passes (True = 1): predict again on a crop made from the previous
+            pass's landmarks by the model's own training crop rule, which removes much of
+            the error a detector box adds (each pass costs one more model call per face).
+            Models trained on box-based crops (WFLW, COFW, AFLW rules) cannot refine.
 
     Attributes (set by :meth:`load`):
         engine_: the landmark engine (``OnnxLandmarkEngine`` or ``TorchLandmarkEngine``);
@@ -218,7 +218,7 @@ class Landmarker:
     def __init__(self, model: str | Path | None = None, *, device: str = "cpu",
                  detector: Any = "auto", engine: str = "auto", flip_test: bool = False,
                  smoothing: Any = None, batch_size: int = 32, threads: int | None = None,
-                 crop_rule: str | CropRule | None = None, refine: bool = False):
+                 crop_rule: str | CropRule | None = None, refine: bool | int = False):
         self.model = model
         self.device = device
         self.detector = detector
@@ -288,8 +288,9 @@ class Landmarker:
             raise DataError(path, f"bad box calibration in the model file ({e})") from None
         self.model_path_ = Path(path)
         self.scheme_ = get_scheme(self.info_.scheme)
-        if not isinstance(self.refine, bool):
-            raise ConfigError(f"refine: expected True or False, got {self.refine!r}")
+        if not isinstance(self.refine, (bool, int)) or not 0 <= int(self.refine) <= MAX_REFINE:
+            raise ConfigError(f"refine: expected True, False or a number of extra passes from "
+                              f"0 to {MAX_REFINE}, got {self.refine!r}")
         if self.refine and get_crop_rule(self.info_.crop_rule).source != "landmarks":
             raise ConfigError(f"refine: the model was trained on crops from dataset boxes "
                               f"(crop rule {self.info_.crop_rule!r}), not from landmarks; "
@@ -392,16 +393,16 @@ class Landmarker:
         """Crop, predict in batches and map back; jobs = (image index, box, score, crop box).
 
         With ``refine``, each face is cropped again from its predicted landmarks by the
-        model's own training crop rule and predicted once more.
+        model's own training crop rule and predicted once more, ``int(refine)`` times.
         """
         out: list[list[Face]] = [[] for _ in images]
         for start in range(0, len(jobs), int(self.batch_size)):
             chunk = jobs[start:start + int(self.batch_size)]
             points, conf = self._predict(images, [(i, cbox) for i, _, _, cbox in chunk])
-            if self.refine:
-                again = [(i, refined_crop_box(self.info_.crop_rule, p, cbox))
-                         for (i, _, _, cbox), p in zip(chunk, points)]
-                points, conf = self._predict(images, again)
+            boxes = [cbox for _, _, _, cbox in chunk]
+            for _ in range(int(self.refine)):
+                boxes = [refined_crop_box(self.info_.crop_rule, p, b) for p, b in zip(points, boxes)]
+                points, conf = self._predict(images, [(i, b) for (i, _, _, _), b in zip(chunk, boxes)])
             for j, (i, box, score, _) in enumerate(chunk):
                 out[i].append(Face(box=box, score=score, points=points[j],
                                    point_scores=np.clip(conf[j], 0.0, 1.0),
@@ -422,6 +423,9 @@ class Landmarker:
                                      self.scheme_.name, self.device_)
         points = np.stack([transform_points(p, m) for p, m in zip(points, inverses)])
         return points, np.asarray(conf)
+
+
+MAX_REFINE = 5   # extra passes; measured gains stop well before this (docs/results.md)
 
 
 def refined_crop_box(rule: str | CropRule, points: np.ndarray, first: np.ndarray) -> np.ndarray:

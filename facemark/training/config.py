@@ -38,6 +38,8 @@ class DataConfig:
     scheme: str = "300w68"
     crop_rule: str = "300w"
     input_size: int = 256
+    context: float = 1.0        # caches hold this many times the crop's side (>= 1), so box
+                                # jitter and shifts show real image instead of fill
     cache_dir: str = "cache"
     augment: str = "pipnet"
     augment_args: dict[str, Any] = field(default_factory=dict)  # overrides of the preset
@@ -264,6 +266,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
         ("optim.batch_size", cfg.optim.batch_size > 0, "must be > 0"),
         ("data.input_size", cfg.data.input_size >= 32, "must be >= 32 pixels"),
         ("data.val_fraction", 0 <= cfg.data.val_fraction < 1, "must be in [0, 1)"),
+        ("data.context", 1 <= cfg.data.context <= 4, "must be in [1, 4]"),
         ("data.num_workers", cfg.data.num_workers >= 0, "must be >= 0"),
     ]
     for key, ok, why in checks:

@@ -18,9 +18,10 @@ from facemark.errors import ConfigError, SkipLog
 from facemark.training.config import DataConfig
 
 
-def cache_path(cache_dir: str | Path, spec: str, scheme: str, rule: str, size: int) -> Path:
+def cache_path(cache_dir: str | Path, spec: str, scheme: str, rule: str, size: int,
+               context: float = 1.0) -> Path:
     """The cache folder of one dataset string: readable prefix + hash of what shapes it."""
-    key = f"{spec}|{scheme}|{rule}|{size}"
+    key = f"{spec}|{scheme}|{rule}|{size}" + (f"|context={context:g}" if context != 1.0 else "")
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
     stem = re.sub(r"[^A-Za-z0-9]+", "_", Path(spec.split(":", 1)[-1]).name).strip("_")[:40]
     return Path(cache_dir) / f"{stem or 'data'}-{rule}-{size}-{digest}"
@@ -31,12 +32,13 @@ def open_or_build_cache(spec: str, cfg: DataConfig, log: SkipLog | None = None):
     from facemark.data.cache import CropCache, build_cache
     from facemark.data.formats import open_dataset
 
-    path = cache_path(cfg.cache_dir, spec, cfg.scheme, cfg.crop_rule, cfg.input_size)
+    path = cache_path(cfg.cache_dir, spec, cfg.scheme, cfg.crop_rule, cfg.input_size, cfg.context)
     if (path / "meta.json").is_file():
         return CropCache.open(path)
     log = log or SkipLog(cfg.skip_bad)
     samples = open_dataset(spec, scheme=cfg.scheme, skip_bad=log)
-    return build_cache(samples, path, size=cfg.input_size, rule=cfg.crop_rule, skip_bad=log)
+    return build_cache(samples, path, size=cfg.input_size, rule=cfg.crop_rule, skip_bad=log,
+                       context=cfg.context)
 
 
 class _GlobalIndex(torch.utils.data.Dataset):
@@ -147,9 +149,11 @@ class LandmarkDataModule(L.LightningDataModule):
         self.setup()
         from facemark.data.meanface import mean_face
 
-        size = self.train_caches[0].size
-        pts = np.concatenate([c.landmarks for c in self.train_caches])
-        return mean_face((pts + 0.5) / size)
+        from facemark.data.crops import box_to_affine, transform_points
+
+        pts = np.concatenate([transform_points(c.landmarks, box_to_affine(c.crop_region(), 1))
+                              for c in self.train_caches])   # model-crop units, [-0.5, 0.5]
+        return mean_face(pts + 0.5)
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         workers = self.data.num_workers
