@@ -74,8 +74,11 @@ def test_accuracy_on_held_out_ytf68_test_faces():
     errors = np.array(errors)
     found = np.isfinite(errors)
     assert found.mean() > 0.9
-    # dlib's 68-point model: 6.95% on all of ytf68/test (../shared/REFERENCE.md)
+    # dlib's 68-point model: 6.95% on all of ytf68/test (../shared/REFERENCE.md); the
+    # shipped model measured 4.93% on all 770 faces (docs/model-card.md)
     assert np.mean(errors[found]) < 0.0695
+    # and it fails (NME > 10%) on fewer faces than dlib's 9% (misses included)
+    assert np.mean(~found | (errors > 0.1)) < 0.09
 
 
 @needs_model
