@@ -20,7 +20,7 @@ from facemark.inference.calibration import (BoxCalibration, calibrations_of, fit
 from facemark.inference.detectors import DetectedFace, FaceDetector
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic import make_face  # noqa: E402
+from synthetic import make_face, template68  # noqa: E402
 from test_api import CentreEngine, make_model_file  # noqa: E402
 
 
@@ -255,8 +255,11 @@ def test_refine_crops_again_from_the_first_landmarks(tmp_path, faces):
     model = make_model_file(tmp_path / "m.pt")
     image = cv2.imread(samples[0].image)[:, :, ::-1]
     box = np.array([30.0, 30.0, 110.0, 110.0])
-    one = facemark.load(model, detector="opencv")
+    one = facemark.load(model, detector="opencv", refine=False)
     two = facemark.load(model, detector="opencv", refine=True)
+    assert (one.refine_, two.refine_) == (0, 1)
+    # the default refines once for models trained on landmark crops, never for box crops
+    assert facemark.load(model, detector="opencv").refine_ == 1
     one.engine_ = OffsetEngine(one.info_)
     two.engine_ = OffsetEngine(two.info_)
     first = one.detect(image, boxes=[box])[0].points
@@ -278,3 +281,16 @@ def test_refine_crops_again_from_the_first_landmarks(tmp_path, faces):
     for bad in ("yes", -1, 6, 1.5):
         with pytest.raises(ConfigError, match="refine"):
             facemark.load(model, refine=bad)
+
+
+def test_models_trained_on_box_crops_do_not_refine(tmp_path):
+    from facemark.errors import ConfigError
+    from facemark.inference.model_file import ModelInfo, save_model
+    from facemark.models.registry import create_model
+
+    net = create_model("pipnet", num_points=68, backbone="mobilenet_v2", input_size=64,
+                       mean_face=template68()).eval()
+    path = save_model(net, ModelInfo("300w68", 64, "wflw68", {}), tmp_path / "box.pt")
+    assert facemark.load(path, detector="opencv").refine_ == 0
+    with pytest.raises(ConfigError, match="refine"):
+        facemark.load(path, detector="opencv", refine=True)

@@ -442,3 +442,22 @@ def test_sample_photo_is_added_to_the_inputs(model_file, tmp_path, capsys):
     assert "grace_hopper.jpg: 1 face" in capsys.readouterr().out
     preds = read_predictions(out / "predictions.json")
     assert [Path(f.image).name for f in preds.faces] == ["grace_hopper.jpg"]
+
+
+def test_refine_options(folder, model_file, tmp_path, capsys):
+    import json
+
+    def refine_setting(out):
+        part = next(p for p in out.rglob("*.json") if "settings" in p.read_text())
+        return json.loads(part.read_text())["settings"]["refine"]
+
+    # the default refines once (the test model is trained on 300w landmark crops)
+    assert detect(folder / "face0.png", "-o", tmp_path / "a", model=model_file) == 0
+    assert detect(folder / "face0.png", "-o", tmp_path / "b", "--no-refine", model=model_file) == 0
+    assert detect(folder / "face0.png", "-o", tmp_path / "c", "--refine", "--refine-passes", "2",
+                  model=model_file) == 0
+    assert [refine_setting(tmp_path / d) for d in "abc"] == [1, 0, 2]
+    capsys.readouterr()
+    assert detect(folder / "face0.png", "-o", tmp_path / "d", "--no-refine", "--refine",
+                  model=model_file) == 2
+    assert "--no-refine contradicts" in capsys.readouterr().err

@@ -37,10 +37,17 @@ def refine_passes(text: str) -> int:
     return value
 
 
-def refine_of(args: argparse.Namespace) -> int:
-    """Extra passes from ``--refine`` / ``--refine-passes N`` (0: no refining)."""
-    if args.refine_passes is not None and not args.refine:
-        from facemark.errors import ConfigError
+def refine_of(args: argparse.Namespace) -> int | None:
+    """Extra passes from ``--refine`` / ``--refine-passes N`` / ``--no-refine``: 0 for no
+    refining; None (only where the command has ``--no-refine`` and no flag was given) for
+    the landmarker's default."""
+    from facemark.errors import ConfigError
 
+    off = getattr(args, "no_refine", False)
+    if off and (args.refine or args.refine_passes is not None):
+        raise ConfigError("--no-refine contradicts --refine / --refine-passes")
+    if args.refine_passes is not None and not args.refine:
         raise ConfigError("--refine-passes needs --refine")
-    return (args.refine_passes or 1) if args.refine else 0
+    if args.refine:
+        return args.refine_passes or 1
+    return 0 if off or not hasattr(args, "no_refine") else None

@@ -2,8 +2,9 @@
 
     facemark detect PATH [PATH ...] [--sample] [-o OUT] [--format json|csv|both] [--overlay]
         [--model PATH] [--detector NAME] [--device cpu] [--engine auto|torch|onnx]
-        [--batch-size 32] [--flip-test] [--refine [--refine-passes N]] [--no-smooth] [--shard i/n] [--no-recursive]
-        [--max-frames N] [--detect-every K] [--quiet]
+        [--batch-size 32] [--flip-test] [--refine [--refine-passes N] | --no-refine]
+        [--no-smooth] [--shard i/n] [--no-recursive] [--max-frames N] [--detect-every K]
+        [--quiet]
     facemark detect --merge OUT [--format json|csv|both]
 
 A PATH is an image, a folder (searched recursively unless ``--no-recursive``), a video
@@ -109,10 +110,13 @@ def register(subparsers) -> None:
                    help="average with the prediction on the mirrored crop (2x model time)")
     p.add_argument("--refine", action="store_true",
                    help="predict again on a crop from the first landmarks (one more model "
-                        "call per face; more accurate when detector boxes are off)")
+                        "call per face; more accurate when detector boxes are off). The "
+                        "default for models trained on landmark crops, as the bundled one")
     p.add_argument("--refine-passes", type=refine_passes, default=None, metavar="N",
                    help="with --refine: how many extra passes, each on a crop from the "
                         f"previous landmarks (default 1, at most {MAX_REFINE})")
+    p.add_argument("--no-refine", action="store_true",
+                   help="one pass per face only, on the detector's (calibrated) box")
     p.add_argument("--no-smooth", action="store_true",
                    help="no temporal smoothing of video landmarks")
     p.add_argument("--shard", type=_shard, default=None, metavar="i/n",
@@ -190,7 +194,7 @@ class DetectRun:
         settings = {"model": lm.model_path_.name, "model_sha1": file_digest(lm.model_path_),
                     "engine": lm.engine_.kind, "detector": repr(lm.detector_),
                     "flip_test": lm.flip_test, "crop_rule": repr(lm.box_rule_),
-                    "refine": lm.refine}
+                    "refine": lm.refine_}
         video_settings = {"smoothing": lm.smoothing_params_, "max_frames": args.max_frames,
                           "detect_every": args.detect_every}
         self.method = f"facemark {lm.model_path_.stem} + {lm.detector_.name}"
