@@ -105,6 +105,18 @@ def test_landmarks_for_boxes_maps_back_to_the_image(model_file):
     np.testing.assert_allclose(got[0], transform_points(p[0] * SIZE - 0.5, invert_affine(matrix)),
                                atol=1e-6)
     assert landmarks_for_boxes(engine, image, []).shape == (0, 68, 2)
+    # a calibration-like crop function and one refine pass, as the Landmarker does them
+    from facemark.inference.landmarker import refined_crop_box
+
+    def to_crop(b):
+        return b + np.array([-4.0, -2.0, 4.0, 6.0])
+    two = landmarks_for_boxes(engine, image, [box], to_crop, refine=1, refine_rule="300w")
+    first = landmarks_for_boxes(engine, image, [box], to_crop)
+    second = refined_crop_box("300w", first[0], to_crop(box))
+    matrix = box_to_affine(second, SIZE)
+    p, _ = engine.predict(crops_to_images(warp_image(image, matrix, SIZE)[None]))
+    np.testing.assert_allclose(two[0], transform_points(p[0] * SIZE - 0.5, invert_affine(matrix)),
+                               atol=1e-6)
 
 
 def test_pipeline_latency_counts_faces_from_the_detector(model_file):
