@@ -88,7 +88,8 @@ class CentreEngine:
     def __init__(self, info):
         self.info = info
 
-    def predict(self, x):
+    def predict(self, x):     # engines take numpy or torch images (B, 3, S, S)
+        x = torch.as_tensor(x)
         b = x.shape[0]
         points = torch.full((b, 68, 2), 0.5)
         conf = x[:, 0].mean(dim=(1, 2))[:, None].expand(b, 68).clone()

@@ -105,18 +105,44 @@ def test_landmarks_for_boxes_maps_back_to_the_image(model_file):
     np.testing.assert_allclose(got[0], transform_points(p[0] * SIZE - 0.5, invert_affine(matrix)),
                                atol=1e-6)
     assert landmarks_for_boxes(engine, image, []).shape == (0, 68, 2)
-    # a calibration-like crop function and one refine pass, as the Landmarker does them
-    from facemark.inference.landmarker import refined_crop_box
 
-    def to_crop(b):
-        return b + np.array([-4.0, -2.0, 4.0, 6.0])
-    two = landmarks_for_boxes(engine, image, [box], to_crop, refine=1, refine_rule="300w")
-    first = landmarks_for_boxes(engine, image, [box], to_crop)
-    second = refined_crop_box("300w", first[0], to_crop(box))
-    matrix = box_to_affine(second, SIZE)
-    p, _ = engine.predict(crops_to_images(warp_image(image, matrix, SIZE)[None]))
-    np.testing.assert_allclose(two[0], transform_points(p[0] * SIZE - 0.5, invert_affine(matrix)),
-                               atol=1e-6)
+
+def test_pipeline_through_a_landmarker_crops_and_refines_as_detect_does(model_file):
+    """With a landmarker, each engine runs in its place: its calibration and refine passes."""
+    import facemark
+    from facemark.evaluation.bench import folder_throughput
+    from facemark.inference.detectors.base import DetectedFace
+
+    class OneFace:
+        box_style = "test_style"
+
+        def detect(self, image):
+            return [DetectedFace(box=[20, 25, 90, 100], score=1.0)]
+
+    class Counting:
+        def __init__(self, engine):
+            self.engine, self.calls = engine, 0
+            self.input_size, self.num_points, self.info = engine.input_size, engine.num_points, \
+                engine.info
+
+        def predict(self, x):
+            self.calls += 1
+            return self.engine.predict(x)
+
+    lm = facemark.load(model_file, detector="opencv")          # 300w crops: refines once
+    assert lm.refine_ == 1
+    image, _ = make_face(np.random.default_rng(2), size=120)
+    engine = Counting(load_engine(model_file, threads=1))
+    pt = pipeline_latency(OneFace(), {"e": engine}, [image], repeats=2, landmarker=lm)
+    assert pt.faces == 1 and engine.calls >= 4 and engine.calls % 2 == 0   # 2 calls per face
+    lm.engine_ = engine.engine                                  # the same points as detect
+    want = lm.detect(image, boxes=[[20, 25, 90, 100]], box_style="test_style")[0].points
+    from facemark.evaluation.bench import _landmark_fn
+    engine.calls = 0
+    got = _landmark_fn(engine, "detector", lm, "test_style")(image, [[20, 25, 90, 100]])
+    assert engine.calls == 2
+    np.testing.assert_allclose(got[0].points, want, atol=1e-6)
+    assert folder_throughput(OneFace(), engine, [], landmarker=lm).images == 0
 
 
 def test_pipeline_latency_counts_faces_from_the_detector(model_file):

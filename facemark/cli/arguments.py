@@ -26,17 +26,6 @@ def positive_float(text: str) -> float:
     return value
 
 
-MAX_REFINE = 5   # as facemark.inference.landmarker.MAX_REFINE (kept import-free for --help)
-
-
-def refine_passes(text: str) -> int:
-    """A number of refine passes, 1 to MAX_REFINE, or an argparse error."""
-    value = positive_int(text)
-    if value > MAX_REFINE:
-        raise argparse.ArgumentTypeError(f"expected at most {MAX_REFINE} passes, got {value}")
-    return value
-
-
 def refine_of(args: argparse.Namespace) -> int | None:
     """Extra passes from ``--refine`` / ``--refine-passes N`` / ``--no-refine``: 0 for no
     refining; None (only where the command has ``--no-refine`` and no flag was given) for

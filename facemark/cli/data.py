@@ -268,12 +268,15 @@ def _point_problems(s, w: int, h: int, tolerance: float, np) -> list[str]:
 
 # ----------------------------------------------------------------------- cache
 def _context(text: str) -> float:
+    from facemark.data.cache import MAX_CONTEXT
+
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}") from None
-    if not 1.0 <= value <= 4.0:
-        raise argparse.ArgumentTypeError(f"expected a number from 1 to 4, got {text!r}")
+        value = float("nan")
+    if not 1.0 <= value <= MAX_CONTEXT:
+        raise argparse.ArgumentTypeError(f"expected a number from 1 to {MAX_CONTEXT:g}, "
+                                         f"got {text!r}")
     return value
 
 

@@ -62,7 +62,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from facemark.cli.arguments import MAX_REFINE, positive_int, refine_of, refine_passes
+from facemark.cli.arguments import positive_int, refine_of
 
 DEFAULT_OUT = "facemark_out"
 IMAGES_PER_BATCH = 8  # images decoded and sent through the detector+model together
@@ -112,9 +112,9 @@ def register(subparsers) -> None:
                    help="predict again on a crop from the first landmarks (one more model "
                         "call per face; more accurate when detector boxes are off). The "
                         "default for models trained on landmark crops, as the bundled one")
-    p.add_argument("--refine-passes", type=refine_passes, default=None, metavar="N",
+    p.add_argument("--refine-passes", type=positive_int, default=None, metavar="N",
                    help="with --refine: how many extra passes, each on a crop from the "
-                        f"previous landmarks (default 1, at most {MAX_REFINE})")
+                        "previous landmarks (default 1)")
     p.add_argument("--no-refine", action="store_true",
                    help="one pass per face only, on the detector's (calibrated) box")
     p.add_argument("--no-smooth", action="store_true",

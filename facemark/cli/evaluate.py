@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from facemark.cli.arguments import MAX_REFINE, positive_float, refine_of, refine_passes
+from facemark.cli.arguments import positive_float, positive_int, refine_of
 
 
 def register(subparsers) -> None:
@@ -49,9 +49,9 @@ def register(subparsers) -> None:
                         "misses count as failures")
     p.add_argument("--refine", action="store_true",
                    help="with --detector: predict again on a crop from the first landmarks")
-    p.add_argument("--refine-passes", type=refine_passes, default=None, metavar="N",
+    p.add_argument("--refine-passes", type=positive_int, default=None, metavar="N",
                    help="with --refine: how many extra passes, each on a crop from the "
-                        f"previous landmarks (default 1, at most {MAX_REFINE})")
+                        "previous landmarks (default 1)")
     p.add_argument("--subsets", default="auto",
                    choices=("auto", "none", "300w", "wflw", "300vw"),
                    help="which subset tables to report (default: guessed from the dataset)")

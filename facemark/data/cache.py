@@ -37,12 +37,13 @@ import numpy as np
 
 from facemark import __version__
 from facemark.data.crops import CROP_RULES, CropRule, box_to_affine, crop_box, get_crop_rule, \
-    invert_affine, normalise_points, transform_points, warp_image
+    invert_affine, transform_points, warp_image
 from facemark.data.images import read_image
 from facemark.data.sample import Sample
 from facemark.data.schemes import LandmarkScheme, get_scheme
 from facemark.errors import ConfigError, DataError, SkipLog
 
+MAX_CONTEXT = 4.0   # largest data.context: a 4x stored crop is 16x the pixels of the crop
 CACHE_FORMAT = "facemark-crop-cache"
 CACHE_VERSION = 1
 _FILES = ("meta.json", "images.u8", "landmarks.npy", "visible.npy", "affine.npy", "records.json")
@@ -196,8 +197,9 @@ class CropCache:
         return np.isfinite(self.landmarks).all(axis=2).any(axis=1)
 
     def normalised_landmarks(self) -> np.ndarray:
-        """float64 (M, N, 2) landmarks in normalised crop coordinates ``(x + 0.5) / S``."""
-        return normalise_points(self.landmarks, self.size)
+        """float64 (M, N, 2) landmarks in normalised coordinates of the model crop, in [0, 1]
+        inside it (``(x + 0.5) / S`` when context is 1; the crop region otherwise)."""
+        return transform_points(self.landmarks, box_to_affine(self.crop_region(), 1)) + 0.5
 
     def mean_face(self) -> np.ndarray:
         """float64 (N, 2): mean of the normalised landmarks, ignoring NaN.
@@ -315,8 +317,9 @@ def build_cache(samples: Iterable[Sample], out_dir: str | Path, size: int = 256,
     if not (isinstance(size, (int, np.integer)) and size > 0):
         raise ConfigError(f"cache size: expected a positive integer, got {size!r}")
     if isinstance(context, bool) or not isinstance(context, (int, float)) \
-            or not (np.isfinite(context) and context >= 1.0):
-        raise ConfigError(f"cache context: expected a number >= 1, got {context!r}")
+            or not 1.0 <= context <= MAX_CONTEXT:
+        raise ConfigError(f"cache context: expected a number from 1 to {MAX_CONTEXT:g}, "
+                          f"got {context!r}")
     try:
         crop_rule = get_crop_rule(rule)
     except KeyError as e:

@@ -56,6 +56,7 @@ class LandmarkDataset(Dataset):
                 raise ConfigError(f"landmarks: expected shape {cache.landmarks.shape} (the cache's), "
                                   f"got {landmarks.shape}")
         self.landmarks = cache.landmarks if landmarks is None else landmarks
+        self.region = cache.crop_region()    # the model crop inside the stored crop
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
 
     @property
@@ -90,11 +91,10 @@ class LandmarkDataset(Dataset):
         points = self.landmarks[row]
         visible = self.cache.visible[row]
         if self.augment is not None:
-            region = self.cache.crop_region() if self.cache.context != 1.0 else None
-            image, points, perm = self.augment(image, points, self.rng(index), region)
+            image, points, perm = self.augment(image, points, self.rng(index), self.region)
             visible = visible[perm]
         elif self.cache.context != 1.0:
-            matrix = box_to_affine(self.cache.crop_region(), self.size)
+            matrix = box_to_affine(self.region, self.size)
             image = warp_image(image, matrix, self.size)
             points = transform_points(points, matrix).astype(np.float32)
         mask = np.isfinite(points).all(axis=1)

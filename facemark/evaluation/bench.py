@@ -88,14 +88,14 @@ def compare_latency(fns: dict[str, Callable[[], Any]], runs: int = 100, warmup: 
 # ---------------------------------------------------------------------------------------
 # Detection + landmarks on photos
 # ---------------------------------------------------------------------------------------
-def crop_faces(image: np.ndarray, crop_boxes: Sequence[np.ndarray],
-               size: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Cut the crops for crop boxes: (uint8 (F, S, S, 3), F inverse affines)."""
-    from facemark.data.crops import box_to_affine, invert_affine, warp_image
+def crop_faces(image: np.ndarray, boxes: Sequence[np.ndarray], size: int,
+               crop_rule: str = "detector") -> tuple[np.ndarray, list[np.ndarray]]:
+    """Cut the crops for detected face boxes: (uint8 (F, S, S, 3), F inverse affines)."""
+    from facemark.data.crops import box_to_affine, crop_box, invert_affine, warp_image
 
     crops, inverses = [], []
-    for cbox in crop_boxes:
-        matrix = box_to_affine(cbox, size)
+    for box in boxes:
+        matrix = box_to_affine(crop_box(crop_rule, box=box), size)
         crops.append(warp_image(image, matrix, size))
         inverses.append(invert_affine(matrix))
     if not crops:
@@ -104,34 +104,32 @@ def crop_faces(image: np.ndarray, crop_boxes: Sequence[np.ndarray],
 
 
 def landmarks_for_boxes(engine, image: np.ndarray, boxes: Sequence[np.ndarray],
-                        crop_rule: str | Callable[[np.ndarray], np.ndarray] = "detector",
-                        refine: int = 0, refine_rule: str = "300w") -> np.ndarray:
-    """Image-pixel landmarks (F, N, 2) of the faces in ``boxes``, one batch through ``engine``
-    per pass.
-
-    Args:
-        crop_rule: a crop rule name, or a function from a face box to its crop box (a
-            model's calibration for the detector: ``Landmarker.crop_box``).
-        refine: extra passes, each on the crops ``refine_rule`` (the model's training crop
-            rule) makes from the previous landmarks, as ``Landmarker(refine=...)`` does.
-    """
-    from facemark.data.crops import crop_box, transform_points
-    from facemark.inference.landmarker import refined_crop_box
+                        crop_rule: str = "detector") -> np.ndarray:
+    """Image-pixel landmarks (F, N, 2) of the faces in ``boxes``, one batch through ``engine``."""
+    from facemark.data.crops import transform_points
     from facemark.inference.quantize import crops_to_images
 
     size = engine.input_size
-    if not len(boxes):
+    crops, inverses = crop_faces(image, boxes, size, crop_rule)
+    if not len(crops):
         return np.zeros((0, engine.num_points, 2))
-    to_crop = crop_rule if callable(crop_rule) else (lambda b: crop_box(crop_rule, box=b))
-    cboxes = [to_crop(np.asarray(b, dtype=np.float64)) for b in boxes]
-    for k in range(1 + int(refine)):
-        if k:
-            cboxes = [refined_crop_box(refine_rule, p, c) for p, c in zip(points, cboxes)]
-        crops, inverses = crop_faces(image, cboxes, size)
-        raw, _ = engine.predict(crops_to_images(crops))
-        raw = np.asarray(raw, dtype=np.float64) * size - 0.5
-        points = np.stack([transform_points(p, inv) for p, inv in zip(raw, inverses)])
-    return points
+    points, _ = engine.predict(crops_to_images(crops))
+    points = np.asarray(points, dtype=np.float64) * size - 0.5
+    return np.stack([transform_points(p, inv) for p, inv in zip(points, inverses)])
+
+
+def _landmark_fn(engine, crop_rule: str, landmarker=None, box_style: str | None = None):
+    """``(image, boxes) -> faces`` for one engine, for timing: ``landmarker.detect`` with
+    ``engine`` in its place (its calibration for ``box_style`` and its refine passes, as in
+    ``facemark detect``; a list of Face), or :func:`landmarks_for_boxes` with ``crop_rule``
+    without a landmarker (an array of points)."""
+    if landmarker is None:
+        return lambda image, boxes: landmarks_for_boxes(engine, image, boxes, crop_rule)
+    import copy
+
+    lm = copy.copy(landmarker)
+    lm.engine_ = engine
+    return lambda image, boxes: lm.detect(image, boxes=boxes, box_style=box_style)
 
 
 @dataclass
@@ -161,15 +159,18 @@ class PipelineTiming:
 
 
 def pipeline_latency(detector, engines: dict[str, Any], images: Sequence[np.ndarray],
-                     repeats: int = 5, crop_rule: str | Callable = "detector",
-                     dlib_predictor=None, refine: int = 0,
-                     refine_rule: str = "300w") -> PipelineTiming:
+                     repeats: int = 5, crop_rule: str = "detector",
+                     dlib_predictor=None, landmarker=None) -> PipelineTiming:
     """Median detection and landmark times on decoded photos (image decoding not counted).
 
     Each photo is detected ``repeats`` times and its faces are run through every engine
-    ``repeats`` times, interleaved; per photo the medians are taken, then summed.
-    ``crop_rule``, ``refine`` and ``refine_rule``: as :func:`landmarks_for_boxes`.
+    ``repeats`` times, interleaved; per photo the medians are taken, then summed. With a
+    loaded ``landmarker`` each engine runs in its place (crops and refine passes as
+    ``facemark detect`` makes them), else faces are cut with ``crop_rule``.
     """
+    box_style = getattr(detector, "box_style", None)
+    landmark_fns = {name: _landmark_fn(e, crop_rule, landmarker, box_style)
+                    for name, e in engines.items()}
     detect_total, faces_total = 0.0, 0
     lm_total = {name: 0.0 for name in engines}
     dlib_total = 0.0 if dlib_predictor is not None else None
@@ -184,9 +185,7 @@ def pipeline_latency(detector, engines: dict[str, Any], images: Sequence[np.ndar
         faces_total += len(boxes)
         if not boxes:
             continue
-        fns = {name: (lambda e=e: landmarks_for_boxes(e, image, boxes, crop_rule, refine,
-                                                      refine_rule))
-               for name, e in engines.items()}
+        fns = {name: (lambda f=f: f(image, boxes)) for name, f in landmark_fns.items()}
         if dlib_predictor is not None:
             fns["dlib"] = lambda: dlib_landmarks(dlib_predictor, image, boxes)
         timings = compare_latency(fns, runs=repeats, warmup=0, block=repeats)
@@ -216,13 +215,13 @@ class Throughput:
 
 
 def folder_throughput(detector, engine, paths: Sequence[str | Path],
-                      crop_rule: str | Callable = "detector", refine: int = 0,
-                      refine_rule: str = "300w") -> Throughput:
+                      crop_rule: str = "detector", landmarker=None) -> Throughput:
     """Wall time of a full pass (decode + detect + crop + landmarks) over ``paths``.
 
     A file that cannot be read is listed in ``unreadable`` and skipped (its time counts).
-    ``crop_rule``, ``refine`` and ``refine_rule``: as :func:`landmarks_for_boxes`.
+    ``crop_rule`` and ``landmarker``: as :func:`pipeline_latency`.
     """
+    landmarks = _landmark_fn(engine, crop_rule, landmarker, getattr(detector, "box_style", None))
     from facemark.data.images import read_image
     from facemark.errors import DataError
 
@@ -235,7 +234,7 @@ def folder_throughput(detector, engine, paths: Sequence[str | Path],
             bad.append(str(e))
             continue
         boxes = [f.box for f in detector.detect(image)]
-        landmarks_for_boxes(engine, image, boxes, crop_rule, refine, refine_rule)
+        landmarks(image, boxes)
         faces += len(boxes)
         done += 1
     return Throughput(done, faces, time.perf_counter() - t0, bad)
@@ -617,8 +616,6 @@ def _speed_report(model_path: str | Path, *, photos: str | Path | None = None,
                 det = create_detector(detector).load()
                 # crops and passes as `facemark detect` makes them with this model
                 lm = Landmarker(model_path, detector=det).load()
-                how = dict(crop_rule=lambda b: lm.crop_box(b, det.box_style), refine=lm.refine_,
-                           refine_rule=lm.info_.crop_rule)
                 cal = det.box_style in lm.calibrations_
                 crop_note = (f"with the model's calibration for {det.box_style} boxes"
                              if cal else "with the 'detector' crop rule (the model has no "
@@ -642,7 +639,7 @@ def _speed_report(model_path: str | Path, *, photos: str | Path | None = None,
                 _say(progress, f"detection + landmarks on {len(images)} photos, "
                                f"{repeats} repeats each")
                 pt = pipeline_latency(det, engines, images, repeats=repeats, dlib_predictor=dlib,
-                                      **how)
+                                      landmarker=lm)
                 base = pt.landmarks_ms.get("PyTorch (eager)")
                 rows = []
                 for name in engines:
@@ -667,7 +664,7 @@ def _speed_report(model_path: str | Path, *, photos: str | Path | None = None,
                 _say(progress, f"throughput: one pass over {len(paths)} photos per engine")
                 rows = []
                 for name, engine in engines.items():
-                    tp = folder_throughput(det, engine, paths, **how)
+                    tp = folder_throughput(det, engine, paths, landmarker=lm)
                     rows.append([name, tp.images, tp.faces, f"{tp.seconds:.2f}",
                                  f"{tp.images_per_s:.2f}", f"{tp.faces_per_s:.2f}"])
                     unreadable = sorted(set(unreadable) | set(tp.unreadable))

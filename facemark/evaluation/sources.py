@@ -190,19 +190,20 @@ def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_tes
     to_crop = cal.crop_box if cal is not None else (lambda b: crop_box("detector", box=b))
     boxes = to_crop_boxes(found.boxes, to_crop)
     crops = f"{det.name} boxes, " + ("calibrated" if cal is not None else "crop rule 'detector'")
-    passes = 1 + int(refine)
+    from facemark.inference.landmarker import refine_passes, refined_crop_box
+
+    refine = refine_passes(refine, meta.crop_rule)
+    passes = 1 + refine
     for k in range(passes):
         points, conf, ok = predict_samples(model, samples, crop_rule=meta.crop_rule,
                                            input_size=meta.input_size, batch_size=batch_size,
                                            flip_test=flip_test, on_error=log,
                                            crop_boxes=boxes)
         if k + 1 < passes:
-            from facemark.inference.landmarker import refined_crop_box
-
             boxes = np.stack([refined_crop_box(meta.crop_rule, points[i], boxes[i]) if ok[i]
                               else np.full(4, np.nan) for i in range(len(samples))])
     if refine:
-        crops += ", refined" + (f" {int(refine)} times" if int(refine) > 1 else "")
+        crops += ", refined" + (f" {refine} times" if refine > 1 else "")
     return points, conf, ok, crops
 
 

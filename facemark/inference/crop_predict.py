@@ -22,22 +22,37 @@ def predict_crops(model, crops: np.ndarray, flip_test: bool = False, scheme=None
                   device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Run the model on uint8 crops (B, S, S, 3) RGB.
 
+    ``model`` is a landmark model (a torch module: the crops go to ``device`` as a tensor)
+    or an engine (``facemark.inference.onnx_engine``: the crops stay numpy, so an
+    onnxruntime engine runs without torch work between its calls; torch's thread pool and
+    onnxruntime's spinning threads slowed each other by about 1.7x here).
+
     Returns:
         points (B, N, 2) in crop pixels and confidence (B, N) in [0, 1]. With ``flip_test``
         the prediction is averaged with that of the mirrored crop (needs ``scheme``).
     """
+    from facemark.inference.quantize import crops_to_images
+
     size = crops.shape[1]
-    x = torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2).float() / 255
-    points, conf = model.predict(x)
+    if isinstance(model, torch.nn.Module):
+        x = torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2).float() / 255
+    else:
+        x = crops_to_images(crops)
+    points, conf = (_numpy(v) for v in model.predict(x))
     if flip_test:
-        scheme = get_scheme(scheme)
-        p2, c2 = model.predict(torch.flip(x, dims=[3]))
-        perm = torch.as_tensor(scheme.flip_indices, device=p2.device)
-        p2 = p2[:, perm]
+        perm = get_scheme(scheme).flip_indices
+        mirrored = torch.flip(x, dims=[3]) if torch.is_tensor(x) else np.ascontiguousarray(x[..., ::-1])
+        p2, c2 = (_numpy(v)[:, perm] for v in model.predict(mirrored))
         p2[..., 0] = 1.0 - p2[..., 0]
-        points, conf = (points + p2) / 2, (conf + c2[:, perm]) / 2
-    points = points.float().cpu().numpy() * size - 0.5
-    return points, conf.float().cpu().numpy()
+        points, conf = (points + p2) / 2, (conf + c2) / 2
+    return points * size - 0.5, conf
+
+
+def _numpy(values) -> np.ndarray:
+    """float32 numpy copy of a model output (a tensor on any device, or an array)."""
+    if torch.is_tensor(values):
+        return values.detach().float().cpu().numpy()
+    return np.array(values, dtype=np.float32)
 
 
 def iter_crops(samples: Sequence, *, crop_rule: str, input_size: int, batch_size: int = 32,

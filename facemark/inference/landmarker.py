@@ -292,16 +292,7 @@ class Landmarker:
             raise DataError(path, f"bad box calibration in the model file ({e})") from None
         self.model_path_ = Path(path)
         self.scheme_ = get_scheme(self.info_.scheme)
-        if self.refine is not None and (not isinstance(self.refine, (bool, int))
-                                        or not 0 <= int(self.refine) <= MAX_REFINE):
-            raise ConfigError(f"refine: expected None, True, False or a number of extra passes "
-                              f"from 0 to {MAX_REFINE}, got {self.refine!r}")
-        from_landmarks = get_crop_rule(self.info_.crop_rule).source == "landmarks"
-        self.refine_ = int(from_landmarks) if self.refine is None else int(self.refine)
-        if self.refine_ and not from_landmarks:
-            raise ConfigError(f"refine: the model was trained on crops from dataset boxes "
-                              f"(crop rule {self.info_.crop_rule!r}), not from landmarks; "
-                              "use refine=False")
+        self.refine_ = refine_passes(self.refine, self.info_.crop_rule)
         if self.flip_test and not self.scheme_.flippable:
             raise ConfigError(f"flip_test: the model's scheme {self.scheme_.name!r} has no "
                               "horizontal mirror; use flip_test=False")
@@ -433,6 +424,27 @@ class Landmarker:
 
 
 MAX_REFINE = 5   # extra passes; measured gains stop well before this (docs/results.md)
+
+
+def refine_passes(refine: bool | int | None, crop_rule: str | CropRule) -> int:
+    """The number of extra passes ``refine`` asks of a model trained with ``crop_rule``.
+
+    None: 1 for landmark-based crop rules, 0 for box-based ones; True/False: 1/0; an int:
+    itself (0 to MAX_REFINE).
+
+    Raises:
+        ConfigError: another value, or passes asked of a model trained on box crops.
+    """
+    if refine is not None and (not isinstance(refine, (bool, int))
+                               or not 0 <= int(refine) <= MAX_REFINE):
+        raise ConfigError(f"refine: expected None, True, False or a number of extra passes "
+                          f"from 0 to {MAX_REFINE}, got {refine!r}")
+    from_landmarks = get_crop_rule(crop_rule).source == "landmarks"
+    passes = int(from_landmarks) if refine is None else int(refine)
+    if passes and not from_landmarks:
+        raise ConfigError(f"refine: the model was trained on crops from dataset boxes "
+                          f"(crop rule {crop_rule!r}), not from landmarks; use refine=False")
+    return passes
 
 
 def refined_crop_box(rule: str | CropRule, points: np.ndarray, first: np.ndarray) -> np.ndarray:

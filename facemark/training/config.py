@@ -260,13 +260,15 @@ def _fill(cls, values: dict[str, Any], prefix: str):
 
 
 def _check_ranges(cfg: TrainConfig) -> None:
+    from facemark.data.cache import MAX_CONTEXT
+
     checks = [
         ("optim.lr", cfg.optim.lr > 0, "must be > 0"),
         ("optim.epochs", cfg.optim.epochs > 0, "must be > 0"),
         ("optim.batch_size", cfg.optim.batch_size > 0, "must be > 0"),
         ("data.input_size", cfg.data.input_size >= 32, "must be >= 32 pixels"),
         ("data.val_fraction", 0 <= cfg.data.val_fraction < 1, "must be in [0, 1)"),
-        ("data.context", 1 <= cfg.data.context <= 4, "must be in [1, 4]"),
+        ("data.context", 1 <= cfg.data.context <= MAX_CONTEXT, f"must be in [1, {MAX_CONTEXT:g}]"),
         ("data.num_workers", cfg.data.num_workers >= 0, "must be >= 0"),
     ]
     for key, ok, why in checks:

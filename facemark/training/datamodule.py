@@ -149,11 +149,7 @@ class LandmarkDataModule(L.LightningDataModule):
         self.setup()
         from facemark.data.meanface import mean_face
 
-        from facemark.data.crops import box_to_affine, transform_points
-
-        pts = np.concatenate([transform_points(c.landmarks, box_to_affine(c.crop_region(), 1))
-                              for c in self.train_caches])   # model-crop units, [-0.5, 0.5]
-        return mean_face(pts + 0.5)
+        return mean_face(np.concatenate([c.normalised_landmarks() for c in self.train_caches]))
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         workers = self.data.num_workers
