@@ -397,3 +397,15 @@ def test_old_caches_without_context_keys_still_open(tmp_path, samples):
     old = CropCache.open(cache.path)
     assert (old.context, old.crop_size) == (1.0, 64)
     assert LandmarkDataset(old)[0]["image"].shape == (3, 64, 64)
+
+
+def test_augmentation_flip_is_the_mirror_of_the_plain_item(cache):
+    """What training calls a flipped face is exactly what flip test feeds the model."""
+    aug = Augment("300w68", 64, shift=0.0, rotation=0.0, flip=1.0, occlusion=0.0, blur=0.0,
+                  gray=0.0)
+    flipped, plain = LandmarkDataset(cache, aug)[3], LandmarkDataset(cache)[3]
+    assert torch.equal(flipped["image"], torch.flip(plain["image"], dims=[2]))
+    want = plain["landmarks"].numpy()[IBUG68.flip_indices].copy()
+    want[:, 0] = 1.0 - want[:, 0]
+    mask = flipped["mask"].numpy()
+    np.testing.assert_allclose(flipped["landmarks"].numpy()[mask], want[mask], atol=1e-6)
