@@ -124,7 +124,7 @@ class LandmarkDataModule(L.LightningDataModule):
         names = [Path(r["image"]).name for c in self.train_caches for r in c.records]
         if self.data.val:
             self.val_caches = self._caches(self.data.val)
-            self.train_set = train_aug
+            self.train_set = Subset(train_aug, self._repeated(np.arange(len(train_aug))))
             self.train_augmented = train_aug
             self.val_set = _GlobalIndex([LandmarkDataset(c) for c in self.val_caches], blank)
             self.train_names = names
@@ -133,12 +133,20 @@ class LandmarkDataModule(L.LightningDataModule):
             n_val = int(round(n * self.data.val_fraction))
             order = np.random.default_rng(self.seed).permutation(n)
             val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-            self.train_set = Subset(train_aug, train_idx.tolist())
+            self.train_set = Subset(train_aug, self._repeated(train_idx))
             self.train_augmented = train_aug
             self.val_set = Subset(train_plain, val_idx.tolist()) if n_val else None
             self.train_names = names
         self.test_set = _GlobalIndex([LandmarkDataset(c) for c in self._caches(self.data.test)]) \
             if self.data.test else None
+
+    def _repeated(self, indices: np.ndarray) -> list[int]:
+        """Training indices with each face of ``data.train[d]`` listed ``data.repeat[d]`` times."""
+        repeat = self.data.repeat or [1] * len(self.train_caches)
+        ends = np.cumsum([len(c) for c in self.train_caches])
+        which = np.searchsorted(ends, indices, side="right")
+        counts = np.asarray(repeat)[which]
+        return np.repeat(indices, counts).tolist()
 
     def set_epoch(self, epoch: int) -> None:
         """Give the augmentation a new random stream each epoch (workers see it too)."""

@@ -141,8 +141,10 @@ def check_same_recipe(cfg: TrainConfig, saved: Path) -> None:
     except yaml.YAMLError:
         return
     now = _flatten(yaml.safe_load(yaml.safe_dump(cfg.to_dict())))
+    # keys absent from the saved config are settings added to facemark since (at defaults)
     changed = [k for k in sorted(set(before) | set(now))
-               if not k.startswith(RESUMABLE_CHANGES) and before.get(k) != now.get(k)]
+               if not k.startswith(RESUMABLE_CHANGES) and before.get(k) != now.get(k)
+               and not (k not in before and now.get(k) in (None, [], {}))]
     if changed:
         diff = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
         raise ConfigError(f"{saved.parent} was started with another recipe ({diff}); resuming "
@@ -170,6 +172,7 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
     from facemark.training.datamodule import LandmarkDataModule
+    from facemark.training.memory_format import ChannelsLast
     from facemark.training.module import LandmarkModule
     from facemark.training.temperature import TemperatureAnnealing
 
@@ -229,6 +232,7 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
         callbacks=[best_cb, last_cb, LearningRateMonitor("epoch"), TQDMProgressBar(),
                    _EpochSeed(data),
                    TemperatureAnnealing.from_config(cfg.temperature),  # SepBN/MixBN only
+                   *([ChannelsLast()] if t.channels_last else []),
                    *(callbacks or [])],
         enable_model_summary=False, deterministic=False,
     )
