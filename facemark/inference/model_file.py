@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from facemark.errors import DataError
+from facemark.errors import ConfigError, DataError
+from facemark.models.serialization import safe_load
 
 FORMAT = "facemark.model"
 VERSION = 1
@@ -35,54 +36,87 @@ class ModelInfo:
     path: str = ""
 
 
-def _torch_load(path: Path) -> Any:
-    if not path.is_file():
-        raise DataError(path, "model file not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a truncated or foreign file: one clear line, not a traceback
-        raise DataError(path, f"cannot read model file ({e.__class__.__name__}: {e})") from None
+def _facemark_file(path: Path, blob: dict) -> tuple[dict, dict, ModelInfo]:
+    """(model config, state dict, ModelInfo) of a facemark ``.pt`` model file's dict."""
+    if blob.get("version", 0) > VERSION:
+        raise DataError(path, f"model file version {blob['version']} is newer than this "
+                              f"facemark reads ({VERSION}); upgrade facemark")
+    missing = [k for k in ("model_config", "state_dict", "scheme", "input_size") if k not in blob]
+    if missing:
+        raise DataError(path, f"facemark model file without {', '.join(missing)}; export it "
+                              "again with facemark export --format pt")
+    config, state = blob["model_config"], blob["state_dict"]
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise DataError(path, "facemark model file whose model_config or state_dict is not a "
+                              "dict; export it again with facemark export --format pt")
+    state = {k: v.float() if torch.is_tensor(v) and v.dtype == torch.float16 else v
+             for k, v in state.items()}
+    meta = ModelInfo(scheme=str(blob["scheme"]), input_size=int(blob["input_size"]),
+                     crop_rule=blob.get("crop_rule", "300w"), model_config=config,
+                     info=dict(blob.get("info") or {}), path=str(path))
+    return config, state, meta
+
+
+def _checkpoint(path: Path, blob: dict) -> tuple[dict, dict, ModelInfo]:
+    """(model config, state dict, ModelInfo) of a ``facemark train`` checkpoint's dict."""
+    hp, weights = blob["hyper_parameters"], blob["state_dict"]
+    if not isinstance(hp, dict) or not isinstance(weights, dict):
+        raise DataError(path, "training checkpoint whose hyper_parameters or state_dict is not "
+                              "a dict: not written by facemark train")
+    if "model_config" not in hp:
+        if "heads" in hp or "protocols" in hp or any(str(k).startswith("net.") for k in weights):
+            raise DataError(path, "a cross-protocol checkpoint holds one head per dataset: load "
+                                  "one with facemark.training.cross_protocol.load_branch(path, "
+                                  "scheme=...) or use the files in the run's models/ folder")
+        raise DataError(path, "checkpoint was not written by facemark train (no model_config)")
+    config = hp["model_config"]
+    if not isinstance(config, dict) or "scheme" not in hp:
+        raise DataError(path, "checkpoint was not written by facemark train (its model_config "
+                              "is not a dict or it names no scheme)")
+    state = {k[len("model."):]: v for k, v in weights.items() if str(k).startswith("model.")}
+    data = hp.get("data_info") or {}
+    meta = ModelInfo(scheme=str(hp["scheme"]), input_size=int(config.get("input_size", 256)),
+                     crop_rule=data.get("crop_rule", "300w"), model_config=config,
+                     info={"epoch": blob.get("epoch"), **data}, path=str(path))
+    return config, state, meta
 
 
 def load_model(path: str | Path, device: str = "cpu"):
-    """Load a ``.ckpt`` or facemark ``.pt`` file -> (LandmarkModel in eval mode, ModelInfo)."""
+    """Load a ``.ckpt`` or facemark ``.pt`` file -> (LandmarkModel in eval mode, ModelInfo).
+
+    The file is read with weights-only unpickling (:func:`facemark.models.serialization.
+    safe_load`): a file that would run code is refused, nothing in it is called.
+
+    Raises:
+        DataError: the file is missing, unsafe, unreadable or holds something else (one line
+            naming the file).
+    """
     from facemark.models.registry import model_from_config
 
     path = Path(path)
-    blob = _torch_load(path)
+    blob = safe_load(path)
     if not isinstance(blob, dict):
         raise DataError(path, "not a facemark model file or training checkpoint")
-    if blob.get("format") == FORMAT:
-        if blob.get("version", 0) > VERSION:
-            raise DataError(path, f"model file version {blob['version']} is newer than this "
-                                  f"facemark reads ({VERSION}); upgrade facemark")
-        config, state = blob["model_config"], blob["state_dict"]
-        state = {k: v.float() if torch.is_tensor(v) and v.dtype == torch.float16 else v
-                 for k, v in state.items()}
-        meta = ModelInfo(scheme=blob["scheme"], input_size=int(blob["input_size"]),
-                         crop_rule=blob.get("crop_rule", "300w"), model_config=config,
-                         info=dict(blob.get("info", {})), path=str(path))
-    elif "hyper_parameters" in blob and "state_dict" in blob:
-        hp = blob["hyper_parameters"]
-        if "model_config" not in hp:
-            if "heads" in hp or "protocols" in hp or any(k.startswith("net.") for k in blob["state_dict"]):
-                raise DataError(path, "a cross-protocol checkpoint holds one head per dataset: load "
-                                      "one with facemark.training.cross_protocol.load_branch(path, "
-                                      "scheme=...) or use the files in the run's models/ folder")
-            raise DataError(path, "checkpoint was not written by facemark train (no model_config)")
-        config = hp["model_config"]
-        state = {k[len("model."):]: v for k, v in blob["state_dict"].items() if k.startswith("model.")}
-        data = hp.get("data_info") or {}
-        meta = ModelInfo(scheme=hp["scheme"], input_size=int(config.get("input_size", 256)),
-                         crop_rule=data.get("crop_rule", "300w"), model_config=config,
-                         info={"epoch": blob.get("epoch"), **data}, path=str(path))
-    else:
-        raise DataError(path, "not a facemark model file or training checkpoint")
+    try:
+        if blob.get("format") == FORMAT:
+            config, state, meta = _facemark_file(path, blob)
+        elif "hyper_parameters" in blob and "state_dict" in blob:
+            config, state, meta = _checkpoint(path, blob)
+        else:
+            raise DataError(path, "not a facemark model file or training checkpoint")
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DataError(path, f"model file with unexpected contents ({type(e).__name__}: "
+                              f"{e})") from None
     try:
         model = model_from_config(config)
+    except ConfigError as e:
+        raise DataError(path, f"its model_config does not describe a model ({e})") from None
+    try:
         model.load_state_dict(state, strict=True)
-    except (RuntimeError, KeyError, TypeError, ValueError) as e:
-        raise DataError(path, f"weights do not fit the model they describe ({e})") from None
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        detail = "; ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())
+        raise DataError(path, f"weights do not fit the model they describe "
+                              f"({detail or type(e).__name__})") from None
     return model.to(device).eval(), meta
 
 

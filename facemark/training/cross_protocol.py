@@ -74,8 +74,9 @@ from torch import Tensor, nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, WeightedRandomSampler
 
 from facemark.errors import ConfigError, DataError
+from facemark.models.serialization import safe_load
 from facemark.training.config import DataConfig, TrainConfig, save_config
-from facemark.training.module import LandmarkModule, NonFiniteLossError
+from facemark.training.module import LandmarkModule, NonFiniteLossError, SafeCheckpoints, fit
 from facemark.training.run import TrainResult
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -423,7 +424,7 @@ def build_optimizer(groups: list[dict[str, Any]], optim: dict[str, Any]):
 # ---------------------------------------------------------------------------------------
 # Stage 1: joint training
 # ---------------------------------------------------------------------------------------
-class CrossProtocolModule(L.LightningModule):
+class CrossProtocolModule(SafeCheckpoints, L.LightningModule):
     """Joint training of a :class:`CrossProtocolNet` on batches that mix datasets.
 
     Args:
@@ -564,12 +565,10 @@ def _read_checkpoint(path: str | Path) -> tuple[CrossProtocolNet, dict[str, Any]
 def _read_blob(path: Path) -> tuple[dict[str, Any], dict]:
     if not path.is_file():
         raise DataError(path, "cross-protocol checkpoint not found")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated or foreign file
-        raise DataError(path, f"cannot read checkpoint ({type(e).__name__}: {e})") from None
+    blob = safe_load(path)  # weights only: a crafted file runs nothing
     hp = blob.get("hyper_parameters", {}) if isinstance(blob, dict) else {}
-    if not isinstance(hp, dict) or "heads" not in hp or "state_dict" not in blob:
+    if not isinstance(hp, dict) or not isinstance(hp.get("heads"), dict) \
+            or not isinstance(blob.get("state_dict"), dict):
         raise DataError(path, "not a cross-protocol checkpoint (no 'heads' in its hyper-"
                               "parameters); single-dataset checkpoints load with load_model")
     return hp["heads"], blob
@@ -720,7 +719,7 @@ def _fit(cfg: TrainConfig, module, data, run_dir: Path, epochs: int, has_val: bo
         callbacks=[best_cb, last_cb, LearningRateMonitor("epoch"), TQDMProgressBar(),
                    _EpochSeed(data), *callbacks],
         enable_model_summary=False, deterministic=False)
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    fit(trainer, module, data, ckpt_path)  # weights only: a crafted checkpoint runs nothing
     return trainer, best_cb
 
 

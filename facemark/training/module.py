@@ -14,13 +14,41 @@ import numpy as np
 import torch
 
 from facemark.errors import FacemarkError
+from facemark.models.serialization import read_checkpoint
+
+
+class SafeCheckpoints:
+    """Mixin for LightningModules: ``load_from_checkpoint`` never runs code from the file.
+
+    The checkpoint is first read and checked with
+    :func:`facemark.models.serialization.read_checkpoint` (a crafted, corrupt or foreign
+    file gives a one-line ``DataError`` naming it), then Lightning loads it with
+    ``weights_only=True``.
+    """
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, **kwargs):
+        read_checkpoint(checkpoint_path)
+        kwargs["weights_only"] = True
+        return super().load_from_checkpoint(checkpoint_path, map_location=map_location, **kwargs)
 
 
 class NonFiniteLossError(FacemarkError):
     """The loss became NaN or infinite; the message names the batch's samples."""
 
 
-class LandmarkModule(L.LightningModule):
+def fit(trainer, module, datamodule, ckpt_path: str | None = None) -> None:
+    """``trainer.fit``, resuming from ``ckpt_path`` (if given) without running code from it.
+
+    Raises:
+        DataError: ``ckpt_path`` is crafted, corrupt, or not a resumable training checkpoint.
+    """
+    if ckpt_path:
+        read_checkpoint(ckpt_path, resume=True)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+
+
+class LandmarkModule(SafeCheckpoints, L.LightningModule):
     """Supervised training of one landmark model.
 
     Args:

@@ -173,7 +173,7 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
 
     from facemark.training.datamodule import LandmarkDataModule
     from facemark.training.memory_format import ChannelsLast
-    from facemark.training.module import LandmarkModule
+    from facemark.training.module import LandmarkModule, fit
     from facemark.training.temperature import TemperatureAnnealing
 
     start = time.time()
@@ -236,7 +236,7 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
                    *(callbacks or [])],
         enable_model_summary=False, deterministic=False,
     )
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    fit(trainer, module, data, ckpt_path)  # weights only: a crafted checkpoint runs nothing
 
     best_score = best_cb.best_model_score
     result = TrainResult(

@@ -81,7 +81,7 @@ from facemark.errors import ConfigError, DataError, FacemarkError, SkipLog
 from facemark.models.registry import model_from_config
 from facemark.training.config import TrainConfig, save_config
 from facemark.training.datamodule import LandmarkDataModule, cache_path, open_or_build_cache
-from facemark.training.module import LandmarkModule, NonFiniteLossError
+from facemark.training.module import LandmarkModule, NonFiniteLossError, fit
 
 BOX_MODES = ("dataset", "image", "detector")
 _RULE_FIELDS = ("scale", "shift_y", "top_cut", "square")
@@ -703,7 +703,7 @@ def _fit_round(cfg: TrainConfig, rdir: Path, data: SelfTrainingData, model_cfg: 
         callbacks=[best_cb, last_cb, *monitor, _EpochSeed(data),
                    *(callbacks or [])],
         enable_model_summary=False, enable_progress_bar=True, deterministic=False)
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    fit(trainer, module, data, ckpt_path)  # weights only: a crafted checkpoint runs nothing
     return trainer, module, best_cb
 
 
