@@ -3,8 +3,8 @@
     facemark detect PATH [PATH ...] [--sample] [-o OUT] [--format json|csv|both] [--overlay]
         [--model PATH] [--detector NAME] [--device cpu] [--engine auto|torch|onnx]
         [--batch-size 32] [--flip-test] [--refine [--refine-passes N] | --no-refine]
-        [--no-smooth] [--shard i/n] [--no-recursive] [--max-frames N] [--detect-every K]
-        [--quiet]
+        [--no-smooth] [--keep-exif-orientation] [--shard i/n] [--no-recursive]
+        [--max-frames N] [--detect-every K] [--quiet]
     facemark detect --merge OUT [--format json|csv|both]
 
 A PATH is an image, a folder (searched recursively unless ``--no-recursive``), a video
@@ -18,7 +18,10 @@ Outputs, under OUT (default ``facemark_out``):
 * ``predictions.json`` (``--format csv``: ``.csv``; ``both``: both): every face of every
   image, in the prediction file format of ``docs/prediction-format.md`` (points in pixels
   of the original image, per-landmark scores, the detector's box and score), written
-  atomically. Image paths are written as given on the command line.
+  atomically. Image paths are written as given on the command line. A photo with an EXIF
+  orientation tag (phones store portrait photos sideways) is turned upright first, as
+  viewers show it, and its points are in that upright image; ``--keep-exif-orientation``
+  takes the pixels as stored instead.
 * ``videos/<video>.json``: one prediction file per video (and webcam), a face record per
   face and frame (``frame`` is the 0-based frame index).
 * with ``--overlay``: ``overlays/<image>`` (PNG/JPEG, points coloured by face region,
@@ -117,6 +120,10 @@ def register(subparsers) -> None:
                         "previous landmarks (default 1)")
     p.add_argument("--no-refine", action="store_true",
                    help="one pass per face only, on the detector's (calibrated) box")
+    p.add_argument("--keep-exif-orientation", action="store_true",
+                   help="take photos' pixels as stored, ignoring their EXIF orientation tag "
+                        "(default: turn them upright as viewers show them; points are in "
+                        "the upright image)")
     p.add_argument("--no-smooth", action="store_true",
                    help="no temporal smoothing of video landmarks")
     p.add_argument("--shard", type=_shard, default=None, metavar="i/n",
@@ -195,6 +202,8 @@ class DetectRun:
                     "engine": lm.engine_.kind, "detector": repr(lm.detector_),
                     "flip_test": lm.flip_test, "crop_rule": repr(lm.box_rule_),
                     "refine": lm.refine_}
+        if args.keep_exif_orientation:  # (absent by default: earlier runs' parts stay valid)
+            settings["exif_orientation"] = "ignored"
         video_settings = {"smoothing": lm.smoothing_params_, "max_frames": args.max_frames,
                           "detect_every": args.detect_every}
         self.method = f"facemark {lm.model_path_.stem} + {lm.detector_.name}"
@@ -271,7 +280,7 @@ class DetectRun:
         ready, images = [], []
         for inp in batch:
             try:
-                images.append(read_image(inp.path))
+                images.append(read_image(inp.path, exif=not self.args.keep_exif_orientation))
                 ready.append(inp)
             except DataError as e:
                 self._skip(e)

@@ -1,6 +1,13 @@
-"""Reading images and video frames with errors that name the file."""
+"""Reading images and video frames with errors that name the file.
+
+Photos are turned upright by their EXIF orientation tag, as image viewers show them (a
+phone's portrait photo is often stored sideways with orientation 6); every landmark and
+box facemark reports for an image file is in pixels of that upright image. ``exif=False``
+(``--keep-exif-orientation`` on the command line) keeps the stored pixels instead.
+"""
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -13,10 +20,21 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", "
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
-def read_image(path: str | Path, frame: int | None = None) -> np.ndarray:
+#: the EXIF tag that says how the stored pixels must turn to be upright (values 1-8)
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+def read_image(path: str | Path, frame: int | None = None, exif: bool = True) -> np.ndarray:
     """Read an image (or one frame of a video) as an RGB uint8 array (H, W, 3).
 
     Grey and 16-bit images are converted; an alpha channel is dropped.
+
+    Args:
+        path: an image or video file.
+        frame: 0-based frame of a video; None for an image.
+        exif: turn a photo upright by its EXIF orientation (the default, so points are in
+            the image a viewer shows); False keeps the pixels as stored (H and W may then be
+            swapped with respect to the upright photo).
 
     Raises:
         DataError: the file is missing, unreadable or not an image, naming the path.
@@ -29,10 +47,49 @@ def read_image(path: str | Path, frame: int | None = None) -> np.ndarray:
     data = np.fromfile(path, dtype=np.uint8)
     if data.size == 0:
         raise DataError(path, "image file is empty")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # (this flag ignores EXIF orientation)
     if img is None:
         raise DataError(path, "cannot decode image (corrupt or not an image file)")
-    return _to_rgb8(img, path)
+    img = _to_rgb8(img, path)
+    return upright(img, exif_orientation(data)) if exif else img
+
+
+def exif_orientation(data: bytes | np.ndarray) -> int:
+    """The EXIF orientation (1-8) of an encoded image file's bytes; 1 when it has none."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as im:
+            value = im.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    except Exception:  # a format PIL cannot parse, or broken EXIF: take the pixels as stored
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def upright(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Stored pixels (H, W, ...) -> the upright image for EXIF ``orientation`` (1-8).
+
+    As ``PIL.ImageOps.exif_transpose``: 2 mirror, 3 rotate 180, 4 flip, 5 transpose,
+    6 rotate 90 clockwise, 7 transverse, 8 rotate 90 counter-clockwise; 1 (or any other
+    value) unchanged. 5-8 swap height and width.
+    """
+    if orientation == 2:
+        img = img[:, ::-1]
+    elif orientation == 3:
+        img = img[::-1, ::-1]
+    elif orientation == 4:
+        img = img[::-1]
+    elif orientation == 5:
+        img = np.swapaxes(img, 0, 1)
+    elif orientation == 6:
+        img = np.rot90(img, -1)
+    elif orientation == 7:
+        img = np.swapaxes(img[::-1, ::-1], 0, 1)
+    elif orientation == 8:
+        img = np.rot90(img, 1)
+    else:
+        return img
+    return np.ascontiguousarray(img)
 
 
 def read_video_frame(path: str | Path, frame: int) -> np.ndarray:
@@ -67,9 +124,10 @@ def _to_rgb8(img: np.ndarray, path: str) -> np.ndarray:
     raise DataError(path, f"unsupported number of channels {img.shape[2]}")
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image, decoding it (raises DataError like read_image)."""
-    img = read_image(path)
+def image_size(path: str | Path, exif: bool = True) -> tuple[int, int]:
+    """(width, height) of an image (upright, as :func:`read_image`), decoding it (raises
+    DataError like read_image)."""
+    img = read_image(path, exif=exif)
     return img.shape[1], img.shape[0]
 
 

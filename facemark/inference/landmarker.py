@@ -49,6 +49,8 @@ class Face:
         scheme: the landmark scheme name (``facemark.data.schemes.get_scheme``).
         track_id: in videos, the id of the face's track (stable across frames); None for
             photos.
+        image_size: (width, height) in pixels of the image the face was found in (the
+            guessed camera of :attr:`pose` needs it); None when unknown.
     """
 
     box: np.ndarray
@@ -57,6 +59,7 @@ class Face:
     point_scores: np.ndarray
     scheme: str
     track_id: int | None = None
+    image_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.box = np.asarray(self.box, dtype=np.float64).reshape(4)
@@ -64,18 +67,70 @@ class Face:
         self.point_scores = np.asarray(self.point_scores, dtype=np.float64).reshape(-1)
         if self.score is not None:
             self.score = float(self.score)
+        if self.image_size is not None:
+            self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
 
     @property
     def confidence(self) -> float:
         """Mean per-landmark confidence of the face, in [0, 1]."""
         return float(self.point_scores.mean()) if self.point_scores.size else 0.0
 
-    def to_prediction(self, image: str, frame: int | None = None):
-        """This face as a ``PredictedFace`` of the prediction file format."""
+    @property
+    def pose(self):
+        """Head pose (:class:`facemark.inference.pose.HeadPose`: yaw, pitch, roll in degrees,
+        rvec, tvec) with the camera guessed from :attr:`image_size`; computed once.
+        :meth:`estimate_pose` takes your camera's intrinsics instead.
+
+        Raises:
+            FacemarkError: no image size is known (a Face you built yourself: pass
+                ``image_size``), or the scheme has no points for the 3D face.
+        """
+        key = (self.points.tobytes(), self.image_size, self.scheme)
+        cached = self.__dict__.get("_pose")
+        if cached is None or cached[0] != key:
+            if self.image_size is None:
+                from facemark.errors import FacemarkError
+
+                raise FacemarkError("face.pose needs the image size for its guessed camera: "
+                                    "build the Face with image_size=(width, height), or call "
+                                    "face.estimate_pose(camera_matrix=K)")
+            cached = (key, self.estimate_pose())
+            self.__dict__["_pose"] = cached
+        return cached[1]
+
+    def estimate_pose(self, camera_matrix: np.ndarray | None = None,
+                      dist_coeffs: np.ndarray | None = None):
+        """Head pose with your camera: ``camera_matrix`` (3, 3) intrinsics in pixels and
+        optional ``dist_coeffs`` (OpenCV's order); None guesses the camera from
+        :attr:`image_size` (``facemark.inference.pose.estimate_pose``)."""
+        from facemark.inference.pose import estimate_pose
+
+        return estimate_pose(self.points, self.scheme, image_size=self.image_size,
+                             camera_matrix=camera_matrix, dist_coeffs=dist_coeffs)
+
+    def eye_aspect_ratio(self) -> tuple[float, float]:
+        """(right, left) eye aspect ratio of the subject's eyes (about 0.25-0.35 open, near
+        0 closed); FacemarkError for a scheme without eye lids
+        (``facemark.inference.measures``)."""
+        from facemark.inference.measures import eye_aspect_ratio
+
+        return eye_aspect_ratio(self.points, self.scheme)
+
+    def mouth_aspect_ratio(self) -> float:
+        """Inner-lip opening over mouth width (0 closed); FacemarkError for a scheme
+        without inner lips (``facemark.inference.measures``)."""
+        from facemark.inference.measures import mouth_aspect_ratio
+
+        return mouth_aspect_ratio(self.points, self.scheme)
+
+    def to_prediction(self, image: str, frame: int | None = None, pose: bool = False):
+        """This face as a ``PredictedFace`` of the prediction file format; ``pose=True``
+        adds its head pose fields (:attr:`pose`)."""
         from facemark.evaluation.predictions import PredictedFace
 
         return PredictedFace(image=str(image), points=self.points, frame=frame, box=self.box,
-                             score=self.score, point_scores=self.point_scores)
+                             score=self.score, point_scores=self.point_scores,
+                             pose=self.pose.to_record() if pose else None)
 
     def __repr__(self) -> str:
         box = ", ".join(f"{v:.1f}" for v in self.box)
@@ -88,7 +143,7 @@ class Face:
 # ---------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------
-def as_rgb(image: Any, rgb: bool = True) -> np.ndarray:
+def as_rgb(image: Any, rgb: bool = True, exif: bool = True) -> np.ndarray:
     """An image given as a path, a numpy array or a PIL image -> RGB uint8 (H, W, 3).
 
     Args:
@@ -96,6 +151,9 @@ def as_rgb(image: Any, rgb: bool = True) -> np.ndarray:
             uint8 numpy array (H, W, 3) / (H, W, 4) / (H, W) / (H, W, 1), or a PIL image.
         rgb: the channel order of a numpy array: True for RGB, False for BGR (what
             ``cv2.imread`` and ``cv2.VideoCapture`` return). Ignored for paths and PIL images.
+        exif: turn a path's or PIL image's pixels upright by their EXIF orientation (as
+            viewers show the photo; points are then in that upright image); False keeps the
+            stored pixels. Arrays carry no EXIF and are taken as they are.
 
     Raises:
         DataError: a path that is missing or not a readable image.
@@ -105,8 +163,12 @@ def as_rgb(image: Any, rgb: bool = True) -> np.ndarray:
     if isinstance(image, (str, Path)):
         from facemark.data.images import read_image
 
-        return read_image(image)
+        return read_image(image, exif=exif)
     if not isinstance(image, np.ndarray) and hasattr(image, "convert") and hasattr(image, "mode"):
+        if exif:
+            from PIL import ImageOps
+
+            image = ImageOps.exif_transpose(image)
         return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
     if not isinstance(image, np.ndarray):
         raise TypeError(f"image: expected a path, a uint8 numpy array (H, W, 3) or a PIL image, "
@@ -316,7 +378,7 @@ class Landmarker:
 
     # -- public API ----------------------------------------------------------------------
     def detect(self, image: Any, *, boxes: Any = None, rgb: bool = True,
-               box_style: str | None = None) -> list[Face]:
+               box_style: str | None = None, exif: bool = True) -> list[Face]:
         """Every face in one image with its landmarks.
 
         Args:
@@ -327,18 +389,20 @@ class Landmarker:
             box_style: the detector that drew your ``boxes`` (a ``box_style`` such as
                 ``"dlib_hog"``), so that the model's calibration for it makes the crops;
                 None: the ``crop_rule`` (default ``"detector"``).
+            exif: turn a path or PIL image upright by its EXIF orientation first (default;
+                boxes and points are then in the upright image); False: the stored pixels.
 
         Returns:
             list of Face, the detector's best first (in your order for ``boxes``); empty
             when no face is found or ``boxes`` is empty.
         """
         self._check_loaded()
-        img = as_rgb(image, rgb=rgb)
+        img = as_rgb(image, rgb=rgb, exif=exif)
         return self._faces([img], None if boxes is None else [boxes], ["boxes"],
                            box_style)[0]
 
     def detect_batch(self, images: Sequence[Any], *, boxes: Sequence[Any] | None = None,
-                     rgb: bool = True) -> list[list[Face]]:
+                     rgb: bool = True, exif: bool = True) -> list[list[Face]]:
         """:meth:`detect` for several images, with the crops of all of them batched.
 
         Args:
@@ -346,12 +410,13 @@ class Landmarker:
             boxes: None, or one entry per image: that image's boxes (K, 4), or None to run
                 the detector on it.
             rgb: channel order of numpy arrays (False for BGR).
+            exif: as in :meth:`detect`.
 
         Returns:
             one list of Face per image, in the order of ``images``.
         """
         self._check_loaded()
-        images = [as_rgb(im, rgb=rgb) for im in images]
+        images = [as_rgb(im, rgb=rgb, exif=exif) for im in images]
         if boxes is not None and len(boxes) != len(images):
             raise ValueError(f"boxes: expected one entry per image ({len(images)}), "
                              f"got {len(boxes)}")
@@ -404,7 +469,8 @@ class Landmarker:
             for j, (i, box, score, _) in enumerate(chunk):
                 out[i].append(Face(box=box, score=score, points=points[j],
                                    point_scores=np.clip(conf[j], 0.0, 1.0),
-                                   scheme=self.scheme_.name))
+                                   scheme=self.scheme_.name,
+                                   image_size=(images[i].shape[1], images[i].shape[0])))
         return out
 
     def _predict(self, images: list[np.ndarray], crops_of) -> tuple[np.ndarray, np.ndarray]:

@@ -216,8 +216,12 @@ def _whole_image_box(sample) -> np.ndarray:
         try:
             from PIL import Image
 
+            from facemark.data.images import EXIF_ORIENTATION_TAG
+
             with Image.open(sample.image) as im:
                 w, h = im.size
+                if im.getexif().get(EXIF_ORIENTATION_TAG, 1) in (5, 6, 7, 8):
+                    w, h = h, w  # read_image turns the photo upright: a quarter turn
             return np.array([-0.5, -0.5, w - 0.5, h - 0.5], dtype=np.float32)
         except Exception:   # not a format PIL reads: decode it the facemark way (clear errors)
             pass
