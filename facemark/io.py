@@ -1,8 +1,44 @@
-"""Writing files so that a reader never sees half of one."""
+"""Writing files so that a reader never sees half of one, with one-line errors.
+
+A file or folder that cannot be written (no permission, a read-only or full disk, a file
+where a folder should be) is a :class:`facemark.errors.DataError` naming it, never a
+traceback; an interrupted or failed write leaves the old file (or none).
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from facemark.errors import DataError
+
+
+def _cannot_write(path: Path, error: OSError, what: str = "cannot write") -> DataError:
+    reason = error.strerror or error.__class__.__name__
+    return DataError(path, f"{what}: {reason}")
+
+
+def output_folder(path: str | Path, option: str = "-o") -> Path:
+    """Create (if needed) and check an output folder before any work is done.
+
+    Args:
+        path: the folder.
+        option: how the user named it, for the message (``"-o"``, ``"--out"``).
+
+    Raises:
+        DataError: ``path`` is an existing file, cannot be created, or is not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(path, f"{option} is an existing file; {option} needs a folder (give a "
+                              "new or existing folder)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _cannot_write(path, e, f"cannot create the {option} folder") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise DataError(path, f"the {option} folder is not writable (Permission denied); "
+                              f"give another {option}")
+    return path
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -10,14 +46,23 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
     The folder is created; an interrupted write leaves the old file (or none), never a
     truncated one, and no temporary file behind.
+
+    Raises:
+        DataError: the file cannot be written (naming it and why, e.g. "No space left on
+            device"); the old file is kept.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
+    except OSError as e:
+        raise _cannot_write(path, e) from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        try:
+            if tmp.exists():
+                tmp.unlink()
+        except OSError:
+            pass
     return path

@@ -297,8 +297,10 @@ def test_bad_images_and_boxes(lm, tmp_path):
     bad.write_bytes(b"\x89PNG garbage")
     with pytest.raises(DataError, match="bad.png: cannot decode"):
         lm.detect(bad)
+    with pytest.raises(ValueError, match="float array must hold values in 0-1"):
+        lm.detect(np.full((10, 10, 3), 200.0, np.float32))
     with pytest.raises(ValueError, match="uint8"):
-        lm.detect(np.zeros((10, 10, 3), np.float32))
+        lm.detect(np.zeros((10, 10, 3), np.int32))
     with pytest.raises(ValueError, match=r"shape \(H, W, 3\)"):
         lm.detect(np.zeros((10, 10, 5), np.uint8))
     with pytest.raises(TypeError, match="got list"):

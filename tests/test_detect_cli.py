@@ -163,7 +163,8 @@ def test_shards_partition_the_inputs_and_merge(folder, model_file, tmp_path, cap
 def test_merge_refuses_mixed_settings_and_empty_folders(folder, model_file, tmp_path, capsys):
     out = tmp_path / "out"
     assert detect(folder / "face0.png", "-o", out, model=model_file) == 0
-    assert detect(folder / "face1.png", "-o", out, "--flip-test", model=model_file) == 0
+    assert detect(folder / "face1.png", "-o", out, "--flip-test", "--overwrite",
+                  model=model_file) == 0
     capsys.readouterr()
     assert main(["detect", "--merge", str(out)]) == 2
     assert "different models or options" in capsys.readouterr().err

@@ -4,7 +4,7 @@
         [--model PATH] [--detector NAME] [--device cpu] [--engine auto|torch|onnx]
         [--batch-size 32] [--flip-test] [--refine [--refine-passes N] | --no-refine]
         [--no-smooth] [--keep-exif-orientation] [--shard i/n] [--no-recursive]
-        [--max-frames N] [--detect-every K] [--quiet]
+        [--max-frames N] [--detect-every K] [--overwrite] [--quiet]
     facemark detect --merge OUT [--format json|csv|both]
 
 A PATH is an image, a folder (searched recursively unless ``--no-recursive``), a video
@@ -21,7 +21,10 @@ Outputs, under OUT (default ``facemark_out``):
   atomically. Image paths are written as given on the command line. A photo with an EXIF
   orientation tag (phones store portrait photos sideways) is turned upright first, as
   viewers show it, and its points are in that upright image; ``--keep-exif-orientation``
-  takes the pixels as stored instead.
+  takes the pixels as stored instead. A run refuses to replace prediction files that
+  hold faces of images it was not given (an earlier run's, with other inputs), unless
+  ``--overwrite``; a re-run with the same inputs simply updates them. ``-o`` must be a
+  writable folder (checked before any work).
 * ``videos/<video>.json``: one prediction file per video (and webcam), a face record per
   face and frame (``frame`` is the 0-based frame index).
 * with ``--overlay``: ``overlays/<image>`` (PNG/JPEG, points coloured by face region,
@@ -56,7 +59,8 @@ its own ``predictions.shard-i-of-n.json``.
 2. Otherwise copy every machine's ``OUT/.parts/*.json`` into one ``OUT/.parts`` folder
    (``rsync -a machineK:OUT/.parts/ OUT/.parts/``; the file names never collide).
 3. Join them: ``facemark detect --merge OUT`` writes ``OUT/predictions.json`` (every image)
-   and ``OUT/videos/*.json``. It refuses parts made with different models or options.
+   and ``OUT/videos/*.json``. It refuses parts made with different models or options; an
+   unreadable part is listed and left out, and the exit status is then 1.
 
 A shard that was stopped is simply run again (it resumes from its parts).
 """
@@ -138,6 +142,9 @@ def register(subparsers) -> None:
     p.add_argument("--merge", default=None, metavar="OUT",
                    help="join the result parts in OUT/.parts (from shards) into "
                         "OUT/predictions.json")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT's prediction files even when they hold faces of images "
+                        "this run was not given (an earlier run's)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no per-file lines and no progress bar (the summary is printed)")
     p.set_defaults(handler=run)
@@ -175,14 +182,13 @@ class DetectRun:
     # -- set-up --------------------------------------------------------------------------
     def run(self) -> int:
         import time
-        from pathlib import Path
 
         from facemark.api import load
         from facemark.errors import FacemarkError
         from facemark.inference.outputs import PartCache, collect_inputs, file_digest, shard
+        from facemark.io import output_folder
 
         args = self.args
-        self.out = Path(args.out or DEFAULT_OUT)
         collected = collect_inputs(args.paths, recursive=args.recursive)
         inputs = collected.inputs
         if args.shard is not None:
@@ -193,6 +199,8 @@ class DetectRun:
             raise FacemarkError(f"no images or videos found in {where}"
                                 + (f" (shard {args.shard[0]}/{args.shard[1]} is empty)"
                                    if collected.inputs else ""))
+        self.out = output_folder(args.out or DEFAULT_OUT)   # a bad -o stops before any work
+        self._keep_earlier_results(inputs)
         self.landmarker = load(args.model, device=args.device, detector=args.detector,
                                engine=args.engine, flip_test=args.flip_test,
                                smoothing=False if args.no_smooth else None,
@@ -208,7 +216,6 @@ class DetectRun:
                           "detect_every": args.detect_every}
         self.method = f"facemark {lm.model_path_.stem} + {lm.detector_.name}"
         self.cache = PartCache(self.out, settings, video_settings)
-        self.out.mkdir(parents=True, exist_ok=True)
 
         self.image_parts: dict[str, object] = {}   # input name -> Part, in input order
         self.counts = {"images": 0, "videos": 0, "cached": 0, "faces": 0, "new_faces": 0,
@@ -228,6 +235,39 @@ class DetectRun:
         self._summary(len(inputs) + len(collected.problems), collected.other_files)
         done = self.counts["images"] + self.counts["videos"] + self.counts["cached"]
         return 1 if done == 0 and self.skipped else 0
+
+    def _stem(self) -> str:
+        """Name (no suffix) of the run's prediction files for images."""
+        if self.args.shard is not None:
+            return f"predictions.shard-{self.args.shard[0]}-of-{self.args.shard[1]}"
+        return "predictions"
+
+    def _keep_earlier_results(self, inputs) -> None:
+        """FacemarkError before any work if this run would replace prediction files that
+        hold faces of other images (an earlier run into the same OUT), unless --overwrite."""
+        from facemark.errors import DataError, FacemarkError
+        from facemark.evaluation.predictions import read_predictions
+        from facemark.inference.outputs import prediction_files
+
+        names = {inp.name for inp in inputs if inp.kind == "image"}
+        if self.args.overwrite or not names:
+            return
+        advice = (f"give another -o, or --overwrite to replace it (the earlier results stay "
+                  f"in {self.out / '.parts'}; 'facemark detect --merge {self.out}' joins the "
+                  "parts of runs made with the same options)")
+        for path in prediction_files(self.out, self._stem(), self.args.format):
+            if not path.is_file():
+                continue
+            try:
+                earlier = {f.image for f in read_predictions(path).faces}
+            except DataError as e:
+                raise FacemarkError(f"{path} exists and is not a prediction file this run can "
+                                    f"update ({e.message}); {advice}") from None
+            other = sorted(earlier - names)
+            if other:
+                raise FacemarkError(f"{path} holds faces of {len(other)} image(s) this run was "
+                                    f"not given (e.g. {other[0]}): it would be replaced; "
+                                    f"{advice}")
 
     def say(self, text: str) -> None:
         if not self.args.quiet:
@@ -390,10 +430,7 @@ class DetectRun:
             return
         faces = [f for inp in inputs if inp.name in self.image_parts
                  for f in self.image_parts[inp.name].faces]
-        stem = "predictions"
-        if self.args.shard is not None:
-            stem = f"predictions.shard-{self.args.shard[0]}-of-{self.args.shard[1]}"
-        written = write_prediction_files(self.out, stem, faces, scheme=self.landmarker.scheme,
+        written = write_prediction_files(self.out, self._stem(), faces, scheme=self.landmarker.scheme,
                                          method=self.method, formats=self.args.format)
         self.outputs = [str(p) for p in written] + self.outputs
 
@@ -486,4 +523,5 @@ def merge(out, formats: str = "json", quiet: bool = False) -> int:
         print(f"unreadable parts ({len(bad)}), not merged:")
         for e in bad:
             print(f"  {e}")
+        return 1
     return 0

@@ -84,6 +84,10 @@ def run(args) -> int:
         raise ConfigError("--refine needs --detector NAME (ground-truth crops need no refining)")
     if args.save_predictions and not args.out:
         raise ConfigError("--save-predictions needs --out DIR")
+    if args.out:
+        from facemark.io import output_folder
+
+        output_folder(args.out, "--out")   # a bad --out stops before any work
     log = SkipLog(args.skip_bad)
     samples = open_dataset(args.data, format=args.format, skip_bad=log)
     unlabelled = [s for s in samples if s.landmarks is None]

@@ -396,6 +396,12 @@ def _read_csv(path: Path, text: str, scheme: str | None) -> PredictionSet:
             raise DataError(path, f"unknown column {h!r}; known columns: image, frame, "
                                   "x0, y0, ..., score, box_x1..box_y2, s0, ...", hline)
     n = len(numbered["x"])
+    want = max(numbered["x"] | numbered["y"] | numbered["s"], default=-1) + 1
+    missing = [f"{c}{i}" for i in range(want) for c in ("x", "y") if i not in numbered[c]]
+    if missing:  # e.g. x67 and y67 absent while s67 is there: the points are incomplete
+        shown = ", ".join(missing[:6]) + (", ..." if len(missing) > 6 else "")
+        raise DataError(path, f"point columns {shown} are missing: the columns go up to point "
+                              f"{want - 1} (x0,y0 .. x{want - 1},y{want - 1} needed)", hline)
     if n == 0 or numbered["x"] != set(range(n)) or numbered["y"] != set(range(n)):
         raise DataError(path, f"point columns must be x0,y0 .. x{{N-1}},y{{N-1}} for every "
                               f"point: found {n} x and {len(numbered['y'])} y columns", hline)

@@ -195,6 +195,10 @@ def evaluate(sets: Mapping[str, PredictionSet], samples: Sequence, scheme=None,
 
     Returns:
         a Report; every subset table starts with ``all``.
+
+    Raises:
+        DataError: a set has predicted faces but none of them is of an image of the
+            dataset (wrong file or image names; a set without faces is all failures).
     """
     if not sets:
         raise ValueError("evaluate needs at least one prediction set")
@@ -226,6 +230,12 @@ def evaluate(sets: Mapping[str, PredictionSet], samples: Sequence, scheme=None,
     for name, pset in sets.items():
         idx = assign_predictions(pset, samples)
         found = idx >= 0
+        if len(pset.faces) and not found.any():  # wrong names or dataset: not a 100% failure
+            raise DataError(pset.path or name,
+                            f"none of its {len(pset.faces)} predicted faces is of an image of "
+                            f"the dataset (it names e.g. {pset.faces[0].image!r}, the dataset "
+                            f"has e.g. {str(samples[0].image)!r}); image paths must name the "
+                            "dataset's images (relative to its folder, or set 'root')")
         pred = np.full_like(gt, np.nan)
         for i, j in enumerate(idx):
             if j >= 0:

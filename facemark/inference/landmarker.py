@@ -93,7 +93,9 @@ def as_rgb(image: Any, rgb: bool = True, exif: bool = True) -> np.ndarray:
 
     Args:
         image: a file path (str or Path; read with ``facemark.data.images.read_image``), a
-            uint8 numpy array (H, W, 3) / (H, W, 4) / (H, W) / (H, W, 1), or a PIL image.
+            uint8 numpy array (H, W, 3) / (H, W, 4) / (H, W) / (H, W, 1) with values
+            0-255, a float array of those shapes with values 0-1 (scaled by 255, as
+            ``skimage`` and ``image / 255`` give), or a PIL image.
         rgb: the channel order of a numpy array: True for RGB, False for BGR (what
             ``cv2.imread`` and ``cv2.VideoCapture`` return). Ignored for paths and PIL images.
         exif: turn a path's or PIL image's pixels upright by their EXIF orientation (as
@@ -118,9 +120,12 @@ def as_rgb(image: Any, rgb: bool = True, exif: bool = True) -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise TypeError(f"image: expected a path, a uint8 numpy array (H, W, 3) or a PIL image, "
                         f"got {type(image).__name__}")
+    if np.issubdtype(image.dtype, np.floating) and image.size:
+        image = _unit_float_to_uint8(image)
     if image.dtype != np.uint8:
-        raise ValueError(f"image: expected a uint8 array, got dtype {image.dtype}; convert with "
-                         "np.clip(image, 0, 255).astype(np.uint8)")
+        raise ValueError(f"image: expected a uint8 array (values 0-255) or a float array "
+                         f"(values 0-1), got dtype {image.dtype}; convert 0-255 values with "
+                         "image.astype(np.uint8)")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:
@@ -134,6 +139,18 @@ def as_rgb(image: Any, rgb: bool = True, exif: bool = True) -> np.ndarray:
     if not rgb:
         image = image[:, :, ::-1]
     return np.ascontiguousarray(image)
+
+
+def _unit_float_to_uint8(image: np.ndarray) -> np.ndarray:
+    """A float image with values in [0, 1] -> uint8 0-255 (rounded); ValueError otherwise."""
+    if not np.isfinite(image).all():
+        raise ValueError("image: the float array holds NaN or infinite values")
+    low, high = float(image.min()), float(image.max())
+    if low < 0 or high > 1:
+        raise ValueError(f"image: a float array must hold values in 0-1, got {low:.4g} to "
+                         f"{high:.4g}; for 0-255 values pass np.clip(image, 0, 255)"
+                         ".astype(np.uint8)")
+    return np.round(image * 255).astype(np.uint8)
 
 
 def as_boxes(boxes: Any, who: str = "boxes") -> np.ndarray:

@@ -18,6 +18,7 @@
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -94,8 +95,9 @@ def collect_inputs(paths: Sequence[str], recursive: bool = True) -> Collected:
         recursive: look into sub-folders of folders.
 
     Returns:
-        a :class:`Collected`; a missing PATH or a file of unknown type is a DataError in
-        ``problems`` (reported and skipped, not the end of the run). The same file given
+        a :class:`Collected`; a missing PATH, a file of unknown type, or a broken symbolic
+        link or link loop (also inside folders) is a DataError in ``problems`` (reported
+        and skipped, not the end of the run). The same file given
         twice is processed once.
     """
     out = Collected(inputs=[])
@@ -126,6 +128,9 @@ def collect_inputs(paths: Sequence[str], recursive: bool = True) -> Collected:
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
             for p in sorted(path.glob(pattern)):
+                if p.is_symlink() and not p.exists():
+                    out.problems.append(_broken_link(p))   # reported, never dropped silently
+                    continue
                 if not p.is_file():
                     continue
                 kind = _kind_of(p)
@@ -143,9 +148,22 @@ def collect_inputs(paths: Sequence[str], recursive: bool = True) -> Collected:
                                                     f"of {known})"))
                 continue
             add(Input(name=path.as_posix(), kind=kind, path=path, output=_output_name(path, None)))
+        elif path.is_symlink():
+            out.problems.append(_broken_link(path))
         else:
             out.problems.append(DataError(path, "no such file or folder"))
     return out
+
+
+def _broken_link(path: Path) -> DataError:
+    """The problem of a symbolic link that leads nowhere: a loop, or a missing target."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return DataError(path, "symbolic link loop (following it leads back to itself)")
+    return DataError(path, f"broken symbolic link (its target {os.readlink(path)} does not "
+                           "exist)")
 
 
 def shard(items: Sequence, index: int, count: int) -> list:
@@ -354,14 +372,16 @@ def write_overlay_image(path: Path, rgb: np.ndarray, faces: Sequence) -> Path:
     from facemark.inference.draw import draw_faces
 
     drawn = draw_faces(rgb, faces)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, data = cv2.imencode(path.suffix, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     if not ok:
         raise DataError(path, "cannot encode the overlay image")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         data.tofile(str(tmp))
         os.replace(tmp, path)
+    except OSError as e:
+        raise DataError(path, f"cannot write: {e.strerror or type(e).__name__}") from None
     finally:
         if tmp.exists():
             tmp.unlink()
