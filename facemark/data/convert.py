@@ -146,6 +146,13 @@ def get_conversion(src: str | LandmarkScheme, dst: str | LandmarkScheme) -> Land
     return _CONVERSIONS[key]
 
 
+def can_convert(src: str | LandmarkScheme, dst: str | LandmarkScheme) -> bool:
+    """Whether :func:`convert_landmarks` can take points of ``src`` to ``dst`` (the same
+    scheme, or a registered conversion)."""
+    s, d = get_scheme(src).name, get_scheme(dst).name
+    return s == d or (s, d) in _CONVERSIONS
+
+
 def convert_landmarks(points, src: str | LandmarkScheme, dst: str | LandmarkScheme) -> np.ndarray:
     """Convert landmarks from scheme ``src`` to scheme ``dst``.
 
