@@ -4,15 +4,28 @@
 >>> landmarker = facemark.load("model.pt")      # facemark.load() for the bundled model
 >>> faces = landmarker.detect("photo.jpg")       # list[facemark.Face]
 
-``load``, ``Landmarker`` and ``Face`` are imported on first use, so ``import facemark`` (and
-``facemark --help``) stays fast and does not import torch.
+What people do with the landmarks next:
+
+>>> chip = facemark.align("photo.jpg", faces[0])            # aligned chip (ArcFace 112 px)
+>>> faces[0].pose.yaw, faces[0].pose.pitch, faces[0].pose.roll     # head pose, degrees
+>>> faces[0].eye_aspect_ratio(), faces[0].mouth_aspect_ratio()
+>>> facemark.detect_blinks(track_video(landmarker, VideoSource("clip.mp4")))
+
+``load``, ``Landmarker``, ``Face`` and the rest are imported on first use, so
+``import facemark`` (and ``facemark --help``) stays fast and does not import torch.
 """
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load", "Landmarker", "Face"]
+__all__ = ["__version__", "load", "Landmarker", "Face", "align", "estimate_pose", "HeadPose",
+           "eye_aspect_ratio", "mouth_aspect_ratio", "BlinkDetector", "detect_blinks"]
 
 _LAZY = {"load": "facemark.api", "Landmarker": "facemark.inference.landmarker",
-         "Face": "facemark.inference.landmarker"}
+         "Face": "facemark.inference.landmarker", "align": "facemark.inference.align",
+         "estimate_pose": "facemark.inference.pose", "HeadPose": "facemark.inference.pose",
+         "eye_aspect_ratio": "facemark.inference.measures",
+         "mouth_aspect_ratio": "facemark.inference.measures",
+         "BlinkDetector": "facemark.inference.measures",
+         "detect_blinks": "facemark.inference.measures"}
 
 
 def __getattr__(name: str):

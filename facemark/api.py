@@ -11,6 +11,12 @@ bundled in the package (``facemark/weights/NAME.pt`` and/or ``NAME.onnx``); None
 ``"default"`` for the bundled default (``facemark/weights/default.*``). A ``.onnx`` file
 (``facemark export --format onnx``) runs on onnxruntime, a ``.pt``/``.ckpt`` on PyTorch;
 ``engine="auto"`` takes a bundled model's ``.onnx`` when the package ships one.
+
+What comes after the landmarks is public too, imported lazily by ``facemark/__init__.py``
+from its one home: ``facemark.align`` (aligned chips, ``facemark.inference.align``),
+``Face.pose`` / ``facemark.estimate_pose`` (head pose, ``facemark.inference.pose``),
+``Face.eye_aspect_ratio`` / ``facemark.eye_aspect_ratio``, ``facemark.mouth_aspect_ratio``,
+``facemark.BlinkDetector`` and ``facemark.detect_blinks`` (``facemark.inference.measures``).
 """
 from __future__ import annotations
 

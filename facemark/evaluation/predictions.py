@@ -9,11 +9,14 @@ has the full description and an example):
      "method": "pipnet_r18", "root": null,
      "faces": [{"image": "afw/134212_1.jpg", "frame": null,
                 "box": [x1, y1, x2, y2] | null, "score": 0.93 | null,
-                "points": [[x, y], ...], "point_scores": [...] | null}]}
+                "points": [[x, y], ...], "point_scores": [...] | null,
+                "pose": {"yaw": 3.1, "pitch": -2.0, "roll": 0.4, "rvec": [...],
+                         "tvec": [...]}}]}     # "pose" is optional
 
 * CSV (``.csv``): optional ``# key: value`` lines (``scheme``, ``method``, ``root``), a
   header row, one face per row: ``image,frame,x0,y0,...,x{N-1},y{N-1}`` plus the optional
-  columns ``score``, ``box_x1,box_y1,box_x2,box_y2`` and ``s0..s{N-1}`` (point scores).
+  columns ``score``, ``box_x1,box_y1,box_x2,box_y2``, ``s0..s{N-1}`` (point scores) and
+  the head pose ``yaw,pitch,roll,rvec_x,rvec_y,rvec_z,tvec_x,tvec_y,tvec_z``.
 
 Coordinates are 0-based pixels of the original image ((0, 0) = centre of the top-left
 pixel), in the order of the landmark scheme.
@@ -42,6 +45,8 @@ FORMAT_VERSION = 1
 DECIMALS = 4  # coordinates are written to 1e-4 pixel
 SUFFIXES = (".json", ".csv")
 _BOX_COLUMNS = ("box_x1", "box_y1", "box_x2", "box_y2")
+_POSE_ANGLES = ("yaw", "pitch", "roll")
+_POSE_COLUMNS = _POSE_ANGLES + ("rvec_x", "rvec_y", "rvec_z", "tvec_x", "tvec_y", "tvec_z")
 
 
 @dataclass(repr=False)
@@ -56,6 +61,9 @@ class PredictedFace:
         box: float64 (4,) ``x1, y1, x2, y2`` the face box the method used, or None.
         score: face-level confidence, or None.
         point_scores: float64 (N,) per-landmark confidence, or None.
+        pose: the head pose, or None: ``{"yaw", "pitch", "roll"}`` in degrees, ``"rvec"``
+            (3 numbers, Rodrigues rotation in radians) and ``"tvec"`` (3 numbers, mm), as
+            ``facemark.inference.pose.HeadPose.to_record`` gives it.
     """
 
     image: str
@@ -64,6 +72,7 @@ class PredictedFace:
     box: np.ndarray | None = None
     score: float | None = None
     point_scores: np.ndarray | None = None
+    pose: dict | None = None
 
     def __post_init__(self) -> None:
         self.image = str(self.image)
@@ -76,6 +85,8 @@ class PredictedFace:
             self.frame = int(self.frame)
         if self.score is not None:
             self.score = float(self.score)
+        if self.pose is not None:
+            self.pose = pose_record(self.pose)
 
     def __repr__(self) -> str:
         frame = "" if self.frame is None else f"#{self.frame}"
@@ -131,6 +142,31 @@ class PredictionSet:
                                point_scores=None if scores is None else scores[i])
                  for i, s in enumerate(samples)]
         return cls(faces=faces, scheme=get_scheme(scheme).name, method=method)
+
+
+def pose_record(pose) -> dict:
+    """A pose as the file format holds it: float ``yaw, pitch, roll`` and 3-number
+    ``rvec, tvec`` lists; ValueError naming what is missing or not a number."""
+    try:
+        out = {k: float(pose[k]) for k in _POSE_ANGLES}
+        for k in ("rvec", "tvec"):
+            values = [float(v) for v in pose[k]]
+            if len(values) != 3:
+                raise ValueError(f"pose {k}: expected 3 numbers, got {len(values)}")
+            out[k] = values
+    except KeyError as e:
+        raise ValueError(f"pose: missing {e.args[0]!r} (expected yaw, pitch, roll, rvec, "
+                         "tvec)") from None
+    except TypeError:
+        raise ValueError(f"pose: expected an object of numbers, got {pose!r:.80}") from None
+    if not all(np.isfinite(v) for v in [*out["rvec"], *out["tvec"],
+                                        *(out[k] for k in _POSE_ANGLES)]):
+        raise ValueError("pose: numbers must be finite")
+    return out
+
+
+def _pose_cells(pose: dict) -> list[float]:
+    return [pose[k] for k in _POSE_ANGLES] + pose["rvec"] + pose["tvec"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -208,14 +244,18 @@ def write_predictions(path: str | Path, faces: Iterable[PredictedFace] | Predict
 def _to_json(faces, scheme: str, method: str, root: str | None) -> str:
     records = []
     for f in faces:
-        records.append({
+        record = {
             "image": _relative(f.image, root),
             "frame": f.frame,
             "box": None if f.box is None else [_num(v) for v in f.box],
             "score": None if f.score is None else _num(f.score),
             "points": [[_num(x), _num(y)] for x, y in f.points],
             "point_scores": None if f.point_scores is None else [_num(v) for v in f.point_scores],
-        })
+        }
+        if f.pose is not None:                      # optional: only faces that have one
+            record["pose"] = {k: ([_num(x) for x in v] if isinstance(v, list) else _num(v))
+                              for k, v in f.pose.items()}
+        records.append(record)
     doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "scheme": scheme,
            "method": method, "root": root, "faces": records}
     # one face per line keeps big files diffable and error line numbers meaningful
@@ -228,9 +268,11 @@ def _to_csv(faces, scheme: str, n: int, method: str, root: str | None) -> str:
     has_score = any(f.score is not None for f in faces)
     has_box = any(f.box is not None for f in faces)
     has_ps = any(f.point_scores is not None for f in faces)
+    has_pose = any(f.pose is not None for f in faces)
     header = ["image", "frame"] + [c for i in range(n) for c in (f"x{i}", f"y{i}")]
     header += ["score"] * has_score + list(_BOX_COLUMNS) * has_box
     header += [f"s{i}" for i in range(n)] * has_ps
+    header += list(_POSE_COLUMNS) * has_pose
     buf = io.StringIO()
     buf.write(f"# {FORMAT_NAME} version {FORMAT_VERSION}\n# scheme: {scheme}\n")
     if method:
@@ -249,6 +291,9 @@ def _to_csv(faces, scheme: str, n: int, method: str, root: str | None) -> str:
         if has_ps:
             row += [""] * n if f.point_scores is None else [
                 "" if not np.isfinite(v) else _cell_text(v) for v in f.point_scores]
+        if has_pose:
+            row += ([""] * len(_POSE_COLUMNS) if f.pose is None
+                    else [_cell_text(v) for v in _pose_cells(f.pose)])
         writer.writerow(row)
     return buf.getvalue()
 
@@ -359,8 +404,14 @@ def _read_json(path: Path, text: str) -> PredictionSet:
         if ps is not None:
             ps = _numbers(path, [np.nan if v is None else v for v in ps], sch.num_points,
                           "point scores", where, line, allow_nan=True)
+        pose = rec.get("pose")
+        if pose is not None:
+            try:
+                pose = pose_record(pose)
+            except ValueError as e:
+                raise DataError(path, f"{where}: {e}", line) from None
         faces.append(PredictedFace(image=rec["image"], points=pts.reshape(-1, 2), frame=frame,
-                                   box=box, score=score, point_scores=ps))
+                                   box=box, score=score, point_scores=ps, pose=pose))
     return PredictionSet(faces=faces, scheme=sch.name, method=str(doc.get("method") or ""),
                          root=doc.get("root"))
 
@@ -392,9 +443,10 @@ def _read_csv(path: Path, text: str, scheme: str | None) -> PredictionSet:
         m = _XY.match(h)
         if m:
             numbered[m.group(1)].add(int(m.group(2)))
-        elif h not in ("image", "frame", "score") + _BOX_COLUMNS:
+        elif h not in ("image", "frame", "score") + _BOX_COLUMNS + _POSE_COLUMNS:
             raise DataError(path, f"unknown column {h!r}; known columns: image, frame, "
-                                  "x0, y0, ..., score, box_x1..box_y2, s0, ...", hline)
+                                  "x0, y0, ..., score, box_x1..box_y2, s0, ..., "
+                                  f"{', '.join(_POSE_COLUMNS)}", hline)
     n = len(numbered["x"])
     want = max(numbered["x"] | numbered["y"] | numbered["s"], default=-1) + 1
     missing = [f"{c}{i}" for i in range(want) for c in ("x", "y") if i not in numbered[c]]
@@ -411,6 +463,10 @@ def _read_csv(path: Path, text: str, scheme: str | None) -> PredictionSet:
     if box_cols and len(box_cols) != 4:
         raise DataError(path, f"box columns must be all of {', '.join(_BOX_COLUMNS)}, "
                               f"got {box_cols}", hline)
+    pose_cols = [c for c in _POSE_COLUMNS if c in header]
+    if pose_cols and len(pose_cols) != len(_POSE_COLUMNS):
+        raise DataError(path, f"pose columns must be all of {', '.join(_POSE_COLUMNS)}, "
+                              f"got {pose_cols}", hline)
     if "scheme" in meta:
         sch = _scheme_or_error(path, meta["scheme"][0], meta["scheme"][1])
     elif scheme is not None:
@@ -460,8 +516,16 @@ def _read_csv(path: Path, text: str, scheme: str | None) -> PredictionSet:
             if any(cells):
                 ps = np.array([_cell(path, v, f"s{i}", line) if v else np.nan
                                for i, v in enumerate(cells)])
+        pose = None
+        if pose_cols:
+            cells = [row[col[c]].strip() for c in _POSE_COLUMNS]
+            if any(cells):
+                v = _numbers(path, [_cell(path, x, c, line) for x, c in zip(cells, _POSE_COLUMNS)],
+                             len(_POSE_COLUMNS), "pose numbers", where, line)
+                pose = {"yaw": v[0], "pitch": v[1], "roll": v[2], "rvec": v[3:6].tolist(),
+                        "tvec": v[6:9].tolist()}
         faces.append(PredictedFace(image=image, points=pts.reshape(-1, 2), frame=frame,
-                                   box=box, score=score, point_scores=ps))
+                                   box=box, score=score, point_scores=ps, pose=pose))
     method = meta.get("method", ("", 0))[0]
     root = meta.get("root", (None, 0))[0]
     return PredictionSet(faces=faces, scheme=sch.name, method=method, root=root)

@@ -4,6 +4,8 @@ Colours come from the scheme's regions in declaration order (the palette ``facem
 show`` uses), skeleton lines from ``scheme.skeleton``; boxes are drawn in a colour that
 goes from red (low mean landmark confidence) to green (high), labelled ``score / confidence``
 (detector score and mean landmark confidence; the confidence alone when there is no score).
+With ``pose=True`` each face's head pose (``facemark.inference.pose``) is drawn as three
+axes from the nose tip (:func:`draw_pose`).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ def _confidence_colour(value: float) -> tuple[int, int, int]:
 
 
 def draw_faces(image: np.ndarray, faces: Sequence, *, radius: int | None = None,
-               skeleton: bool = True, label: bool = True) -> np.ndarray:
+               skeleton: bool = True, label: bool = True, pose: bool = False) -> np.ndarray:
     """A copy of an RGB uint8 image (H, W, 3) with ``faces`` drawn on it.
 
     Args:
@@ -40,6 +42,8 @@ def draw_faces(image: np.ndarray, faces: Sequence, *, radius: int | None = None,
         radius: landmark dot radius in pixels; None scales it with the face size.
         skeleton: draw the scheme's skeleton lines.
         label: write the detector score and the mean landmark confidence above each box.
+        pose: draw each face's head pose axes (its ``pose``, a HeadPose; faces without one
+            are drawn without axes).
 
     Returns:
         the drawn RGB uint8 image; ``image`` itself is not changed.
@@ -72,4 +76,39 @@ def draw_faces(image: np.ndarray, faces: Sequence, *, radius: int | None = None,
                              cv2.LINE_AA, shift=4)
         for i in np.flatnonzero(ok):
             cv2.circle(out, tuple(map(int, q[i])), r * 16, colours[i], -1, cv2.LINE_AA, shift=4)
+        if pose:
+            head = getattr(face, "pose", None)
+            if hasattr(head, "project"):
+                draw_pose(out, head, thickness=max(line, round(size / 60)))
     return out
+
+
+#: Pose axes: (direction in the 3D face's frame, RGB colour): x to the subject's left (red),
+#: up (green), out of the face, where it looks (blue).
+POSE_AXES = (((1.0, 0.0, 0.0), (230, 40, 40)), ((0.0, -1.0, 0.0), (40, 200, 40)),
+             ((0.0, 0.0, -1.0), (40, 90, 255)))
+
+
+def draw_pose(image: np.ndarray, pose, length_mm: float = 60.0, thickness: int = 2) -> np.ndarray:
+    """Draw a head pose's axes on an RGB uint8 image, in place, and return it.
+
+    Args:
+        image: RGB uint8 (H, W, 3), changed in place.
+        pose: a :class:`facemark.inference.pose.HeadPose` (its camera projects the axes).
+        length_mm: axis length in the 3D face's millimetres (the eyes' outer corners are
+            90 mm apart).
+        thickness: line width in pixels.
+
+    The axes start at the nose tip: red towards the subject's left, green up, blue out of
+    the face (where it looks); with the perspective of the pose's camera.
+    """
+    ends = np.vstack([np.zeros(3), length_mm * np.array([d for d, _ in POSE_AXES])])
+    pts = pose.project(ends)
+    if not np.isfinite(pts).all():
+        return image
+    q = np.round(pts * 16).astype(np.int64)
+    origin = tuple(map(int, q[0]))
+    for (_, colour), end in zip(POSE_AXES, q[1:]):
+        cv2.arrowedLine(image, origin, tuple(map(int, end)), colour, int(thickness), cv2.LINE_AA,
+                        shift=4, tipLength=0.15)
+    return image

@@ -151,7 +151,8 @@ def track_video(landmarker, source: VideoSource, *, detect_every: int = 10,
             tracked = tracker.update(index, [(f.points, f.confidence) for f in faces],
                                      timestamp=stamp)
             out = [Face(box=b.box, score=b.score if b.from_detector else None, points=t.points,
-                        point_scores=f.point_scores, scheme=f.scheme, track_id=t.track_id)
+                        point_scores=f.point_scores, scheme=f.scheme, track_id=t.track_id,
+                        image_size=f.image_size)
                    for b, f, t in zip(boxes, faces, tracked)]
             yield VideoFrame(index=index, image=image, faces=out,
                              raw_points=[t.raw_points for t in tracked], detected=detected)
