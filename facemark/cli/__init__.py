@@ -16,7 +16,7 @@ from facemark.errors import FacemarkError
 # Subcommand modules in the order ``--help`` lists them; a module that does not exist yet
 # is skipped, so the CLI grows with the package.
 SUBCOMMANDS = ("data", "evaluate", "train", "selftrain", "detect", "calibrate", "export", "bench",
-               "analyze")
+               "analyze", "weights")
 
 
 def build_parser() -> argparse.ArgumentParser:

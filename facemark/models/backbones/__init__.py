@@ -2,7 +2,9 @@
 
 ``create_backbone(name)`` builds one; ``load_backbone_weights(backbone, path)`` loads a
 torchvision ImageNet state dict (or one saved from a facemark backbone) into it, skipping
-the classifier and checking every other key and shape.
+the classifier and checking every other key and shape. A ``.tflite`` MobileNetV2 ImageNet
+classifier is converted on the fly (``tflite_import``; needs ``pip install
+'facemark[imagenet]'``).
 
 Module names follow torchvision exactly, so for example
 ``torch.save(torchvision.models.resnet18(weights="DEFAULT").state_dict(), "r18.pth")`` on a
@@ -20,7 +22,7 @@ from facemark.errors import ConfigError, DataError
 from facemark.models.backbones.base import (
     NORM_LAYERS, Backbone, NormLayer, register_norm_layer, resolve_norm_layer)
 from facemark.models.backbones.mobilenet import (
-    MobileNetV2, MobileNetV3Large, mobilenet_v2, mobilenet_v3_large)
+    MobileNetV2, MobileNetV3Large, mobilenet_v2, mobilenet_v2_tf, mobilenet_v3_large)
 from facemark.models.backbones.resnet import ResNet, resnet18, resnet50, resnet101, resnext50_32x4d
 from facemark.models.backbones.vanilla import VanillaCNN, vanilla
 
@@ -30,6 +32,7 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
     "resnet101": resnet101,
     "resnext50_32x4d": resnext50_32x4d,
     "mobilenet_v2": mobilenet_v2,
+    "mobilenet_v2_tf": mobilenet_v2_tf,
     "mobilenet_v3_large": mobilenet_v3_large,
     "vanilla": vanilla,
 }
@@ -62,6 +65,17 @@ def create_backbone(name: str, *, output_stride: int | None = None,
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise DataError(path, "backbone weights: no such file")
+    if path.suffix.lower() == ".tflite":  # MobileNetV2 ImageNet classifier, converted now
+        import warnings
+
+        from facemark.models.backbones.tflite_import import mobilenet_v2_state_dict_from_tflite
+
+        state = mobilenet_v2_state_dict_from_tflite(path)
+        warnings.warn(f"{path}: converted without calibration images, so its BatchNorm "
+                      f"statistics are exact in eval mode only; for training with batch "
+                      f"statistics prefer 'facemark weights import-tflite {path.name} -o "
+                      f"OUT.pth --calibration PHOTOS'", stacklevel=3)
+        return state
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a corrupt or foreign file
@@ -88,6 +102,11 @@ def _listing(keys: list[str], limit: int = 8) -> str:
 
 def load_backbone_weights(backbone: Backbone, path: str | Path) -> dict[str, list[str]]:
     """Load a torchvision-style state dict into ``backbone``, strictly.
+
+    ``path`` is a ``.pth`` state dict, or a ``.tflite`` MobileNetV2 (width 1.0) ImageNet
+    classifier, converted on the fly without calibration images (see
+    :mod:`facemark.models.backbones.tflite_import`; ``facemark weights import-tflite ...
+    --calibration PHOTOS`` writes a ``.pth`` whose BatchNorm also suits training mode).
 
     Keys under the backbone's ``classifier_prefixes`` (``fc.*`` for ResNets,
     ``classifier.*`` for MobileNets) are skipped; every other key must match a parameter or

@@ -31,6 +31,32 @@ def _make_divisible(v: float, divisor: int = 8, min_value: int | None = None) ->
     return new_v
 
 
+class Conv2dSame(nn.Conv2d):
+    """Conv2d with TensorFlow's ``SAME`` padding: the output has ceil(H / stride) rows, and
+    an odd padding puts the extra row and column at the bottom and right.
+
+    Parameter names and shapes are nn.Conv2d's; only where the kernel samples differs (for a
+    stride-2 layer on an even input, symmetric padding moves the sampling grid by one
+    pixel). Weights trained in TensorFlow (``facemark weights import-tflite``) need it to
+    compute what they computed there.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, **kwargs):
+        super().__init__(in_channels, out_channels, kernel_size, stride, 0, **kwargs)
+
+    @staticmethod
+    def _pad(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+        out = -(-size // stride)
+        total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+        return total // 2, total - total // 2
+
+    def forward(self, x: Tensor) -> Tensor:
+        top, bottom = self._pad(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
+        left, right = self._pad(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
+        return super().forward(nn.functional.pad(x, (left, right, top, bottom)))
+
+
 class ConvNormAct(nn.Sequential):
     """Conv2d (no bias) -> norm -> activation, as torchvision's ``Conv2dNormActivation``.
 
@@ -39,11 +65,13 @@ class ConvNormAct(nn.Sequential):
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1,
                  groups: int = 1, dilation: int = 1, norm_layer: NormLayer = nn.BatchNorm2d,
-                 activation: Callable[..., nn.Module] | None = nn.ReLU6):
+                 activation: Callable[..., nn.Module] | None = nn.ReLU6,
+                 same_padding: bool = False):
         padding = (kernel_size - 1) // 2 * dilation
+        conv = Conv2dSame if same_padding else nn.Conv2d
         layers: list[nn.Module] = [
-            nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, dilation=dilation,
-                      groups=groups, bias=False),
+            conv(in_ch, out_ch, kernel_size, stride, padding, dilation=dilation,
+                 groups=groups, bias=False),
             norm_layer(out_ch)]
         if activation is not None:
             layers.append(activation(inplace=True))
@@ -55,7 +83,7 @@ class InvertedResidualV2(nn.Module):
     """V2 block: [1x1 expand] -> 3x3 depthwise -> 1x1 linear projection, in ``conv``."""
 
     def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int, dilation: int = 1,
-                 norm_layer: NormLayer = nn.BatchNorm2d):
+                 norm_layer: NormLayer = nn.BatchNorm2d, same_padding: bool = False):
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"InvertedResidualV2: stride must be 1 or 2, got {stride}")
@@ -66,7 +94,7 @@ class InvertedResidualV2(nn.Module):
             layers.append(ConvNormAct(inp, hidden, kernel_size=1, norm_layer=norm_layer))
         layers += [
             ConvNormAct(hidden, hidden, stride=stride, groups=hidden, dilation=dilation,
-                        norm_layer=norm_layer),
+                        norm_layer=norm_layer, same_padding=same_padding and stride > 1),
             nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
             norm_layer(oup),
         ]
@@ -182,24 +210,29 @@ class MobileNetV2(Backbone):
     Args:
         output_stride: 32, 16 or 8.
         norm_layer: default BatchNorm2d (torchvision's).
+        same_padding: pad the stride-2 convolutions as TensorFlow does (:class:`Conv2dSame`),
+            for weights trained there (``mobilenet_v2_tf``); same parameters either way.
     """
 
     classifier_prefixes = ("classifier.",)
 
-    def __init__(self, *, output_stride: int = 32, norm_layer: str | NormLayer | None = None):
+    def __init__(self, *, output_stride: int = 32, norm_layer: str | NormLayer | None = None,
+                 same_padding: bool = False):
         super().__init__()
         check_output_stride(output_stride, (8, 16, 32), "mobilenet_v2")
-        self.arch = "mobilenet_v2"
+        self.arch = "mobilenet_v2_tf" if same_padding else "mobilenet_v2"
         norm = resolve_norm_layer(norm_layer, nn.BatchNorm2d)
         track = _StrideTracker(output_stride)
         stride, _ = track.step(2)
-        features: list[nn.Module] = [ConvNormAct(3, 32, stride=stride, norm_layer=norm)]
+        features: list[nn.Module] = [ConvNormAct(3, 32, stride=stride, norm_layer=norm,
+                                                 same_padding=same_padding)]
         self._add_feature(32, track.reduction, "features.0")
         in_ch = 32
         for t, c, n, s in MOBILENET_V2_SETTING:
             for i in range(n):
                 stride, dilation = track.step(s if i == 0 else 1)
-                features.append(InvertedResidualV2(in_ch, c, stride, t, dilation, norm))
+                features.append(InvertedResidualV2(in_ch, c, stride, t, dilation, norm,
+                                                   same_padding))
                 in_ch = c
             self._add_feature(c, track.reduction, f"features.{len(features) - 1}")
         features.append(ConvNormAct(in_ch, 1280, kernel_size=1, norm_layer=norm))
@@ -255,9 +288,16 @@ def mobilenet_v2(**kwargs) -> MobileNetV2:
     return MobileNetV2(**kwargs)
 
 
+def mobilenet_v2_tf(**kwargs) -> MobileNetV2:
+    """MobileNetV2 with TensorFlow's SAME padding in its stride-2 layers: the layout the
+    ImageNet weights imported from TensorFlow Lite were trained in (same parameters)."""
+    return MobileNetV2(same_padding=True, **kwargs)
+
+
 def mobilenet_v3_large(**kwargs) -> MobileNetV3Large:
     """MobileNetV3-Large (Howard et al. 2019): 2.97 M parameters without the classifier."""
     return MobileNetV3Large(**kwargs)
 
 
-__all__ = ["MobileNetV2", "MobileNetV3Large", "mobilenet_v2", "mobilenet_v3_large"]
+__all__ = ["Conv2dSame", "MobileNetV2", "MobileNetV3Large", "mobilenet_v2", "mobilenet_v2_tf",
+           "mobilenet_v3_large"]
