@@ -42,7 +42,7 @@ def output_folder(path: str | Path, option: str = "-o") -> Path:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to a temporary file beside ``path``, then rename it into place.
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place.
 
     The folder is created; an interrupted write leaves the old file (or none), never a
     truncated one, and no temporary file behind.
@@ -51,18 +51,22 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         DataError: the file cannot be written (naming it and why, e.g. "No space left on
             device"); the old file is kept.
     """
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` (e.g. an encoded image) atomically, as :func:`atomic_write_text`
-    does: a temporary file beside ``path`` renamed into place; DataError naming the file
-    when it cannot be written."""
+    """:func:`atomic_write_text` for bytes (e.g. an encoded image), with the same
+    guarantees and the same DataError."""
+    return _atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def _atomic_write(path: str | Path, write) -> Path:
+    """``write(tmp)`` a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
+        write(tmp)
         os.replace(tmp, path)
     except OSError as e:
         raise _cannot_write(path, e) from None

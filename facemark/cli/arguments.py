@@ -26,6 +26,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def nonnegative_float(text: str) -> float:
+    """A finite number >= 0, or an argparse error saying what was expected."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def refine_of(args: argparse.Namespace) -> int | None:
     """Extra passes from ``--refine`` / ``--refine-passes N`` / ``--no-refine``: 0 for no
     refining; None (only where the command has ``--no-refine`` and no flag was given) for

@@ -4,7 +4,9 @@
         [--model PATH] [--detector NAME] [--device cpu] [--engine auto|torch|onnx]
         [--batch-size 32] [--flip-test] [--refine [--refine-passes N] | --no-refine]
         [--no-smooth] [--keep-exif-orientation] [--shard i/n] [--no-recursive]
-        [--max-frames N] [--detect-every K] [--overwrite] [--quiet]
+        [--max-frames N] [--detect-every K] [--overwrite] [--pose]
+        [--chips DIR [--chip-template arcface|dlib] [--chip-size N] [--chip-padding P]]
+        [--quiet]
     facemark detect --merge OUT [--format json|csv|both]
 
 A PATH is an image, a folder (searched recursively unless ``--no-recursive``), a video
@@ -27,6 +29,14 @@ Outputs, under OUT (default ``facemark_out``):
   writable folder (checked before any work).
 * ``videos/<video>.json``: one prediction file per video (and webcam), a face record per
   face and frame (``frame`` is the 0-based frame index).
+* with ``--pose``: each face's head pose (yaw, pitch, roll in degrees, rotation and
+  translation; camera guessed from the image size) in the prediction files, and drawn as
+  axes on the overlays.
+* with ``--chips DIR``: an aligned chip of every face in every image,
+  ``DIR/<image>_<k>.png`` (k = the face's place in the prediction file of that image, from
+  0): the ArcFace 112 x 112 layout, or ``--chip-template dlib`` for dlib's
+  ``get_face_chip`` layout (150 px, padding 0.25); ``--chip-size``, ``--chip-padding``
+  change the size and border. Videos get no chips.
 * with ``--overlay``: ``overlays/<image>`` (PNG/JPEG, points coloured by face region,
   boxes) and ``overlays/<video>.mp4``.
 * ``.parts/<hash>.json``: the result of each finished input, written atomically. A re-run
@@ -69,7 +79,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from facemark.cli.arguments import positive_int, refine_of
+from facemark.cli.arguments import nonnegative_float, positive_int, refine_of
 
 DEFAULT_OUT = "facemark_out"
 IMAGES_PER_BATCH = 8  # images decoded and sent through the detector+model together
@@ -145,6 +155,19 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUT's prediction files even when they hold faces of images "
                         "this run was not given (an earlier run's)")
+    p.add_argument("--pose", action="store_true",
+                   help="also write each face's head pose (yaw, pitch, roll in degrees) and "
+                        "draw it on overlays")
+    p.add_argument("--chips", default=None, metavar="DIR",
+                   help="write an aligned face chip of every face in every image to DIR")
+    p.add_argument("--chip-template", default="arcface", metavar="NAME",
+                   help="chip layout: arcface (default, 112 px, 5 points) or dlib "
+                        "(dlib.get_face_chip's, 150 px, padding 0.25)")
+    p.add_argument("--chip-size", type=positive_int, default=None, metavar="N",
+                   help="chip side in pixels (default: the template's)")
+    p.add_argument("--chip-padding", type=nonnegative_float, default=None, metavar="P",
+                   help="border around the layout, a fraction of it per side (default: the "
+                        "template's)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no per-file lines and no progress bar (the summary is printed)")
     p.set_defaults(handler=run)
@@ -212,6 +235,16 @@ class DetectRun:
                     "refine": lm.refine_}
         if args.keep_exif_orientation:  # (absent by default: earlier runs' parts stay valid)
             settings["exif_orientation"] = "ignored"
+        if args.pose:
+            from facemark.inference.pose import face_model_for
+
+            face_model_for(lm.scheme)            # a scheme without pose points stops here
+            settings["pose"] = True
+        if args.chips is not None:
+            from facemark.inference.align import chip_settings
+
+            self.chip_args = chip_settings(args.chip_template, args.chip_size,
+                                           args.chip_padding, scheme=lm.scheme)
         video_settings = {"smoothing": lm.smoothing_params_, "max_frames": args.max_frames,
                           "detect_every": args.detect_every}
         self.method = f"facemark {lm.model_path_.stem} + {lm.detector_.name}"
@@ -297,12 +330,15 @@ class DetectRun:
         self._images(pending)
 
     def _cached(self, inp):
-        from facemark.inference.outputs import overlay_path
+        from facemark.inference.outputs import chip_paths, overlay_path
 
         part = self.cache.get(inp)
         if part is None:
             return None
         if self.args.overlay and not overlay_path(self.out, inp.output, inp.kind).is_file():
+            return None
+        if self.args.chips is not None and inp.kind == "image" and not all(
+                p.is_file() for p in chip_paths(self.args.chips, inp.output, len(part.faces))):
             return None
         return part
 
@@ -313,7 +349,7 @@ class DetectRun:
     def _images(self, batch) -> None:
         from facemark.data.images import read_image
         from facemark.errors import DataError
-        from facemark.inference.outputs import Part, overlay_path, write_overlay_image
+        from facemark.inference.outputs import Part, overlay_path, write_chips, write_overlay_image
 
         if not batch:
             return
@@ -330,11 +366,16 @@ class DetectRun:
         results = self.landmarker.detect_batch(images)
         for inp, image, faces in zip(ready, images, results):
             part = Part(input=inp.name, kind="image",
-                        faces=[f.to_prediction(inp.name) for f in faces],
+                        faces=[f.to_prediction(inp.name, pose=self.args.pose) for f in faces],
                         scheme=self.landmarker.scheme, settings=self.cache.settings,
                         output=inp.output, info={"width": image.shape[1], "height": image.shape[0]})
             if self.args.overlay:
-                write_overlay_image(overlay_path(self.out, inp.output, "image"), image, faces)
+                write_overlay_image(overlay_path(self.out, inp.output, "image"), image, faces,
+                                    pose=self.args.pose)
+            if self.args.chips is not None:
+                tpl, size, padding = self.chip_args
+                write_chips(self.args.chips, inp.output, image, faces, size=size,
+                            padding=padding, template=tpl.name)
             self.cache.put(part, inp)
             self.image_parts[inp.name] = part
             self.counts["images"] += 1
@@ -376,9 +417,10 @@ class DetectRun:
                     frames += 1
                     detections += frame.detected
                     meter.add(frame)
-                    faces += [f.to_prediction(inp.name, frame.index) for f in frame.faces]
+                    faces += [f.to_prediction(inp.name, frame.index, pose=self.args.pose)
+                              for f in frame.faces]
                     if writer is not None:
-                        writer.write(draw_faces(frame.image, frame.faces))
+                        writer.write(draw_faces(frame.image, frame.faces, pose=self.args.pose))
                     fbar.update(1)
             except KeyboardInterrupt:
                 if inp.kind != "webcam":

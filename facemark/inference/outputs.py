@@ -9,9 +9,10 @@
     {"format": "facemark.detect-part", "version": 1, "input": "photos/a.jpg",
      "kind": "image" | "video", "output": "photos/a.jpg", "settings": {...},
      "scheme": "300w68", "info": {...}, "faces": [{"frame": null, "box": [...],
-     "score": 0.93, "points": [[x, y], ...], "point_scores": [...]}, ...]}
+     "score": 0.93, "points": [[x, y], ...], "point_scores": [...], "pose": {...}}, ...]}
 
-  the face records being those of the prediction file format.
+  the face records being those of the prediction file format (``pose`` only with
+  ``--pose``).
 * The results themselves are prediction files (``docs/prediction-format.md``) written with
   ``facemark.evaluation.predictions.write_predictions``; overlays are PNG/JPEG images and
   MP4 videos drawn by :mod:`facemark.inference.draw`.
@@ -213,12 +214,15 @@ class Part:
 
 def _face_record(face) -> dict:
     num = lambda v: None if v is None or not np.isfinite(v) else round(float(v), 4)  # noqa: E731
-    return {"frame": face.frame,
-            "box": None if face.box is None else [num(v) for v in face.box],
-            "score": None if face.score is None else num(face.score),
-            "points": [[num(x), num(y)] for x, y in face.points],
-            "point_scores": (None if face.point_scores is None
-                             else [num(v) for v in face.point_scores])}
+    record = {"frame": face.frame,
+              "box": None if face.box is None else [num(v) for v in face.box],
+              "score": None if face.score is None else num(face.score),
+              "points": [[num(x), num(y)] for x, y in face.points],
+              "point_scores": (None if face.point_scores is None
+                               else [num(v) for v in face.point_scores])}
+    if getattr(face, "pose", None) is not None:
+        record["pose"] = face.pose
+    return record
 
 
 def _atomic_write(path: Path, text: str) -> Path:
@@ -307,7 +311,8 @@ def read_part(path: str | Path) -> Part:
         faces = [PredictedFace(image=doc["input"], points=np.array(r["points"], dtype=np.float64),
                                frame=r.get("frame"), box=r.get("box"), score=r.get("score"),
                                point_scores=None if r.get("point_scores") is None else
-                               np.array([np.nan if v is None else v for v in r["point_scores"]]))
+                               np.array([np.nan if v is None else v for v in r["point_scores"]]),
+                               pose=r.get("pose"))
                  for r in doc["faces"]]
         return Part(input=doc["input"], kind=doc["kind"], faces=faces, scheme=doc["scheme"],
                     settings=doc["settings"], output=doc.get("output", ""),
@@ -365,27 +370,46 @@ def overlay_path(out: str | Path, inp_output: str, kind: str) -> Path:
     return Path(out) / "overlays" / rel
 
 
-def write_overlay_image(path: Path, rgb: np.ndarray, faces: Sequence) -> Path:
-    """Draw ``faces`` on ``rgb`` and write it (format by suffix), atomically."""
-    import cv2
-
+def write_overlay_image(path: Path, rgb: np.ndarray, faces: Sequence, pose: bool = False) -> Path:
+    """Draw ``faces`` on ``rgb`` (and their head pose axes with ``pose``) and write it
+    (format by suffix), atomically."""
     from facemark.inference.draw import draw_faces
 
-    drawn = draw_faces(rgb, faces)
-    ok, data = cv2.imencode(path.suffix, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+    return write_image(path, draw_faces(rgb, faces, pose=pose))
+
+
+def write_image(path: Path, rgb: np.ndarray) -> Path:
+    """Write an RGB image (format by the suffix: .png, .jpg) atomically; DataError naming
+    the file when it cannot be encoded or written."""
+    import cv2
+
+    from facemark.io import atomic_write_bytes
+
+    image = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(Path(path).suffix, image)
     if not ok:
-        raise DataError(path, "cannot encode the overlay image")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data.tofile(str(tmp))
-        os.replace(tmp, path)
-    except OSError as e:
-        raise DataError(path, f"cannot write: {e.strerror or type(e).__name__}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+        raise DataError(path, "cannot encode the image")
+    return atomic_write_bytes(path, data.tobytes())
+
+
+def chip_paths(chips: str | Path, inp_output: str, count: int) -> list[Path]:
+    """``CHIPS/<output without its suffix>_<k>.png`` for the ``count`` faces of one image
+    (k from 0, in the order of the faces)."""
+    rel = Path(inp_output)
+    return [Path(chips) / rel.with_name(f"{rel.stem}_{k}.png") for k in range(count)]
+
+
+def write_chips(chips: str | Path, inp_output: str, rgb: np.ndarray, faces: Sequence, *,
+                size: int | None = None, padding: float | None = None,
+                template: str = "arcface") -> list[Path]:
+    """An aligned chip of every face (``facemark.inference.align.align``), one PNG each at
+    :func:`chip_paths`, written atomically."""
+    from facemark.inference.align import align
+
+    paths = chip_paths(chips, inp_output, len(faces))
+    for path, face in zip(paths, faces):
+        write_image(path, align(rgb, face, size=size, padding=padding, template=template))
+    return paths
 
 
 def video_output_path(out: str | Path, inp_output: str) -> Path:
