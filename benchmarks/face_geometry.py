@@ -237,7 +237,7 @@ def ear_section(limit: int | None) -> list[str]:
             rows.append([what, name, len(vals), f"{np.corrcoef(gt[:, i], vals[:, i])[0, 1]:.2f}",
                          f"{gt[:, i].std():.3f}", f"{vals[:, i].std():.3f}",
                          f"{np.abs(gt[:, i] - vals[:, i]).mean():.3f}"])
-    return [f"Eye and mouth aspect ratios against the ground truth, 300-W LFPW test faces found "
+    return ["Eye and mouth aspect ratios against the ground truth, 300-W LFPW test faces found "
             "by the default detector:", ""] + _table(
         ["measure", "landmarks", "faces", "correlation with ground truth", "ground-truth spread (sd)",
          "predicted spread (sd)", "mean absolute error"], rows)
