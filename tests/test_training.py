@@ -74,6 +74,34 @@ def test_train_writes_checkpoints_and_summary(tmp_path):
         train(changed)
 
 
+@pytest.mark.parametrize("has_val", [True, False])
+def test_checkpoint_callbacks_have_distinct_state_keys(tmp_path, has_val):
+    """Lightning refuses two ModelCheckpoints with one state key (issue 10: every bundled
+    config has no validation set, and the best and last callbacks then collided)."""
+    from facemark.training.checkpoints import RunCheckpoints
+
+    callbacks = RunCheckpoints(tmp_path, has_val).callbacks
+    assert len({cb.state_key for cb in callbacks}) == len(callbacks)
+
+
+def test_train_without_validation_keeps_the_last_epoch_as_best(tmp_path):
+    import json
+
+    torch.set_num_threads(1)
+    cfg = load_config(tiny_config(tmp_path, epochs=2),
+                      ["data.val_fraction=0.0", "trainer.limit_train_batches=1"])
+    result = train(cfg)
+    ckpt = tmp_path / "runs" / "tiny" / "checkpoints"
+    assert result.best_checkpoint == ckpt / "best.ckpt" and result.best_val_nme is None
+    assert result.best_by == "last epoch (no validation set)" and "no validation set" in result.table()
+    epochs = [torch.load(ckpt / f, map_location="cpu", weights_only=False)["epoch"]
+              for f in ("best.ckpt", "last.ckpt")]
+    assert epochs == [1, 1]
+    summary = json.loads((tmp_path / "runs" / "tiny" / "summary.json").read_text())
+    assert summary["best_by"] == result.best_by
+    assert train(cfg).epochs == 2  # resumes from last.ckpt: nothing left to do
+
+
 def test_resume_after_kill_continues_from_last_complete_epoch(tmp_path):
     cfg_path = tiny_config(tmp_path, epochs=6)
     last = tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt"

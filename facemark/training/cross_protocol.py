@@ -696,18 +696,14 @@ def _checkpoint_to_resume(run_dir: Path, resume: str | None, overwrite: bool) ->
 
 def _fit(cfg: TrainConfig, module, data, run_dir: Path, epochs: int, has_val: bool,
          ckpt_path: str | None, callbacks: list, strategy: str):
-    """Lightning fit with the run layout of ``facemark.training.run``; returns (trainer, best)."""
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+    """Lightning fit with the run layout of ``facemark.training.run``; returns (trainer,
+    RunCheckpoints)."""
+    from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 
+    from facemark.training.checkpoints import RunCheckpoints
     from facemark.training.run import _EpochSeed, _loggers
 
-    ckpt_dir = run_dir / "checkpoints"
-    best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best",
-                              monitor="val/nme" if has_val else None, mode="min",
-                              save_top_k=1, save_last=False, enable_version_counter=False)
-    last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1,
-                              every_n_epochs=1, save_on_train_epoch_end=True,
-                              enable_version_counter=False)
+    checkpoints = RunCheckpoints(run_dir / "checkpoints", has_val)
     t = cfg.trainer
     trainer = L.Trainer(
         max_epochs=epochs, accelerator=t.accelerator, devices=t.devices,
@@ -716,11 +712,11 @@ def _fit(cfg: TrainConfig, module, data, run_dir: Path, epochs: int, has_val: bo
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
         gradient_clip_val=t.gradient_clip_val, default_root_dir=run_dir,
-        callbacks=[best_cb, last_cb, LearningRateMonitor("epoch"), TQDMProgressBar(),
+        callbacks=[*checkpoints.callbacks, LearningRateMonitor("epoch"), TQDMProgressBar(),
                    _EpochSeed(data), *callbacks],
         enable_model_summary=False, deterministic=False)
     fit(trainer, module, data, ckpt_path)  # weights only: a crafted checkpoint runs nothing
-    return trainer, best_cb
+    return trainer, checkpoints
 
 
 def _write_summary(run_dir: Path, summary: dict) -> None:
@@ -785,15 +781,16 @@ def train_cross_protocol(cfg: TrainConfig, *, resume: str | None = "auto",
     # A batch need not reach every head: DDP must expect parameters without gradients.
     strategy = "ddp_find_unused_parameters_true" if cfg.trainer.strategy == "ddp" \
         else cfg.trainer.strategy
-    trainer, best_cb = _fit(cfg, module, data, run_dir, cfg.optim.epochs, bool(data.val_sets),
-                            ckpt_path, [annealing, *(callbacks or [])], strategy)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    best = Path(best_cb.best_model_path) if best_cb.best_model_path else None
-    source = best if best is not None and best.is_file() else last
+    trainer, checkpoints = _fit(cfg, module, data, run_dir, cfg.optim.epochs,
+                                bool(data.val_sets), ckpt_path, [annealing, *(callbacks or [])],
+                                strategy)
+    last = checkpoints.last_path
+    best = checkpoints.best_path()
+    source = best if best is not None else last
     result = CrossProtocolResult(
         run_dir=run_dir, best_checkpoint=best, last_checkpoint=last if last.is_file() else None,
-        best_val_nme=None if best_cb.best_model_score is None else float(best_cb.best_model_score),
-        epochs=trainer.current_epoch, seconds=0.0, is_global_zero=trainer.is_global_zero)
+        best_val_nme=checkpoints.best_score(), epochs=trainer.current_epoch, seconds=0.0,
+        is_global_zero=trainer.is_global_zero, best_by=checkpoints.best_by)
     result.last_val_nme = {n: v for n in data.names
                       if (v := _logged(trainer, f"val/{n}/nme")) is not None}
     if trainer.is_global_zero and source.is_file():
@@ -846,11 +843,10 @@ def _finetune(cfg: TrainConfig, dataset: ProtocolDataset, data, net: CrossProtoc
         module.model.load_state_dict(net.branch(dataset.name).state_dict(), strict=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     has_val = data.val_set is not None and len(data.val_set) > 0
-    trainer, best_cb = _fit(cfg, module, data, run_dir, cp.finetune_epochs, has_val, ckpt_path,
-                            [], cfg.trainer.strategy)
-    best = Path(best_cb.best_model_path) if best_cb.best_model_path else None
-    last = run_dir / "checkpoints" / "last.ckpt"
-    source = best if best is not None and best.is_file() else last
+    trainer, checkpoints = _fit(cfg, module, data, run_dir, cp.finetune_epochs, has_val,
+                                ckpt_path, [], cfg.trainer.strategy)
+    best = checkpoints.best_path()
+    source = best if best is not None else checkpoints.last_path
     if not (trainer.is_global_zero and source.is_file()):
         return None, None
     from facemark.inference.model_file import load_model, save_model
@@ -859,8 +855,7 @@ def _finetune(cfg: TrainConfig, dataset: ProtocolDataset, data, net: CrossProtoc
     info.info.update(cross_protocol=str(run_dir.parent.parent), head=dataset.name)
     models = run_dir.parent.parent / "models"
     path = save_model(model, info, models / f"{dataset.name}.finetuned.pt")
-    score = None if best_cb.best_model_score is None else float(best_cb.best_model_score)
-    return path, score
+    return path, checkpoints.best_score()
 
 
 __all__ = ["CrossProtocolDataModule", "CrossProtocolModule", "CrossProtocolNet",

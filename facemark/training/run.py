@@ -4,7 +4,8 @@ Layout of a run folder ``<trainer.out_dir>/<experiment>/``::
 
     config.yaml              the full resolved config
     checkpoints/last.ckpt    end of the last complete epoch (resume point)
-    checkpoints/best.ckpt    lowest validation NME
+    checkpoints/best.ckpt    lowest validation NME; without a validation set the last
+                             epoch (last.ckpt links to it; the summary's best_by says which)
     logs/                    CSV (and/or TensorBoard) logs
     summary.json             final numbers, written at the end
 
@@ -35,12 +36,13 @@ class TrainResult:
     epochs: int
     seconds: float
     is_global_zero: bool = True  # False on the other processes of a DDP run
+    best_by: str = "lowest val/nme"  # or "last epoch (no validation set)"
 
     def table(self) -> str:
         rows = [("run", str(self.run_dir)),
                 ("epochs", str(self.epochs)),
                 ("best val NME", "n/a" if self.best_val_nme is None else f"{100 * self.best_val_nme:.3f}%"),
-                ("best checkpoint", str(self.best_checkpoint)),
+                ("best checkpoint", f"{self.best_checkpoint} ({self.best_by})"),
                 ("last checkpoint", str(self.last_checkpoint)),
                 ("time", f"{self.seconds / 60:.1f} min")]
         width = max(len(k) for k, _ in rows)
@@ -169,8 +171,9 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
 
         return train_cross_protocol(cfg, resume=resume, overwrite=overwrite, callbacks=callbacks)
     import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 
+    from facemark.training.checkpoints import RunCheckpoints
     from facemark.training.datamodule import LandmarkDataModule
     from facemark.training.memory_format import ChannelsLast
     from facemark.training.module import LandmarkModule, fit
@@ -215,12 +218,7 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
     save_config(cfg, run_dir / "config.yaml")
 
     has_val = data.val_set is not None and len(data.val_set) > 0
-    best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best",
-                              monitor="val/nme" if has_val else None, mode="min",
-                              save_top_k=1, save_last=False, enable_version_counter=False)
-    last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1,
-                              every_n_epochs=1, save_on_train_epoch_end=True,
-                              enable_version_counter=False)
+    checkpoints = RunCheckpoints(ckpt_dir, has_val)
     t = cfg.trainer
     trainer = L.Trainer(
         max_epochs=cfg.optim.epochs, accelerator=t.accelerator, devices=t.devices,
@@ -229,7 +227,7 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
         gradient_clip_val=t.gradient_clip_val, default_root_dir=run_dir,
-        callbacks=[best_cb, last_cb, LearningRateMonitor("epoch"), TQDMProgressBar(),
+        callbacks=[*checkpoints.callbacks, LearningRateMonitor("epoch"), TQDMProgressBar(),
                    _EpochSeed(data),
                    TemperatureAnnealing.from_config(cfg.temperature),  # SepBN/MixBN only
                    *([ChannelsLast()] if t.channels_last else []),
@@ -238,14 +236,12 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
     )
     fit(trainer, module, data, ckpt_path)  # weights only: a crafted checkpoint runs nothing
 
-    best_score = best_cb.best_model_score
     result = TrainResult(
-        run_dir=run_dir,
-        best_checkpoint=Path(best_cb.best_model_path) if best_cb.best_model_path else None,
+        run_dir=run_dir, best_checkpoint=checkpoints.best_path(),
         last_checkpoint=last if last.is_file() else None,
-        best_val_nme=None if best_score is None else float(best_score),
+        best_val_nme=checkpoints.best_score(),
         epochs=trainer.current_epoch, seconds=time.time() - start,
-        is_global_zero=trainer.is_global_zero)
+        is_global_zero=trainer.is_global_zero, best_by=checkpoints.best_by)
     if trainer.is_global_zero:
         summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(result).items()
                    if k != "is_global_zero"}

@@ -51,7 +51,8 @@ Run folder ``<trainer.out_dir>/<experiment>/``::
     round_0/ ... round_R/         one per round:
         pseudo_labels.npz         (rounds >= 1) the pseudo-labels this round trains on
         checkpoints/last.ckpt     end of its last complete epoch (resume point)
-        checkpoints/best.ckpt     lowest validation NME (on labelled data)
+        checkpoints/best.ckpt     lowest validation NME (on labelled data); without a
+                                  validation set the last epoch (last.ckpt links to it)
         logs/                     CSV logs
         round.json                written when the round is complete: its numbers
     model.pt                      the final model (``facemark evaluate``/``detect`` load it)
@@ -663,10 +664,11 @@ def _evaluate(model, caches: dict[str, Any], scheme: str, batch_size: int) -> di
 def _fit_round(cfg: TrainConfig, rdir: Path, data: SelfTrainingData, model_cfg: dict,
                init_state: dict | None, round_info: dict, callbacks: list | None):
     """Train one round in ``rdir`` (resuming from its last.ckpt); returns (trainer,
-    module, best checkpoint callback)."""
+    module, RunCheckpoints)."""
     import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import LearningRateMonitor
 
+    from facemark.training.checkpoints import RunCheckpoints
     from facemark.training.run import _EpochSeed, _loggers
 
     ckpt_dir = rdir / "checkpoints"
@@ -688,12 +690,7 @@ def _fit_round(cfg: TrainConfig, rdir: Path, data: SelfTrainingData, model_cfg: 
                               "reinit=true or an init_checkpoint of the same "
                               "architecture") from None
     has_val = data.val_set is not None and len(data.val_set) > 0
-    best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best",
-                              monitor="val/nme" if has_val else None, mode="min",
-                              save_top_k=1, save_last=False, enable_version_counter=False)
-    last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1,
-                              every_n_epochs=1, save_on_train_epoch_end=True,
-                              enable_version_counter=False)
+    checkpoints = RunCheckpoints(ckpt_dir, has_val)
     t = cfg.trainer
     loggers = _loggers(cfg, rdir)
     monitor = [LearningRateMonitor("epoch")] if loggers else []   # it needs a logger
@@ -704,11 +701,11 @@ def _fit_round(cfg: TrainConfig, rdir: Path, data: SelfTrainingData, model_cfg: 
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
         gradient_clip_val=t.gradient_clip_val, default_root_dir=rdir,
-        callbacks=[best_cb, last_cb, *monitor, _EpochSeed(data),
+        callbacks=[*checkpoints.callbacks, *monitor, _EpochSeed(data),
                    *(callbacks or [])],
         enable_model_summary=False, enable_progress_bar=True, deterministic=False)
     fit(trainer, module, data, ckpt_path)  # weights only: a crafted checkpoint runs nothing
-    return trainer, module, best_cb
+    return trainer, module, checkpoints
 
 
 def _check_model_levels(cfg: TrainConfig) -> int | None:
@@ -892,16 +889,15 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
         init_state = None
         if r >= 1 and not st.reinit:
             init_state = _load_round_model(prev_ckpt, cfg).state_dict()
-        trainer, module, best_cb = _fit_round(cfg, rdir, data, inp.model_cfg, init_state,
+        trainer, module, checkpoints = _fit_round(cfg, rdir, data, inp.model_cfg, init_state,
                                               {"round": r, "level": level}, callbacks)
         last = rdir / "checkpoints" / "last.ckpt"
         if trainer.interrupted or trainer.current_epoch < cfg.optim.epochs or not last.is_file():
             raise RoundIncomplete(f"round {r} stopped after {trainer.current_epoch} of "
                                   f"{cfg.optim.epochs} epochs; run the same command again to "
                                   "resume it")
-        best = best_cb.best_model_score
         info.update(checkpoint=str(last.relative_to(run_dir)), epochs=int(trainer.current_epoch),
-                    best_val_nme=None if best is None else float(best),
+                    best_val_nme=checkpoints.best_score(), best_by=checkpoints.best_by,
                     labelled=data.n_labelled, pseudo=data.n_pseudo,
                     test=_evaluate(module.model.eval(), inp.tests, cfg.data.scheme,
                                    st.pseudo_batch_size))
