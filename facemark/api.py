@@ -10,7 +10,8 @@ Models are found in this order: a path to a model file (``.pt`` from ``save_mode
 bundled in the package (``facemark/weights/NAME.pt`` and/or ``NAME.onnx``); None or
 ``"default"`` for the bundled default (``facemark/weights/default.*``). A ``.onnx`` file
 (``facemark export --format onnx``) runs on onnxruntime, a ``.pt``/``.ckpt`` on PyTorch;
-``engine="auto"`` takes a bundled model's ``.onnx`` when the package ships one.
+``engine="auto"`` runs a bundled model on onnxruntime: the package ships its float16 ``.pt``
+and the ``.onnx`` is exported from it into the user cache on first use (:func:`bundled_onnx`).
 
 What comes after the landmarks is public too, imported lazily by ``facemark/__init__.py``
 from its one home: ``facemark.align`` (aligned chips, ``facemark.inference.align``),
@@ -47,7 +48,54 @@ def bundled_models() -> dict[str, dict[str, Path]]:
     return dict(sorted(out.items()))
 
 
+def cache_folder() -> Path:
+    """Where facemark keeps files it makes for the user: ``$FACEMARK_CACHE``, else
+    ``$XDG_CACHE_HOME/facemark``, else ``~/.cache/facemark``."""
+    import os
+
+    if os.environ.get("FACEMARK_CACHE"):
+        return Path(os.environ["FACEMARK_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "facemark"
+
+
+def bundled_onnx(name: str, pt_file: Path) -> Path:
+    """The ONNX file of a bundled model that ships only its (float16) ``.pt``: exported into
+    :func:`cache_folder` on first use (a few seconds), named by a hash of the ``.pt`` so an
+    upgraded model never reuses an old export, and written atomically.
+
+    Raises:
+        FacemarkError: the export failed or the cache folder cannot be written (the message
+            names the folder; ``FACEMARK_CACHE`` moves it).
+    """
+    import hashlib
+
+    digest = hashlib.sha1(pt_file.read_bytes()).hexdigest()[:12]
+    path = cache_folder() / f"{name}-{digest}.onnx"
+    if path.is_file():
+        return path
+    from facemark.inference.export import export_onnx
+    from facemark.inference.model_file import load_model
+
+    model, info = load_model(pt_file)
+    try:
+        export_onnx(model, path, info=info, metadata={"exported_from": pt_file.name})
+    except OSError as e:
+        raise FacemarkError(f"cannot write the ONNX export of the bundled model {name!r} to "
+                            f"{path.parent} ({e.strerror or e}); set FACEMARK_CACHE to a "
+                            "writable folder or use engine='torch'") from None
+    return path
+
+
 def _pick_bundled(name: str, files: dict[str, Path], engine: str) -> Path:
+    if engine in ("auto", "onnx") and ".onnx" not in files and ".pt" in files:
+        try:
+            return bundled_onnx(name, files[".pt"])
+        except FacemarkError as e:
+            if engine == "onnx":
+                raise
+            import warnings
+            warnings.warn(f"{e}; running the bundled model on PyTorch instead", stacklevel=3)
     order = {"onnx": (".onnx",), "torch": (".pt", ".ckpt"),
              "auto": (".onnx", ".pt", ".ckpt")}.get(engine, (".onnx", ".pt", ".ckpt"))
     for suffix in order:
