@@ -67,3 +67,166 @@ def make_pts_dataset(folder: Path, n: int = 24, seed: int = 0, size: int = 160) 
         cv2.imwrite(str(folder / f"face_{i:03d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         write_pts(folder / f"face_{i:03d}.pts", pts)
     return folder
+
+
+# ---------------------------------------------------------------------------------------
+# Tiny datasets in the benchmarks' native layouts (the paths the bundled configs read)
+# ---------------------------------------------------------------------------------------
+def scheme_points(pts68: np.ndarray, num_points: int) -> np.ndarray:
+    """``num_points`` distinct points on a synthetic face from its 68 template points: a
+    spread-out subset for smaller schemes, the 68 plus midpoints for larger ones. They are
+    not the scheme's anatomy, only plausible positions inside the face."""
+    if num_points <= len(pts68):
+        return pts68[np.linspace(0, len(pts68) - 1, num_points).round().astype(int)]
+    extra = num_points - len(pts68)
+    mids = (pts68[:extra] + pts68[1:extra + 1]) / 2
+    return np.concatenate([pts68, mids]).astype(np.float32)
+
+
+def _faces(n: int, num_points: int, seed: int, size: int):
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        img, pts = make_face(rng, size)
+        yield img, scheme_points(pts, num_points)
+
+
+def _write_rgb(path: Path, img: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)), path
+
+
+def _cell_column(items) -> np.ndarray:
+    """A MATLAB N x 1 cell array for scipy.io.savemat."""
+    out = np.empty((len(items), 1), dtype=object)
+    for i, item in enumerate(items):
+        out[i, 0] = item
+    return out
+
+
+def _xywh(pts: np.ndarray) -> list[float]:
+    (x1, y1), (x2, y2) = pts.min(0), pts.max(0)
+    return [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
+
+
+def make_300vw_dataset(root: Path, videos: dict[str, int], seed: int = 0,
+                       size: int = 96) -> Path:
+    """300VW: ``<root>/<video>/annot/NNNNNN.pts`` (1-based) with frames in ``imgs/``."""
+    root = Path(root)
+    for v, (name, n) in enumerate(videos.items()):
+        for k, (img, pts) in enumerate(_faces(n, 68, seed + v, size), start=1):
+            _write_rgb(root / name / "imgs" / f"{k:06d}.png", img)
+            (root / name / "annot").mkdir(parents=True, exist_ok=True)
+            write_pts(root / name / "annot" / f"{k:06d}.pts", pts)
+    return root
+
+
+def make_aflw_dataset(root: Path, n_images: int = 4, n_test: int = 4, seed: int = 0,
+                      size: int = 96, num_train: int = 20000) -> Path:
+    """AFLW-19: ``<root>/AFLWinfo_release.mat`` + ``<root>/aflw/data/flickr/`` images.
+
+    The protocol's training split is the first ``num_train`` faces of ``ra`` (20000; a test
+    may lower ``facemark.data.formats.aflw.NUM_TRAIN`` and pass the same number), so the
+    rows repeat ``n_images`` faces; ``n_test`` more rows make the test split. Returns the
+    .mat path."""
+    import scipy.io
+
+    root = Path(root)
+    faces = list(_faces(n_images, 19, seed, size))
+    names = [f"0/image{i:05d}.jpg" for i in range(n_images)]
+    for (img, _), name in zip(faces, names):
+        _write_rgb(root / "aflw" / "data" / "flickr" / name, img)
+    n = num_train + n_test
+    which = np.arange(n) % n_images
+    pts = np.stack([faces[i][1] for i in range(n_images)])[which]          # (n, 19, 2)
+    data = np.concatenate([pts[:, :, 0], pts[:, :, 1]], axis=1).astype(np.float64)
+    lo, hi = pts.min(1), pts.max(1)
+    bbox = np.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]], axis=1).astype(np.float64)
+    mat = root / "AFLWinfo_release.mat"
+    scipy.io.savemat(mat, {"data": data, "bbox": bbox,
+                           "nameList": _cell_column([np.array([names[i]]) for i in which]),
+                           "mask_new": np.ones((n, 19)),
+                           "ra": np.arange(1, n + 1, dtype=np.float64)[None, :]})
+    return mat
+
+
+def make_cofw_mat(path: Path, split: str, faces) -> Path:
+    """A COFW ``.mat`` (MATLAB v7) of ``faces`` [(RGB image, 29 points)], 1-based."""
+    import scipy.io
+
+    suffix = "Tr" if split == "train" else "T"
+    phis = [np.concatenate([p[:, 0] + 1, p[:, 1] + 1, np.zeros(len(p))]) for _, p in faces]
+    boxes = [np.array(_xywh(p)) + [1, 1, 0, 0] for _, p in faces]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(path, {f"Is{suffix}": _cell_column([img for img, _ in faces]),
+                            f"phis{suffix}": np.array(phis), f"bboxes{suffix}": np.array(boxes)})
+    return Path(path)
+
+
+def make_cofw_dataset(root: Path, n_train: int = 3, n_test: int = 3, seed: int = 0,
+                      size: int = 96) -> tuple[Path, Path]:
+    """COFW: ``<root>/COFW_train_color.mat`` and ``COFW_test_color.mat`` (29 points)."""
+    root = Path(root)
+    train = make_cofw_mat(root / "COFW_train_color.mat", "train",
+                          list(_faces(n_train, 29, seed, size)))
+    rng = np.random.default_rng(seed + 1)
+    tests = [make_face(rng, size) for _ in range(n_test)]
+    test = make_cofw_mat(root / "COFW_test_color.mat", "test",
+                         [(img, scheme_points(p, 29)) for img, p in tests])
+    return train, test
+
+
+def make_cofw68_dataset(root: Path, cofw_root: Path, n: int = 3, seed: int = 0,
+                        size: int = 96) -> Path:
+    """COFW-68: ``<root>/COFW68_Data/test_annotations/N_points.mat`` + boxes, for the
+    faces of ``<cofw_root>/COFW_test_color.mat`` (written here too, with the same faces)."""
+    import scipy.io
+
+    rng = np.random.default_rng(seed + 1)
+    tests = [make_face(rng, size) for _ in range(n)]
+    make_cofw_mat(Path(cofw_root) / "COFW_test_color.mat", "test",
+                  [(img, scheme_points(p, 29)) for img, p in tests])
+    ann = Path(root) / "COFW68_Data" / "test_annotations"
+    ann.mkdir(parents=True, exist_ok=True)
+    for k, (_, p) in enumerate(tests, start=1):
+        scipy.io.savemat(ann / f"{k}_points.mat", {"Points": p.astype(np.float64) + 1,
+                                                   "Occ": np.zeros((1, 68))})
+    boxes = np.array([np.array(_xywh(p)) + [1, 1, 0, 0] for _, p in tests])
+    scipy.io.savemat(ann.parent / "cofw68_test_bboxes.mat", {"bboxes": boxes})
+    return ann
+
+
+def make_wflw_dataset(root: Path, n_train: int = 3, n_test: int = 3, seed: int = 0,
+                      size: int = 96) -> Path:
+    """WFLW: ``<root>/WFLW_images/`` and the ``list_98pt_rect_attr_{train,test}.txt``."""
+    root = Path(root)
+    lists = root / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
+    lists.mkdir(parents=True, exist_ok=True)
+    for split, n, s in (("train", n_train, seed), ("test", n_test, seed + 1)):
+        lines = []
+        for i, (img, pts) in enumerate(_faces(n, 98, s, size)):
+            rel = f"0--Parade/{split}_{i:03d}.jpg"
+            _write_rgb(root / "WFLW_images" / rel, img)
+            (x1, y1), (x2, y2) = pts.min(0), pts.max(0)
+            nums = " ".join(f"{v:.3f}" for v in pts.ravel())
+            lines.append(f"{nums} {int(x1)} {int(y1)} {int(x2)} {int(y2)} 0 0 0 0 0 0 {rel}")
+        (lists / f"list_98pt_rect_attr_{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def make_csv_dataset(csv_path: Path, n: int = 3, seed: int = 0, size: int = 96) -> Path:
+    """A ytf68-style table ``name, x0, y0, ...`` with its images in ``<stem before _>/``."""
+    csv_path = Path(csv_path)
+    folder = csv_path.parent / csv_path.stem.split("_")[0]
+    rows = [",".join([""] + [str(i) for i in range(136)])]
+    for i, (img, pts) in enumerate(_faces(n, 68, seed, size)):
+        _write_rgb(folder / f"face_{i:03d}.jpg", img)
+        rows.append(",".join([f"face_{i:03d}.jpg"] + [f"{v:.3f}" for v in pts.ravel()]))
+    csv_path.write_text("\n".join(rows) + "\n")
+    return csv_path
+
+
+def make_image_folder(folder: Path, n: int = 3, seed: int = 0, size: int = 96) -> Path:
+    """A folder of unlabelled face images."""
+    for i, (img, _) in enumerate(_faces(n, 68, seed, size)):
+        _write_rgb(Path(folder) / f"img_{i:03d}.jpg", img)
+    return Path(folder)
