@@ -261,8 +261,8 @@ def test_default_model_missing_is_a_clear_error(monkeypatch):
 def test_bundled_model_by_name_and_default(monkeypatch, model_file):
     monkeypatch.setattr("facemark.api.bundled_models",
                         lambda: {"default": {".pt": model_file}, "tiny": {".pt": model_file}})
-    assert facemark.load().model_path_ == model_file
-    assert facemark.load("tiny").model_path_ == model_file
+    assert facemark.load(engine="torch").model_path_ == model_file
+    assert facemark.load("tiny", engine="torch").model_path_ == model_file
     with pytest.raises(DataError, match="model file not found; bundled models: default, tiny"):
         facemark.load("other")
 
