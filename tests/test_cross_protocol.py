@@ -351,3 +351,31 @@ def test_config_section_checks(tmp_path):
         _cfg(tmp_path, ok, temperature={"schedule": "cosine"})
     with pytest.raises(ConfigError, match="data.train' is empty"):
         _cfg(tmp_path, [])
+
+
+def test_backbone_weights_initialise_the_shared_backbone(run, tmp_path):
+    import lightning as L
+    import torch
+
+    from facemark.models.backbones import create_backbone
+    from facemark.training.run import train
+
+    source = create_backbone(MODEL["backbone"], norm_layer=MODEL["kwargs"]["norm_layer"])
+    with torch.no_grad():
+        for p in source.parameters():
+            p.fill_(0.02)
+    weights = tmp_path / "backbone.pth"
+    torch.save(source.state_dict(), weights)
+    seen = {}
+
+    class Grab(L.Callback):
+        def on_train_start(self, trainer, module):
+            seen["state"] = {k: v.clone() for k, v in module.net.backbone.state_dict().items()}
+
+    cfg = load_config(run["config"], ["experiment=cnt_imagenet", "optim.epochs=1",
+                                      "cross_protocol.finetune_epochs=0",
+                                      f"trainer.out_dir={tmp_path / 'runs'}",
+                                      f"model.backbone_weights={weights}"])
+    train(cfg, callbacks=[Grab()])
+    for k, v in source.state_dict().items():
+        assert torch.equal(seen["state"][k], v), k

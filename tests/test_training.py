@@ -236,3 +236,33 @@ def test_fine_tune_from_weights_with_augment_overrides(tmp_path):
                                                             "model.init_weights=nope.ckpt"])
     with pytest.raises(ConfigError, match="model.init_weights.*not found"):
         train(missing)
+
+
+def test_backbone_weights_reach_the_trained_model(tmp_path):
+    """model.backbone_weights initialises the backbone of the model that trains (it once
+    loaded into a throwaway model while training started from random weights)."""
+    torch.set_num_threads(1)
+    from facemark.models.backbones import create_backbone
+
+    source = create_backbone("resnet18")
+    with torch.no_grad():
+        for p in source.parameters():
+            p.fill_(0.0125)
+    weights = tmp_path / "r18.pth"
+    torch.save(source.state_dict(), weights)
+    seen = {}
+
+    import lightning as L
+
+    class Grab(L.Callback):
+        def on_train_start(self, trainer, module):
+            seen["state"] = {k: v.clone() for k, v in module.model.backbone.state_dict().items()}
+
+    cfg = load_config(tiny_config(tmp_path, epochs=1), [f"model.backbone_weights={weights}"])
+    train(cfg, callbacks=[Grab()])
+    for k, v in source.state_dict().items():
+        assert torch.equal(seen["state"][k], v), k
+    bad = load_config(tiny_config(tmp_path, epochs=1), ["experiment=bad",
+                                                        f"model.backbone_weights={tmp_path}/no.pth"])
+    with pytest.raises(ConfigError, match="model.backbone_weights.*no such file"):
+        train(bad)

@@ -775,6 +775,9 @@ def train_cross_protocol(cfg: TrainConfig, *, resume: str | None = "auto",
                      "sizes": data.sizes, "sampling": cp.sampling}
         module = CrossProtocolModule(heads, cfg.to_dict()["optim"], cp.loss_weighting,
                                      data_info=data_info, sample_names=data.train_names)
+        if cfg.model.backbone_weights:   # the one shared backbone starts from ImageNet
+            from facemark.training.run import load_backbone_init
+            load_backbone_init(module.net, cfg.model.backbone_weights)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
 

@@ -56,8 +56,7 @@ def build_model_config(cfg: TrainConfig, mean_face) -> dict:
 
     m = cfg.model
     kwargs = dict(m.kwargs)
-    kwargs.update(backbone=m.backbone, net_stride=m.net_stride, num_nb=m.num_nb,
-                  backbone_weights=m.backbone_weights)
+    kwargs.update(backbone=m.backbone, net_stride=m.net_stride, num_nb=m.num_nb)
     if "mean_face" in model_arguments(m.name):
         kwargs["mean_face"] = mean_face
     try:
@@ -66,6 +65,26 @@ def build_model_config(cfg: TrainConfig, mean_face) -> dict:
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"config section 'model': {e}") from None
     return model_config(model)
+
+
+def load_backbone_init(model, path: str) -> None:
+    """Load ``model.backbone_weights`` (ImageNet) into a freshly built model's backbone.
+
+    The model config holds the architecture only, so every trainer calls this on the model
+    it trains, after building it from the config.
+
+    Raises:
+        ConfigError: unreadable or mismatching weights (the message names the file).
+    """
+    from facemark.errors import DataError
+    from facemark.models.backbones import load_backbone_weights
+
+    try:
+        report = load_backbone_weights(model.backbone, path)
+    except DataError as e:
+        raise ConfigError(f"config key 'model.backbone_weights': {e}") from None
+    print(f"backbone initialised from {path} (skipped: {len(report.get('skipped', []))} "
+          "classifier keys)")
 
 
 def init_from(model, path: str) -> None:
@@ -212,6 +231,8 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
                      "train": list(cfg.data.train), "experiment": cfg.experiment}
         module = LandmarkModule(model_cfg, cfg.data.scheme, cfg.to_dict()["optim"],
                                 data_info=data_info, sample_names=data.train_names)
+        if cfg.model.backbone_weights:
+            load_backbone_init(module.model, cfg.model.backbone_weights)
         if cfg.model.init_weights:
             init_from(module.model, cfg.model.init_weights)
     run_dir.mkdir(parents=True, exist_ok=True)

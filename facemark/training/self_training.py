@@ -689,6 +689,9 @@ def _fit_round(cfg: TrainConfig, rdir: Path, data: SelfTrainingData, model_cfg: 
                               f"fit model {model_cfg['name']!r} ({str(e).splitlines()[0]}); use "
                               "reinit=true or an init_checkpoint of the same "
                               "architecture") from None
+    elif cfg.model.backbone_weights:   # a fresh round starts from the ImageNet backbone
+        from facemark.training.run import load_backbone_init
+        load_backbone_init(module.model, cfg.model.backbone_weights)
     has_val = data.val_set is not None and len(data.val_set) > 0
     checkpoints = RunCheckpoints(ckpt_dir, has_val)
     t = cfg.trainer
