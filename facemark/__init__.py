@@ -13,6 +13,21 @@ What people do with the landmarks next:
 
 ``load``, ``Landmarker``, ``Face`` and the rest are imported on first use, so
 ``import facemark`` (and ``facemark --help``) stays fast and does not import torch.
+
+Layers: each module imports only its own layer and the ones below it (lowest first), and
+no modules import each other in a cycle; tests/test_architecture.py checks both.
+
+1. ``errors`` (the one-line user errors), then ``io`` (atomic writes) and ``configs``
+   (the bundled YAML configs)
+2. ``data`` (datasets, formats, landmark schemes, crops)
+3. ``models`` (backbones, heads, the registry)
+4. ``training`` and ``evaluation``
+5. ``inference`` (detectors, the landmarker, export, outputs)
+6. ``api`` (``facemark.load``)
+7. ``cli`` and ``__main__`` (argument parsing)
+
+This package module itself sits above them all (its names are lazy re-exports), and every
+layer may read its ``__version__``.
 """
 __version__ = "0.1.0"
 
