@@ -61,6 +61,51 @@ def test_round_trip_property(tmp_path_factory, points, suffix):
     np.testing.assert_allclose(np.stack([f.points for f in back.faces]), points, atol=5.1e-5)
 
 
+ODD_NAMES = ["line\nbreak.jpg", "dos\r\nbreak.jpg", "cr\ronly.jpg", "a,b.jpg", 'say "hi".jpg',
+             "end\n", "\nstart.jpg", "# not a comment.jpg", "tab\tand\u00e9.jpg"]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".csv"])
+def test_round_trip_keeps_odd_image_names(tmp_path, suffix):
+    """Issue 12: a newline in an image name broke the CSV (quoted cells with line breaks)."""
+    faces = [PredictedFace(name, _pts(i), frame=i if i % 2 else None)
+             for i, name in enumerate(ODD_NAMES)]
+    path = write_predictions(tmp_path / f"p{suffix}", faces, "300w68", "two\nlines",
+                             root=str(tmp_path / "r\noot"))
+    back = read_predictions(path)
+    assert [f.image for f in back.faces] == ODD_NAMES
+    assert [f.frame for f in back.faces] == [f.frame for f in faces]
+    assert back.method == "two\nlines" and back.root == str(tmp_path / "r\noot")
+    for a, b in zip(faces, back.faces):
+        np.testing.assert_allclose(b.points, a.points, atol=1e-4)
+
+
+def test_csv_quotes_names_with_line_breaks_and_numbers_lines_by_file(tmp_path):
+    faces = [PredictedFace("a\nb.jpg", _pts(0)), PredictedFace("c.jpg", _pts(1))]
+    path = write_predictions(tmp_path / "p.csv", faces, "300w68", "m")
+    text = path.read_bytes().decode()
+    assert '"a\nb.jpg",' in text and "\nc.jpg," in text
+    # an error on the row after the two-line name names the file line it is on
+    bad = text.replace("\nc.jpg,,", "\nc.jpg,,abc", 1)
+    path.write_bytes(bad.encode())
+    line = bad.split("\n").index(next(t for t in bad.split("\n") if t.startswith("c.jpg"))) + 1
+    with pytest.raises(DataError, match=rf"p\.csv:{line}: column x0: expected a number"):
+        read_predictions(path)
+    path.write_bytes(text.replace('"a\nb.jpg"', '"a\nb.jpg', 1).encode())  # quote never closed
+    with pytest.raises(DataError, match=r"p\.csv"):
+        read_predictions(path)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+                .filter(lambda t: t.strip(" \t") == t and t.strip()), min_size=1, max_size=3))
+def test_csv_round_trip_any_image_name(tmp_path_factory, names):
+    path = tmp_path_factory.mktemp("names") / "p.csv"
+    faces = [PredictedFace(n, _pts(i)) for i, n in enumerate(names)]
+    assert [f.image for f in read_predictions(write_predictions(path, faces, "300w68")).faces] \
+        == names
+
+
 def test_json_layout_is_documented_shape(tmp_path):
     path = write_predictions(tmp_path / "p.json", _faces()[:1], "ibug68", "toy")
     doc = json.loads(path.read_text())

@@ -196,6 +196,25 @@ def _num(v) -> float | None:
     return round(v, DECIMALS) if np.isfinite(v) else None
 
 
+def _meta_text(value: str) -> str:
+    """A ``# key: value`` value; one with a line break (or a leading quote) as a JSON string."""
+    value = str(value)
+    if any(c in value for c in "\r\n") or value.startswith('"') or value != value.strip():
+        return json.dumps(value)
+    return value
+
+
+def _meta_value(value: str) -> str:
+    if value.startswith('"'):
+        try:
+            decoded = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        if isinstance(decoded, str):
+            return decoded
+    return value
+
+
 def _cell_text(v) -> str:
     return repr(round(float(v), DECIMALS))
 
@@ -276,11 +295,10 @@ def _to_csv(faces, scheme: str, n: int, method: str, root: str | None) -> str:
     buf = io.StringIO()
     buf.write(f"# {FORMAT_NAME} version {FORMAT_VERSION}\n# scheme: {scheme}\n")
     if method:
-        buf.write(f"# method: {method}\n")
+        buf.write(f"# method: {_meta_text(method)}\n")
     if root:
-        buf.write(f"# root: {root}\n")
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
+        buf.write(f"# root: {_meta_text(root)}\n")
+    buf.write(",".join(header) + "\n")
     for f in faces:
         row = [_relative(f.image, root), "" if f.frame is None else f.frame]
         row += [_cell_text(v) for v in f.points.reshape(-1)]
@@ -294,8 +312,20 @@ def _to_csv(faces, scheme: str, n: int, method: str, root: str | None) -> str:
         if has_pose:
             row += ([""] * len(_POSE_COLUMNS) if f.pose is None
                     else [_cell_text(v) for v in _pose_cells(f.pose)])
-        writer.writerow(row)
+        buf.write(",".join(_csv_cell(c) for c in row) + "\n")
     return buf.getvalue()
+
+
+def _csv_cell(value) -> str:
+    """One CSV cell, quoted (RFC 4180) when it holds a comma, a quote or a line break.
+
+    ``csv.writer`` with a ``"\\n"`` line terminator leaves a lone ``"\\r"`` unquoted, which
+    a reader takes for a line end; image names may hold either, so quoting is done here.
+    """
+    text = str(value)
+    if any(c in text for c in ',"\r\n') or text != text.strip(" \t"):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 # ---------------------------------------------------------------------------------------
@@ -318,8 +348,8 @@ def read_predictions(path: str | Path, scheme: str | None = None) -> PredictionS
     if not path.is_file():
         raise DataError(path, "prediction file not found")
     suffix = path.suffix.lower()
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # no newline translation: a quoted "\r" inside a CSV image name stays "\r"
+        text = path.read_bytes().decode("utf-8")
     except (UnicodeDecodeError, OSError) as e:
         raise DataError(path, f"cannot read prediction file ({e.__class__.__name__})") from None
     if suffix == ".json":
@@ -420,19 +450,33 @@ _XY = re.compile(r"^([xys])(\d+)$")
 
 
 def _read_csv(path: Path, text: str, scheme: str | None) -> PredictionSet:
-    lines = text.splitlines()
+    lines = text.splitlines(keepends=True)
     meta: dict[str, tuple[str, int]] = {}
     start = 0
     while start < len(lines) and (lines[start].startswith("#") or not lines[start].strip()):
         key, sep, value = lines[start][1:].partition(":")
         if sep:
-            meta[key.strip().lower()] = (value.strip(), start + 1)
+            meta[key.strip().lower()] = (_meta_value(value.strip()), start + 1)
         start += 1
     if start >= len(lines):
         raise DataError(path, "no header row (expected image,frame,x0,y0,...)")
-    rows = list(csv.reader(lines[start:]))
+    # the csv module reads the rest as one stream, so a quoted cell may hold line breaks
+    # (image names with a newline); each row keeps the file line it starts on
+    reader = csv.reader(io.StringIO("".join(lines[start:]), newline=""))
+    rows, row_lines = [], []
+    try:
+        while True:
+            first_line = start + reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            rows.append(row)
+            row_lines.append(first_line)
+    except csv.Error as e:
+        raise DataError(path, f"not valid CSV ({e})", start + reader.line_num) from None
     header = [h.strip() for h in rows[0]]
-    hline = start + 1
+    hline = row_lines[0]
     if "image" not in header:
         raise DataError(path, f"header has no 'image' column: {','.join(header)[:120]}", hline)
     if len(set(header)) != len(header):
@@ -482,16 +526,15 @@ def _read_csv(path: Path, text: str, scheme: str | None) -> PredictionSet:
     col = {h: i for i, h in enumerate(header)}
     xy_idx = [col[f"{c}{i}"] for i in range(n) for c in ("x", "y")]
     faces = []
-    for k, row in enumerate(rows[1:]):
-        line = hline + 1 + k
+    for row, line in zip(rows[1:], row_lines[1:]):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if len(row) != len(header):
             raise DataError(path, f"expected {len(header)} columns as in the header, got "
                                   f"{len(row)}", line)
         where = f"row for {row[col['image']]!r}"
-        image = row[col["image"]].strip()
-        if not image:
+        image = row[col["image"]].strip(" \t")  # spaces after a comma; a newline is the name's
+        if not image.strip():
             raise DataError(path, "empty image column", line)
         pts = _numbers(path, [_cell(path, row[i], header[i], line) for i in xy_idx], 2 * n,
                        "coordinates", where, line)
