@@ -42,8 +42,6 @@ UPWARD_ALLOWED: set[tuple[str, str]] = {
     ("facemark.evaluation.sources", "facemark.inference.detectors"),
     ("facemark.evaluation.sources", "facemark.inference.landmarker"),
     ("facemark.evaluation.sources", "facemark.inference.model_file"),
-    # the region colours live in the CLI
-    ("facemark.inference.draw", "facemark.cli.data"),
     # bundled-model lookup lives in the api
     ("facemark.inference.landmarker", "facemark.api"),
     # the model file format lives in inference

@@ -14,15 +14,23 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from facemark.cli.data import OTHER_COLOUR, PALETTE
 from facemark.data.schemes import get_scheme
+
+# Region colours (RGB) for drawings, in the order regions are declared; "other" is grey.
+PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+           (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207), (255, 215, 0))
+OTHER_COLOUR = (160, 160, 160)
+
+
+def _colour_of_region(scheme) -> dict[str, tuple[int, int, int]]:
+    scheme = get_scheme(scheme)
+    return {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(scheme.regions)}
 
 
 def region_colours(scheme) -> list[tuple[int, int, int]]:
     """RGB colour of every point of ``scheme``, by its region (grey for "other")."""
-    scheme = get_scheme(scheme)
-    of_region = {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(scheme.regions)}
-    return [of_region.get(r, OTHER_COLOUR) for r in scheme.region_of]
+    of_region = _colour_of_region(scheme)
+    return [of_region.get(r, OTHER_COLOUR) for r in get_scheme(scheme).region_of]
 
 
 def _confidence_colour(value: float) -> tuple[int, int, int]:
@@ -112,3 +120,73 @@ def draw_pose(image: np.ndarray, pose, length_mm: float = 60.0, thickness: int =
         cv2.arrowedLine(image, origin, tuple(map(int, end)), colour, int(thickness), cv2.LINE_AA,
                         shift=4, tipLength=0.15)
     return image
+
+
+def draw_grid(tiles, scheme, tile: int | None = None):
+    """One RGB image: the tiles in a near-square grid, landmarks coloured by region.
+
+    Filled dots are points on the subject's right, rings on the subject's left (so a flip
+    that forgot to swap names shows up), small squares are midline points; skeleton lines
+    follow ``scheme.skeleton``. A legend strip at the bottom names the colours.
+    """
+    import math
+
+    size = tiles[0][0].shape[0]
+    tile = tile or max(size, 192)
+    k = tile / size
+    regions = list(scheme.regions)
+    colour_of_region = _colour_of_region(scheme)
+    colours = region_colours(scheme)
+    sides = getattr(scheme, "sides", None) or ("",) * scheme.num_points
+    links = [(scheme.index(a), scheme.index(b)) for a, b in scheme.skeleton]
+    radius = max(2, round(tile / 80))
+
+    cols = math.ceil(math.sqrt(len(tiles)))
+    rows = math.ceil(len(tiles) / cols)
+    legend_h = 28
+    grid = np.full((rows * tile, cols * tile, 3), 255, np.uint8)
+    for n, (img, pts, caption) in enumerate(tiles):
+        t = cv2.resize(np.ascontiguousarray(img), (tile, tile), interpolation=cv2.INTER_LINEAR) \
+            if tile != size else np.array(img)
+        p = (np.asarray(pts, dtype=np.float64) + 0.5) * k - 0.5      # pixel centres stay centres
+        ok = np.isfinite(p).all(axis=1)
+        q = np.round(np.where(ok[:, None], p, 0) * 16).astype(np.int64)   # 4 fractional bits
+        for a, b in links:
+            if ok[a] and ok[b]:
+                cv2.line(t, tuple(map(int, q[a])), tuple(map(int, q[b])), colours[a], 1,
+                         cv2.LINE_AA, shift=4)
+        for i in np.flatnonzero(ok):
+            c = tuple(map(int, q[i]))
+            if sides[i] == "right":
+                cv2.circle(t, c, radius * 16, colours[i], -1, cv2.LINE_AA, shift=4)
+            elif sides[i] == "left":
+                cv2.circle(t, c, radius * 16, colours[i], 1, cv2.LINE_AA, shift=4)
+            else:
+                x, y = c
+                r = radius * 16
+                cv2.rectangle(t, (x - r, y - r), (x + r, y + r), colours[i], -1, cv2.LINE_AA, shift=4)
+        cv2.rectangle(t, (0, 0), (tile - 1, 15), (0, 0, 0), -1)
+        cv2.putText(t, caption[:max(4, tile // 7)], (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+        r0, c0 = divmod(n, cols)
+        grid[r0 * tile:(r0 + 1) * tile, c0 * tile:(c0 + 1) * tile] = t
+    entries = [(r, colour_of_region[r]) for r in regions]
+    if "other" in scheme.region_of:
+        entries.append(("other", OTHER_COLOUR))
+    entries.append(("filled: subject's right, ring: left, square: midline", None))
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.45
+    placed, x, line = [], 6, 0
+    for name, colour in entries:
+        width = (14 if colour is not None else 0) + cv2.getTextSize(name, font, scale, 1)[0][0]
+        if x > 6 and x + width > grid.shape[1] - 6:
+            x, line = 6, line + 1
+        placed.append((x, line, name, colour))
+        x += width + 14
+    legend = np.full(((line + 1) * legend_h, grid.shape[1], 3), 255, np.uint8)
+    for x, line, name, colour in placed:
+        y = line * legend_h
+        if colour is not None:
+            cv2.circle(legend, (x + 5, y + 14), 5, colour, -1, cv2.LINE_AA)
+            x += 14
+        cv2.putText(legend, name, (x, y + 19), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.vstack([grid, legend])
