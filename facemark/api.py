@@ -21,120 +21,12 @@ from its one home: ``facemark.align`` (aligned chips, ``facemark.inference.align
 """
 from __future__ import annotations
 
-import importlib.resources
 from pathlib import Path
 from typing import Any
 
-from facemark.errors import DataError, FacemarkError
-
-DEFAULT_MODEL = "default"
-WEIGHTS_FOLDER = "weights"
-MODEL_SUFFIXES = (".pt", ".ckpt", ".onnx")
-
-
-def bundled_models() -> dict[str, dict[str, Path]]:
-    """Models shipped inside the package (``facemark/weights``): name -> {suffix: file}.
-
-    A name may have a ``.pt`` (PyTorch) and a ``.onnx`` (onnxruntime) file.
-    """
-    folder = importlib.resources.files("facemark") / WEIGHTS_FOLDER
-    if not folder.is_dir():
-        return {}
-    out: dict[str, dict[str, Path]] = {}
-    for entry in folder.iterdir():
-        stem, dot, suffix = entry.name.rpartition(".")
-        if dot and f".{suffix}" in MODEL_SUFFIXES and entry.is_file():
-            out.setdefault(stem, {})[f".{suffix}"] = Path(str(entry))
-    return dict(sorted(out.items()))
-
-
-def cache_folder() -> Path:
-    """Where facemark keeps files it makes for the user: ``$FACEMARK_CACHE``, else
-    ``$XDG_CACHE_HOME/facemark``, else ``~/.cache/facemark``."""
-    import os
-
-    if os.environ.get("FACEMARK_CACHE"):
-        return Path(os.environ["FACEMARK_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "facemark"
-
-
-def bundled_onnx(name: str, pt_file: Path) -> Path:
-    """The ONNX file of a bundled model that ships only its (float16) ``.pt``: exported into
-    :func:`cache_folder` on first use (a few seconds), named by a hash of the ``.pt`` so an
-    upgraded model never reuses an old export, and written atomically.
-
-    Raises:
-        FacemarkError: the export failed or the cache folder cannot be written (the message
-            names the folder; ``FACEMARK_CACHE`` moves it).
-    """
-    import hashlib
-
-    digest = hashlib.sha1(pt_file.read_bytes()).hexdigest()[:12]
-    path = cache_folder() / f"{name}-{digest}.onnx"
-    if path.is_file():
-        return path
-    from facemark.inference.export import export_onnx
-    from facemark.inference.model_file import load_model
-
-    model, info = load_model(pt_file)
-    try:
-        export_onnx(model, path, info=info, metadata={"exported_from": pt_file.name})
-    except OSError as e:
-        raise FacemarkError(f"cannot write the ONNX export of the bundled model {name!r} to "
-                            f"{path.parent} ({e.strerror or e}); set FACEMARK_CACHE to a "
-                            "writable folder or use engine='torch'") from None
-    return path
-
-
-def _pick_bundled(name: str, files: dict[str, Path], engine: str) -> Path:
-    if engine in ("auto", "onnx") and ".onnx" not in files and ".pt" in files:
-        try:
-            return bundled_onnx(name, files[".pt"])
-        except FacemarkError as e:
-            if engine == "onnx":
-                raise
-            import warnings
-            warnings.warn(f"{e}; running the bundled model on PyTorch instead", stacklevel=3)
-    order = {"onnx": (".onnx",), "torch": (".pt", ".ckpt"),
-             "auto": (".onnx", ".pt", ".ckpt")}.get(engine, (".onnx", ".pt", ".ckpt"))
-    for suffix in order:
-        if suffix in files:
-            return files[suffix]
-    raise FacemarkError(f"the bundled model {name!r} has no file for engine {engine!r} "
-                        f"(it has {', '.join(sorted(files))})")
-
-
-def resolve_model_path(name_or_path: str | Path | None, engine: str = "auto") -> Path:
-    """The model file a ``load`` argument means (see the module docstring).
-
-    Args:
-        name_or_path: a path, a bundled name, or None / ``"default"``.
-        engine: for a bundled model with several files: ``"auto"`` and ``"onnx"`` take its
-            ``.onnx`` when there is one, ``"torch"`` its ``.pt``.
-
-    Raises:
-        FacemarkError: no argument and no bundled default model.
-        DataError: a path that does not exist (with the bundled names, if any).
-    """
-    bundled = bundled_models()
-    if name_or_path is None or str(name_or_path) == DEFAULT_MODEL:
-        if DEFAULT_MODEL in bundled:
-            return _pick_bundled(DEFAULT_MODEL, bundled[DEFAULT_MODEL], engine)
-        raise FacemarkError(
-            "no default model is bundled with this facemark installation "
-            "(facemark/weights/default.pt is missing); pass a model file: "
-            "facemark.load('path/to/model.pt') or facemark detect --model PATH "
-            "(.pt from 'facemark export --format pt' or save_model, .ckpt from 'facemark train', "
-            ".onnx from 'facemark export --format onnx')")
-    text = str(name_or_path)
-    path = Path(text).expanduser()
-    if path.is_file():
-        return path
-    if text in bundled and "/" not in text and "\\" not in text:
-        return _pick_bundled(text, bundled[text], engine)
-    known = f"; bundled models: {', '.join(bundled)}" if bundled else ""
-    raise DataError(path, f"model file not found{known}")
+from facemark.inference.model_path import (  # noqa: F401  (the public names live here too)
+    DEFAULT_MODEL, MODEL_SUFFIXES, WEIGHTS_FOLDER, bundled_models, bundled_onnx, cache_folder,
+    resolve_model_path)
 
 
 def load(name_or_path: str | Path | None = None, *, device: str = "cpu", detector: Any = "auto",

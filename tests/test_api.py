@@ -253,13 +253,13 @@ def test_onnx_engine_matches_torch(lm, model_file, faces_data, tmp_path):
 
 
 def test_default_model_missing_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr("facemark.api.bundled_models", lambda: {})
+    monkeypatch.setattr("facemark.inference.model_path.bundled_models", lambda: {})
     with pytest.raises(FacemarkError, match="no default model is bundled.*pass a model file"):
         facemark.load()
 
 
 def test_bundled_model_by_name_and_default(monkeypatch, model_file):
-    monkeypatch.setattr("facemark.api.bundled_models",
+    monkeypatch.setattr("facemark.inference.model_path.bundled_models",
                         lambda: {"default": {".pt": model_file}, "tiny": {".pt": model_file}})
     assert facemark.load(engine="torch").model_path_ == model_file
     assert facemark.load("tiny", engine="torch").model_path_ == model_file

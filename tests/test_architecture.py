@@ -42,8 +42,6 @@ UPWARD_ALLOWED: set[tuple[str, str]] = {
     ("facemark.evaluation.sources", "facemark.inference.detectors"),
     ("facemark.evaluation.sources", "facemark.inference.landmarker"),
     ("facemark.evaluation.sources", "facemark.inference.model_file"),
-    # bundled-model lookup lives in the api
-    ("facemark.inference.landmarker", "facemark.api"),
     # the model file format lives in inference
     ("facemark.training.cross_protocol", "facemark.inference.model_file"),
     ("facemark.training.run", "facemark.inference.model_file"),
@@ -59,8 +57,6 @@ CYCLES_ALLOWED: set[tuple[str, ...]] = {
     ("facemark.models.heads", "facemark.models.heads.coordnet", "facemark.models.heads.grmi",
      "facemark.models.heads.mapnet", "facemark.models.heads.pip", "facemark.models.heads.stc",
      "facemark.models.registry"),
-    # resolve_model_path
-    ("facemark.api", "facemark.inference.landmarker"),
     # run.py's _EpochSeed / _loggers used by cross_protocol, which run.py dispatches to
     ("facemark.training.cross_protocol", "facemark.training.run"),
 }

@@ -311,7 +311,7 @@ def test_missing_paths_and_exit_status(tmp_path, model_file, capsys):
 
 def test_user_errors_are_one_line(tmp_path, model_file, monkeypatch, capsys):
     write_image(tmp_path / "ok.png", 1)
-    monkeypatch.setattr("facemark.api.bundled_models", lambda: {})
+    monkeypatch.setattr("facemark.inference.model_path.bundled_models", lambda: {})
     assert main(["detect", str(tmp_path / "ok.png"), "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "no default model is bundled" in err and "--model PATH" in err and "Traceback" not in err

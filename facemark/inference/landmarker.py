@@ -331,10 +331,10 @@ class Landmarker:
             DataError: the model file is missing or not a facemark model.
             FacemarkError: no model was given and none is bundled.
         """
-        from facemark.api import resolve_model_path
         from facemark.data.schemes import get_scheme
         from facemark.inference.calibration import calibrations_of
         from facemark.inference.detectors import create_detector
+        from facemark.inference.model_path import resolve_model_path
         from facemark.inference.onnx_engine import (OnnxLandmarkEngine, TorchLandmarkEngine,
                                                     engine_kind)
 
