@@ -4,12 +4,15 @@ Colours come from the scheme's regions in declaration order (the palette ``facem
 show`` uses), skeleton lines from ``scheme.skeleton``; boxes are drawn in a colour that
 goes from red (low mean landmark confidence) to green (high), labelled ``score / confidence``
 (detector score and mean landmark confidence; the confidence alone when there is no score).
+Labels are sized to their face (:func:`label_layout`), kept inside the image, and placed
+above, below or inside their box where they cover no other label.
 With ``pose=True`` each face's head pose (``facemark.inference.pose``) is drawn as three
 axes from the nose tip (:func:`draw_pose`).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -64,15 +67,11 @@ def draw_faces(image: np.ndarray, faces: Sequence, *, radius: int | None = None,
         box = np.asarray(face.box, dtype=np.float64)
         size = max(float(np.sqrt(max(box[2] - box[0], 1) * max(box[3] - box[1], 1))), 1.0)
         r = radius if radius is not None else max(1, round(size / 80))
-        conf = float(np.mean(face.point_scores)) if len(face.point_scores) else 0.0
+        conf = _conf(face)
         p1 = tuple(int(round(v)) for v in box[:2])
         p2 = tuple(int(round(v)) for v in box[2:])
         box_colour = _confidence_colour(conf)
         cv2.rectangle(out, p1, p2, box_colour, line, cv2.LINE_AA)
-        if label:
-            text = f"{conf:.2f}" if face.score is None else f"{face.score:.2f} / {conf:.2f}"
-            cv2.putText(out, text, (p1[0], max(p1[1] - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX,
-                        0.4 * line, box_colour, line, cv2.LINE_AA)
         pts = np.asarray(face.points, dtype=np.float64)
         ok = np.isfinite(pts).all(axis=1)
         q = np.round(np.where(ok[:, None], pts, 0) * 16).astype(np.int64)  # 4 fractional bits
@@ -88,7 +87,102 @@ def draw_faces(image: np.ndarray, faces: Sequence, *, radius: int | None = None,
             head = getattr(face, "pose", None)
             if hasattr(head, "project"):
                 draw_pose(out, head, thickness=max(line, round(size / 60)))
+    if label:  # after every face, so no box or point is drawn over a label
+        for face, lab in zip(faces, label_layout(faces, out.shape)):
+            x1, y1, x2, y2 = lab.rect
+            cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), _confidence_colour(_conf(face)), -1)
+            cv2.putText(out, lab.text, lab.origin, _FONT, lab.scale, (0, 0, 0), lab.thickness,
+                        cv2.LINE_AA)
     return out
+
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+#: Label text height (digit cap height, pixels) as a fraction of the face box side, and its
+#: bounds: readable on a small face, not shouting on a big one.
+LABEL_HEIGHT = 0.14
+LABEL_MIN_PX, LABEL_MAX_PX = 7, 40
+
+
+def _conf(face) -> float:
+    return float(np.mean(face.point_scores)) if len(face.point_scores) else 0.0
+
+
+def label_text(face) -> str:
+    """``score / confidence`` (detector score, mean landmark confidence), or the confidence."""
+    conf = _conf(face)
+    return f"{conf:.2f}" if face.score is None else f"{face.score:.2f} / {conf:.2f}"
+
+
+@dataclass(frozen=True)
+class Label:
+    """Where a face's label goes: ``rect`` (x1, y1, x2, y2), exclusive ends, its filled
+    background; ``origin`` the text baseline start; ``scale``/``thickness`` for putText."""
+    text: str
+    rect: tuple[int, int, int, int]
+    origin: tuple[int, int]
+    scale: float
+    thickness: int
+    text_height: int
+
+
+def _overlap(a, b) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return float(w * h) if w > 0 and h > 0 else 0.0
+
+
+def label_layout(faces: Sequence, shape) -> list[Label]:
+    """Size and place every face's label (see :func:`draw_faces`).
+
+    The text's height is ``LABEL_HEIGHT`` of the face box side (within ``LABEL_MIN_PX`` ..
+    ``LABEL_MAX_PX`` pixels, and narrowed to at most twice the box width). Each label tries,
+    in order: above its box, below it, inside its top edge, each left- then right-aligned,
+    then the same places moved up or down by label heights; every place is moved inside the
+    image. The first place that covers no label already placed and no other face's box is
+    taken; failing that, the place covering the least (labels count ten times boxes).
+    """
+    h_img, w_img = int(shape[0]), int(shape[1])
+    boxes = [np.asarray(f.box, dtype=np.float64) for f in faces]
+    placed: list[tuple[int, int, int, int]] = []
+    labels = []
+    for k, (face, box) in enumerate(zip(faces, boxes)):
+        text = label_text(face)
+        bw, bh = max(box[2] - box[0], 1.0), max(box[3] - box[1], 1.0)
+        px = float(np.clip(LABEL_HEIGHT * np.sqrt(bw * bh), LABEL_MIN_PX, LABEL_MAX_PX))
+        thickness = max(1, int(round(px / 14)))
+        scale = cv2.getFontScaleFromHeight(_FONT, int(round(px)), thickness)
+        (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
+        if tw > 2 * bw and th > LABEL_MIN_PX:  # long text on a narrow box: smaller, not wider
+            scale *= max(2 * bw / tw, LABEL_MIN_PX / th)
+            (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
+        pad = max(1, int(round(th / 5)))
+        lw, lh = tw + 2 * pad, th + base + 2 * pad
+        lw, lh = min(lw, w_img), min(lh, h_img)
+        x1b, y1b, x2b, y2b = (int(round(v)) for v in box)
+        spots = []
+        for y in (y1b - lh, y2b + 1, y1b + 1):           # above, below, inside the top edge
+            for x in (x1b, x2b - lw):                      # left-, then right-aligned
+                spots.append((x, y))
+        for step in range(1, 4):
+            for y0 in (y1b - lh - step * lh, y2b + 1 + step * lh):
+                for x in (x1b, x2b - lw):
+                    spots.append((x, y0))
+        others = [tuple(b) for j, b in enumerate(boxes) if j != k]
+        best, best_cost = None, None
+        for x, y in spots:
+            x = int(np.clip(x, 0, w_img - lw))
+            y = int(np.clip(y, 0, h_img - lh))
+            rect = (x, y, x + lw, y + lh)
+            cost = 10 * sum(_overlap(rect, r) for r in placed) + \
+                sum(_overlap(rect, r) for r in others)
+            if best is None or cost < best_cost:
+                best, best_cost = rect, cost
+            if cost == 0:
+                break
+        placed.append(best)
+        origin = (best[0] + pad, best[3] - pad - base)
+        labels.append(Label(text, best, origin, float(scale), thickness, int(th)))
+    return labels
 
 
 #: Pose axes: (direction in the 3D face's frame, RGB colour): x to the subject's left (red),
