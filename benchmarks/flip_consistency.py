@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from facemark.data.formats import open_dataset
     from facemark.errors import FacemarkError
     from facemark.inference.crop_predict import iter_crops, predict_crops
-    from facemark.inference.model_file import load_model
+    from facemark.models.model_file import load_model
 
     try:
         model, info = load_model(args.model)

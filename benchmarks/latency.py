@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from facemark.data.schemes import get_scheme
     from facemark.evaluation.bench import speed_report, write_text_atomic
     from facemark.inference.export import export_onnx
-    from facemark.inference.model_file import ModelInfo, save_model
+    from facemark.models.model_file import ModelInfo, save_model
     from facemark.inference.quantize import load_calibration_crops, quantize_onnx
     from facemark.models import create_model, model_arguments
     from facemark.models.cost import stand_in_mean_face

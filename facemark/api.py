@@ -24,9 +24,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from facemark.inference.model_path import (  # noqa: F401  (the public names live here too)
-    DEFAULT_MODEL, MODEL_SUFFIXES, WEIGHTS_FOLDER, bundled_models, bundled_onnx, cache_folder,
-    resolve_model_path)
+from facemark.inference.model_path import (DEFAULT_MODEL, MODEL_SUFFIXES, WEIGHTS_FOLDER,
+                                           bundled_models, bundled_onnx, cache_folder,
+                                           resolve_model_path)
+
+__all__ = ["load", "resolve_model_path", "bundled_models", "bundled_onnx", "cache_folder",
+           "DEFAULT_MODEL", "MODEL_SUFFIXES", "WEIGHTS_FOLDER"]
 
 
 def load(name_or_path: str | Path | None = None, *, device: str = "cpu", detector: Any = "auto",

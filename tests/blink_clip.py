@@ -131,7 +131,7 @@ class DlibEngine:
     kind = "dlib"
 
     def __init__(self, predictor, input_size: int = 192):
-        from facemark.inference.model_file import ModelInfo
+        from facemark.models.model_file import ModelInfo
 
         self.predictor = predictor
         self.info = ModelInfo("300w68", input_size, "300w", {})

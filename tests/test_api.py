@@ -31,7 +31,7 @@ SIZE = 64
 
 
 def make_model_file(path: Path) -> Path:
-    from facemark.inference.model_file import ModelInfo, save_model
+    from facemark.models.model_file import ModelInfo, save_model
     from facemark.models.registry import create_model
 
     torch.manual_seed(0)
@@ -238,7 +238,7 @@ def test_crop_rule_option(model_file, faces_data):
 
 def test_onnx_engine_matches_torch(lm, model_file, faces_data, tmp_path):
     from facemark.inference.export import export_onnx
-    from facemark.inference.model_file import load_model
+    from facemark.models.model_file import load_model
 
     model, info = load_model(model_file)
     onnx_path = export_onnx(model, tmp_path / "tiny.onnx", info=info)

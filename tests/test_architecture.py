@@ -41,11 +41,6 @@ UPWARD_ALLOWED: set[tuple[str, str]] = {
     ("facemark.evaluation.sources", "facemark.inference.crop_predict"),
     ("facemark.evaluation.sources", "facemark.inference.detectors"),
     ("facemark.evaluation.sources", "facemark.inference.landmarker"),
-    ("facemark.evaluation.sources", "facemark.inference.model_file"),
-    # the model file format lives in inference
-    ("facemark.training.cross_protocol", "facemark.inference.model_file"),
-    ("facemark.training.run", "facemark.inference.model_file"),
-    ("facemark.training.self_training", "facemark.inference.model_file"),
     # self-training labels unlabelled photos with the detector and the crop predictor
     ("facemark.training.self_training", "facemark.inference.crop_predict"),
     ("facemark.training.self_training", "facemark.inference.detectors"),

@@ -17,7 +17,7 @@ from facemark.errors import ConfigError
 from facemark.evaluation.bench import (Timing, compare_latency, find_dlib_predictor,
                                        landmarks_for_boxes, markdown_table, pipeline_latency,
                                        speed_report, write_text_atomic)
-from facemark.inference.model_file import ModelInfo, save_model
+from facemark.models.model_file import ModelInfo, save_model
 from facemark.inference.onnx_engine import load_engine
 from facemark.models import create_model
 
@@ -252,7 +252,7 @@ def test_bench_speed_cli_with_photos_and_an_int8_file(model_file, tmp_path, caps
     (photos / "broken.jpg").write_bytes(b"not a jpeg")
     # an int8 export of the same model joins the comparison
     from facemark.inference.export import export_onnx
-    from facemark.inference.model_file import load_model
+    from facemark.models.model_file import load_model
     from facemark.inference.quantize import quantize_onnx
 
     model, info = load_model(model_file)

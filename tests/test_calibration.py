@@ -111,7 +111,7 @@ def test_calibration_dict_round_trip_and_validation():
 
 
 def test_landmarker_uses_the_detectors_calibration(tmp_path, faces):
-    from facemark.inference.model_file import load_model, save_model
+    from facemark.models.model_file import load_model, save_model
 
     samples, truth = faces
     model, info = load_model(make_model_file(tmp_path / "m.pt"))
@@ -141,7 +141,7 @@ def test_landmarker_uses_the_detectors_calibration(tmp_path, faces):
 
 def test_onnx_export_keeps_the_calibration(tmp_path):
     from facemark.inference.export import export_onnx
-    from facemark.inference.model_file import ModelInfo, load_model
+    from facemark.models.model_file import ModelInfo, load_model
 
     model, info = load_model(make_model_file(tmp_path / "m.pt"))
     cal = BoxCalibration(0.01, 0.1, 1.2, 7)
@@ -285,7 +285,7 @@ def test_refine_crops_again_from_the_first_landmarks(tmp_path, faces):
 
 def test_models_trained_on_box_crops_do_not_refine(tmp_path):
     from facemark.errors import ConfigError
-    from facemark.inference.model_file import ModelInfo, save_model
+    from facemark.models.model_file import ModelInfo, save_model
     from facemark.models.registry import create_model
 
     net = create_model("pipnet", num_points=68, backbone="mobilenet_v2", input_size=64,

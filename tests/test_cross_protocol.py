@@ -15,7 +15,7 @@ from synthetic import make_pts_dataset, write_pts
 from facemark.cli import main
 from facemark.data.convert import convert_landmarks
 from facemark.errors import ConfigError, DataError
-from facemark.inference.model_file import load_model
+from facemark.models.model_file import load_model
 from facemark.models import create_model, model_config
 from facemark.models.norm import SepBN, attention_layers
 from facemark.training.config import load_config

@@ -52,7 +52,7 @@ except ValueError:  # already registered by an earlier import of this module
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    from facemark.inference.model_file import ModelInfo, save_model
+    from facemark.models.model_file import ModelInfo, save_model
     from facemark.models.registry import create_model
 
     torch.set_num_threads(1)

@@ -18,7 +18,7 @@ from facemark.cli import main
 from facemark.errors import ConfigError, DataError
 from facemark.inference.crop_predict import predict_crops
 from facemark.inference.export import ExportError, export_onnx, parity_inputs, read_metadata
-from facemark.inference.model_file import ModelInfo, load_model, save_model
+from facemark.models.model_file import ModelInfo, load_model, save_model
 from facemark.inference.onnx_engine import (OnnxLandmarkEngine, TorchLandmarkEngine,
                                             engine_kind, load_engine)
 from facemark.inference.quantize import (CropCalibrationReader, load_calibration_crops,

@@ -13,7 +13,7 @@ import torch
 import facemark
 from facemark.cli import main
 from facemark.errors import DataError
-from facemark.inference.model_file import load_model
+from facemark.models.model_file import load_model
 from facemark.models.serialization import read_checkpoint, safe_load
 
 DEFAULT_PT = Path(facemark.__file__).parent / "weights" / "default.pt"

@@ -404,7 +404,7 @@ def test_self_training_rounds_kill_resume_and_pseudo_labels(tmp_path, capsys):
         assert b["level"].tolist() == [0] * 4 + [1] * 4
 
     # the final model loads and predicts like a PIPNet; test NME is recorded per round
-    from facemark.inference.model_file import load_model
+    from facemark.models.model_file import load_model
 
     model, info = load_model(result.model_path)
     assert info.input_size == 64 and model.predict(torch.rand(1, 3, 64, 64))[0].shape == (1, N, 2)

@@ -169,7 +169,7 @@ def test_evaluate_a_checkpoint_and_a_model_file(tmp_path, capsys):
     assert "r18" in text
     assert (out / "report.json").is_file() and (out / "ced.png").is_file()
 
-    from facemark.inference.model_file import load_model, save_model
+    from facemark.models.model_file import load_model, save_model
 
     model, info = load_model(ckpt)
     assert info.crop_rule == "300w" and info.input_size == 64 and info.scheme == "300w68"
@@ -205,7 +205,7 @@ def test_fine_tune_from_weights_with_augment_overrides(tmp_path):
     torch.set_num_threads(1)
     first = train(load_config(tiny_config(tmp_path, epochs=1)))
     ckpt = first.last_checkpoint
-    from facemark.inference.model_file import load_model
+    from facemark.models.model_file import load_model
 
     trained, _ = load_model(ckpt)
     seen = {}

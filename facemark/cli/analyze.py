@@ -33,7 +33,7 @@ def register(sub) -> None:
 
 def _models(args):
     from facemark.evaluation.sources import split_named
-    from facemark.inference.model_file import load_model
+    from facemark.models.model_file import load_model
 
     out = {}
     for arg in args.models:

@@ -72,7 +72,7 @@ def run(args) -> int:
                                                 fit_calibration, to_crop_boxes)
     from facemark.inference.crop_predict import predict_samples
     from facemark.inference.detectors import create_detector
-    from facemark.inference.model_file import load_model, save_model
+    from facemark.models.model_file import load_model, save_model
 
     if args.output and Path(args.output).suffix.lower() not in (".pt", ".pth"):
         raise ConfigError(f"-o: expected a .pt file, got {args.output!r}")

@@ -105,7 +105,7 @@ def run(args) -> int:
     if args.half and fmt != "pt":
         raise ConfigError("--half is for --format pt (ONNX exports stay float32)")
     if fmt == "pt":
-        from facemark.inference.model_file import load_model, save_model
+        from facemark.models.model_file import load_model, save_model
 
         model, info = load_model(src)
         save_model(model, info, out, extra={"exported_from": str(src)}, half=args.half)
@@ -119,7 +119,7 @@ def run(args) -> int:
         if is_onnx:
             float_path = src
         else:
-            from facemark.inference.model_file import load_model
+            from facemark.models.model_file import load_model
 
             model, info = load_model(src)
             float_path = out if not args.int8 else Path(tmpdir) / "float.onnx"

@@ -213,7 +213,7 @@ def _model_resolve(arg: str, samples, *, crop_rule: str | None = None,
                    refine: bool | int = False, **kw) -> PredictionSet:
     from facemark.data.schemes import get_scheme
     from facemark.inference.crop_predict import predict_samples
-    from facemark.inference.model_file import load_model
+    from facemark.models.model_file import load_model
 
     model, meta = load_model(arg)
     wanted = get_scheme(scheme or (samples[0].scheme if len(samples) else meta.scheme)).name

@@ -59,7 +59,7 @@ def bundled_onnx(name: str, pt_file: Path) -> Path:
     if path.is_file():
         return path
     from facemark.inference.export import export_onnx
-    from facemark.inference.model_file import load_model
+    from facemark.models.model_file import load_model
 
     model, info = load_model(pt_file)
     try:

@@ -7,7 +7,7 @@ Both engines take the images as a numpy array or a torch tensor and answer in th
 (numpy in, numpy out; tensor in, tensor out), so
 :func:`facemark.inference.crop_predict.predict_crops` and ``predict_samples`` run with either
 in place of a ``LandmarkModel``. Both expose ``num_points``, ``input_size``, ``scheme``,
-``crop_rule`` and ``info`` (a :class:`~facemark.inference.model_file.ModelInfo`).
+``crop_rule`` and ``info`` (a :class:`~facemark.models.model_file.ModelInfo`).
 
 Following the scikit-learn contract the constructors only store their arguments; ``load()``
 opens the file (and returns the engine), and the first ``predict`` loads if needed.
@@ -80,7 +80,7 @@ class OnnxLandmarkEngine:
         import onnxruntime as ort
 
         from facemark.data.schemes import get_scheme
-        from facemark.inference.model_file import ModelInfo
+        from facemark.models.model_file import ModelInfo
 
         path = Path(self.path)
         threads = _check_threads(self.threads)
@@ -190,7 +190,7 @@ class TorchLandmarkEngine:
         self.device = device
 
     def load(self) -> "TorchLandmarkEngine":
-        from facemark.inference.model_file import load_model
+        from facemark.models.model_file import load_model
 
         _check_threads(self.threads)
         self.model_, self.info_ = load_model(self.path, device=self.device)

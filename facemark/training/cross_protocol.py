@@ -47,7 +47,7 @@ workers, val_fraction); ``data.train`` must stay empty. ``facemark train CONFIG`
     models/<name>.finetuned.pt        their best (or last) weights as model files
     summary.json
 
-``facemark.inference.model_file.load_model`` loads ``models/<name>.pt`` and the stage-2
+``facemark.models.model_file.load_model`` loads ``models/<name>.pt`` and the stage-2
 checkpoints; :func:`load_branch` takes one head straight from a stage-1 checkpoint, by name
 or by scheme, and :func:`export_heads` rewrites ``models/`` from any stage-1 checkpoint.
 
@@ -586,7 +586,7 @@ def _build_net(path: Path, heads: dict[str, Any], blob: dict) -> CrossProtocolNe
 
 def _model_info(path: Path, name: str, head: dict[str, Any], net: CrossProtocolNet,
                 blob: dict):
-    from facemark.inference.model_file import ModelInfo
+    from facemark.models.model_file import ModelInfo
 
     info = {"cross_protocol": str(path), "head": name, "epoch": blob.get("epoch"),
             "heads": list(net.names)}
@@ -630,7 +630,7 @@ def load_branch(path: str | Path, *, name: str | None = None, scheme: str | None
         scheme: its landmark scheme (when exactly one head has it), e.g. ``"wflw98"``.
 
     Returns:
-        (LandmarkModel in eval mode, ModelInfo), like ``facemark.inference.model_file.load_model``.
+        (LandmarkModel in eval mode, ModelInfo), like ``facemark.models.model_file.load_model``.
     """
     path = Path(path)
     heads, blob = _read_blob(path)
@@ -645,7 +645,7 @@ def export_heads(path: str | Path, out_dir: str | Path, suffix: str = "") -> dic
     Returns:
         name -> path of its model file (``load_model`` loads each).
     """
-    from facemark.inference.model_file import save_model
+    from facemark.models.model_file import save_model
 
     path = Path(path)
     net, heads, blob = _read_checkpoint(path)
@@ -852,7 +852,7 @@ def _finetune(cfg: TrainConfig, dataset: ProtocolDataset, data, net: CrossProtoc
     source = best if best is not None else checkpoints.last_path
     if not (trainer.is_global_zero and source.is_file()):
         return None, None
-    from facemark.inference.model_file import load_model, save_model
+    from facemark.models.model_file import load_model, save_model
 
     model, info = load_model(source)
     info.info.update(cross_protocol=str(run_dir.parent.parent), head=dataset.name)

@@ -57,7 +57,7 @@ class LandmarkModule(SafeCheckpoints, L.LightningModule):
         scheme: landmark scheme name (validation NME uses its normaliser).
         optim: the ``optim`` section of the training config as a dict.
         data_info: crop rule, input size and training sets, stored in checkpoints so a
-            checkpoint alone predicts (``facemark.inference.model_file.load_model``).
+            checkpoint alone predicts (``facemark.models.model_file.load_model``).
         sample_names: names of the training crops, to name the culprits of a NaN loss.
     """
 

@@ -94,7 +94,7 @@ def init_from(model, path: str) -> None:
         ConfigError: the file is missing, or its architecture differs (names the key).
     """
     from facemark.errors import DataError
-    from facemark.inference.model_file import load_model
+    from facemark.models.model_file import load_model
 
     try:
         source, _ = load_model(path)

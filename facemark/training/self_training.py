@@ -772,7 +772,7 @@ def _prepare(cfg: TrainConfig, progress: bool) -> _Inputs:
 
 def _load_round_model(path: Path, cfg: TrainConfig):
     """A round's model (or the init checkpoint), checked against the data it must label."""
-    from facemark.inference.model_file import load_model
+    from facemark.models.model_file import load_model
 
     model, info = load_model(path)
     if model.input_size != cfg.data.input_size or info.scheme != cfg.data.scheme:
@@ -818,7 +818,7 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
     """
     import lightning as L
 
-    from facemark.inference.model_file import ModelInfo, save_model
+    from facemark.models.model_file import ModelInfo, save_model
 
     start = time.time()
     check_self_training(cfg)
