@@ -11,6 +11,11 @@ What people do with the landmarks next:
 >>> faces[0].eye_aspect_ratio(), faces[0].mouth_aspect_ratio()
 >>> facemark.detect_blinks(track_video(landmarker, VideoSource("clip.mp4")))
 
+What ``facemark detect`` and ``facemark calibrate`` do, from Python:
+
+>>> summary = facemark.detect_files(["photos/", "clip.mp4"], "out")   # OUT/predictions.json
+>>> facemark.calibrate("model.pt", "300w:train/", test="300w:test/", output="calibrated.pt")
+
 ``load``, ``Landmarker``, ``Face`` and the rest are imported on first use, so
 ``import facemark`` (and ``facemark --help``) stays fast and does not import torch.
 
@@ -32,7 +37,8 @@ layer may read its ``__version__``.
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "load", "Landmarker", "Face", "align", "estimate_pose", "HeadPose",
-           "eye_aspect_ratio", "mouth_aspect_ratio", "BlinkDetector", "detect_blinks"]
+           "eye_aspect_ratio", "mouth_aspect_ratio", "BlinkDetector", "detect_blinks",
+           "detect_files", "BatchDetector", "calibrate"]
 
 _LAZY = {"load": "facemark.api", "Landmarker": "facemark.inference.landmarker",
          "Face": "facemark.inference.landmarker", "align": "facemark.inference.align",
@@ -40,7 +46,9 @@ _LAZY = {"load": "facemark.api", "Landmarker": "facemark.inference.landmarker",
          "eye_aspect_ratio": "facemark.inference.measures",
          "mouth_aspect_ratio": "facemark.inference.measures",
          "BlinkDetector": "facemark.inference.measures",
-         "detect_blinks": "facemark.inference.measures"}
+         "detect_blinks": "facemark.inference.measures",
+         "detect_files": "facemark.inference.batch", "BatchDetector": "facemark.inference.batch",
+         "calibrate": "facemark.inference.calibration"}
 
 
 def __getattr__(name: str):
