@@ -52,8 +52,6 @@ CYCLES_ALLOWED: set[tuple[str, ...]] = {
     ("facemark.models.heads", "facemark.models.heads.coordnet", "facemark.models.heads.grmi",
      "facemark.models.heads.mapnet", "facemark.models.heads.pip", "facemark.models.heads.stc",
      "facemark.models.registry"),
-    # run.py's _EpochSeed / _loggers used by cross_protocol, which run.py dispatches to
-    ("facemark.training.cross_protocol", "facemark.training.run"),
 }
 
 

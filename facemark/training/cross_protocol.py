@@ -77,7 +77,8 @@ from facemark.errors import ConfigError, DataError
 from facemark.models.serialization import safe_load
 from facemark.training.config import DataConfig, TrainConfig, save_config
 from facemark.training.module import LandmarkModule, NonFiniteLossError, SafeCheckpoints, fit
-from facemark.training.run import TrainResult
+from facemark.training.fit import (TrainResult, build_model_config, load_backbone_init,
+                                   make_trainer)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 DATASET_KEYS = ("name", "scheme", "train", "val", "test", "crop_rule", "weight")
@@ -698,23 +699,11 @@ def _fit(cfg: TrainConfig, module, data, run_dir: Path, epochs: int, has_val: bo
          ckpt_path: str | None, callbacks: list, strategy: str):
     """Lightning fit with the run layout of ``facemark.training.run``; returns (trainer,
     RunCheckpoints)."""
-    from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
-
     from facemark.training.checkpoints import RunCheckpoints
-    from facemark.training.run import _EpochSeed, _loggers
 
     checkpoints = RunCheckpoints(run_dir / "checkpoints", has_val)
-    t = cfg.trainer
-    trainer = L.Trainer(
-        max_epochs=epochs, accelerator=t.accelerator, devices=t.devices,
-        num_nodes=t.num_nodes, strategy=strategy, precision=t.precision,
-        logger=_loggers(cfg, run_dir), log_every_n_steps=t.log_every_n_steps,
-        check_val_every_n_epoch=t.check_val_every_n_epoch,
-        limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
-        gradient_clip_val=t.gradient_clip_val, default_root_dir=run_dir,
-        callbacks=[*checkpoints.callbacks, LearningRateMonitor("epoch"), TQDMProgressBar(),
-                   _EpochSeed(data), *callbacks],
-        enable_model_summary=False, deterministic=False)
+    trainer = make_trainer(cfg, run_dir, data, checkpoints, callbacks, epochs=epochs,
+                           strategy=strategy)
     fit(trainer, module, data, ckpt_path)  # weights only: a crafted checkpoint runs nothing
     return trainer, checkpoints
 
@@ -739,7 +728,6 @@ def train_cross_protocol(cfg: TrainConfig, *, resume: str | None = "auto",
     same command again resumes stage 1 and then each fine-tuning run from its last complete
     epoch); ``callbacks`` are added to stage 1 only.
     """
-    from facemark.training.run import build_model_config
     from facemark.training.temperature import TemperatureAnnealing
 
     start = time.time()
@@ -776,7 +764,6 @@ def train_cross_protocol(cfg: TrainConfig, *, resume: str | None = "auto",
         module = CrossProtocolModule(heads, cfg.to_dict()["optim"], cp.loss_weighting,
                                      data_info=data_info, sample_names=data.train_names)
         if cfg.model.backbone_weights:   # the one shared backbone starts from ImageNet
-            from facemark.training.run import load_backbone_init
             load_backbone_init(module.net, cfg.model.backbone_weights)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")

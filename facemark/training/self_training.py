@@ -665,11 +665,8 @@ def _fit_round(cfg: TrainConfig, rdir: Path, data: SelfTrainingData, model_cfg: 
                init_state: dict | None, round_info: dict, callbacks: list | None):
     """Train one round in ``rdir`` (resuming from its last.ckpt); returns (trainer,
     module, RunCheckpoints)."""
-    import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor
-
     from facemark.training.checkpoints import RunCheckpoints
-    from facemark.training.run import _EpochSeed, _loggers
+    from facemark.training.fit import load_backbone_init, make_trainer
 
     ckpt_dir = rdir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
@@ -690,23 +687,11 @@ def _fit_round(cfg: TrainConfig, rdir: Path, data: SelfTrainingData, model_cfg: 
                               "reinit=true or an init_checkpoint of the same "
                               "architecture") from None
     elif cfg.model.backbone_weights:   # a fresh round starts from the ImageNet backbone
-        from facemark.training.run import load_backbone_init
         load_backbone_init(module.model, cfg.model.backbone_weights)
     has_val = data.val_set is not None and len(data.val_set) > 0
     checkpoints = RunCheckpoints(ckpt_dir, has_val)
-    t = cfg.trainer
-    loggers = _loggers(cfg, rdir)
-    monitor = [LearningRateMonitor("epoch")] if loggers else []   # it needs a logger
-    trainer = L.Trainer(
-        max_epochs=cfg.optim.epochs, accelerator=t.accelerator, devices=1,
-        num_nodes=1, strategy=t.strategy, precision=t.precision,
-        logger=loggers, log_every_n_steps=t.log_every_n_steps,
-        check_val_every_n_epoch=t.check_val_every_n_epoch,
-        limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
-        gradient_clip_val=t.gradient_clip_val, default_root_dir=rdir,
-        callbacks=[*checkpoints.callbacks, *monitor, _EpochSeed(data),
-                   *(callbacks or [])],
-        enable_model_summary=False, enable_progress_bar=True, deterministic=False)
+    trainer = make_trainer(cfg, rdir, data, checkpoints, callbacks or [], devices=1,
+                           num_nodes=1)
     fit(trainer, module, data, ckpt_path)  # weights only: a crafted checkpoint runs nothing
     return trainer, module, checkpoints
 
@@ -715,7 +700,7 @@ def _check_model_levels(cfg: TrainConfig) -> int | None:
     """ConfigError unless the model has the coarse levels the curriculum uses; returns its
     score grid side (None for heads without one). Built on the meta device: no weights."""
     from facemark.data.schemes import get_scheme
-    from facemark.training.run import build_model_config
+    from facemark.training.fit import build_model_config
 
     n = get_scheme(cfg.data.scheme).num_points
     placeholder = np.stack([np.linspace(0.1, 0.9, n), np.linspace(0.2, 0.8, n)], axis=1)
@@ -748,7 +733,7 @@ class _Inputs:
 def _prepare(cfg: TrainConfig, progress: bool) -> _Inputs:
     """Labelled caches (as ``facemark train`` builds them), the model config (mean face of
     the labelled training crops), unlabelled caches (boxes found once) and test caches."""
-    from facemark.training.run import build_model_config
+    from facemark.training.fit import build_model_config
 
     base = LandmarkDataModule(cfg.data, batch_size=cfg.optim.batch_size, seed=cfg.seed)
     base.prepare_data()
