@@ -1,4 +1,4 @@
-"""Dataset readers, group A: csv, coco, dlib, ljson, folder, 300vw.
+"""Dataset readers of the interchange and tool formats: csv, coco, dlib, ljson, folder, 300vw.
 
 Real samples come from ``../shared/data`` (skipped where absent); every failure case is a
 small synthetic fixture written to ``tmp_path``. Expected first points were read off the
