@@ -24,8 +24,7 @@ from facemark.evaluation.predictions import read_predictions, write_predictions
 from facemark.inference.detectors import DetectedFace, FaceDetector
 from facemark.inference.landmarker import Face, Landmarker, as_boxes, as_rgb
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic import make_face, template68  # noqa: E402
+from synthetic import make_face, template68
 
 SIZE = 64
 

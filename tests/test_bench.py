@@ -5,9 +5,6 @@ not how fast this machine is.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -21,18 +18,14 @@ from facemark.models.model_file import ModelInfo, save_model
 from facemark.inference.onnx_engine import load_engine
 from facemark.models import create_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic import make_face, template68  # noqa: E402
+from synthetic import make_face, template68
 
 SIZE = 64
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):   # (conftest.py)
     yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

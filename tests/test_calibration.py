@@ -1,7 +1,6 @@
 """Box-to-crop calibration: the fitted numbers, their use by the Landmarker, export, the CLI."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import cv2
@@ -19,9 +18,8 @@ from facemark.inference.calibration import (BoxCalibration, calibrations_of, fit
                                             match_face, relation)
 from facemark.inference.detectors import DetectedFace, FaceDetector
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic import make_face, template68  # noqa: E402
-from test_api import CentreEngine, make_model_file  # noqa: E402
+from synthetic import make_face, template68
+from test_api import CentreEngine, make_model_file
 
 
 class ShiftedBoxDetector(FaceDetector):

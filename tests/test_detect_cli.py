@@ -6,7 +6,6 @@ image that is not flat) keep the runs fast and deterministic.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import cv2
@@ -21,8 +20,7 @@ from facemark.evaluation.predictions import read_predictions
 from facemark.inference.detectors import DetectedFace, FaceDetector, register_detector
 from facemark.inference.outputs import collect_inputs, parse_shard, read_parts, shard
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic import make_face, template68  # noqa: E402
+from synthetic import make_face, template68
 
 SIZE = 64
 DETECTOR = "test_middle_box"

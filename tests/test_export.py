@@ -5,9 +5,6 @@ file computes what PyTorch computes, decode included. One CPU thread throughout.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
@@ -25,8 +22,7 @@ from facemark.inference.quantize import (CropCalibrationReader, load_calibration
                                          predict_points, quantization_report, quantize_onnx)
 from facemark.models import create_model, model_from_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic import make_pts_dataset, template68  # noqa: E402
+from synthetic import make_pts_dataset, template68
 
 N = 68
 SIZE = 64
@@ -34,11 +30,8 @@ MEAN_FACE = template68() * 0.8 + 0.1
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):   # (conftest.py)
     yield
-    torch.set_num_threads(old)
 
 
 def build(name, seed=0, **kwargs):

@@ -7,7 +7,6 @@ blink detector.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import cv2
@@ -22,10 +21,9 @@ from facemark.errors import ConfigError, FacemarkError
 from facemark.inference.measures import (BlinkDetector, detect_blinks, ear_series,
                                          eye_aspect_ratio, mouth_aspect_ratio)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from blink_clip import (close_eyes, dlib_landmarker, dlib_predictor, eye_outlines,  # noqa: E402
+from blink_clip import (close_eyes, dlib_landmarker, dlib_predictor, eye_outlines,
                         shut_frames, write_blink_clip)
-from synthetic import template68  # noqa: E402
+from synthetic import template68
 
 PHOTOS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "photos"
 needs_model = pytest.mark.skipif(".pt" not in bundled_models().get("default", {}),

@@ -29,11 +29,8 @@ FAST = {"mapnet": {"deconv_channels": 64}}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):   # (conftest.py)
     yield
-    torch.set_num_threads(old)
 
 
 def build(name, **overrides):

@@ -32,11 +32,8 @@ MEAN_FACE = np.random.default_rng(0).uniform(0.2, 0.8, (N, 2))
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):   # (conftest.py)
     yield
-    torch.set_num_threads(old)
 
 
 def stc_model(size=128, stride=16, **kw):
