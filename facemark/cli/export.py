@@ -38,6 +38,9 @@ def register(subparsers) -> None:
                    help="fix the ONNX batch size to 1 (default: any batch size)")
     p.add_argument("--half", action="store_true",
                    help="pt: store the weights as float16 (half the file; loaded as float32)")
+    p.add_argument("--refine-passes", type=int, default=None, metavar="N",
+                   help="pt: the extra passes facemark detect and facemark.load() make by "
+                        "default with this model (0: one pass; default: keep the model's)")
     p.add_argument("--int8", action="store_true",
                    help="quantise to int8 (onnx only; needs --calibration)")
     p.add_argument("--calibration", default=None, metavar="DATASET",
@@ -102,13 +105,24 @@ def run(args) -> int:
         raise ConfigError(f"{src}: already an ONNX file; to quantise it give --int8 "
                           "--calibration DATASET, to export again give the .pt/.ckpt")
 
+    if args.refine_passes is not None and fmt != "pt":
+        raise ConfigError("--refine-passes is for --format pt (an ONNX export carries the "
+                          "value of the .pt it is made from)")
     if args.half and fmt != "pt":
         raise ConfigError("--half is for --format pt (ONNX exports stay float32)")
     if fmt == "pt":
         from facemark.models.model_file import load_model, save_model
 
         model, info = load_model(src)
-        save_model(model, info, out, extra={"exported_from": str(src)}, half=args.half)
+        extra = {"exported_from": str(src)}
+        if args.refine_passes is not None:
+            from facemark.inference.landmarker import MAX_REFINE
+
+            if not 0 <= args.refine_passes <= MAX_REFINE:
+                raise ConfigError(f"--refine-passes: expected 0 to {MAX_REFINE}, got "
+                                  f"{args.refine_passes}")
+            extra["refine_passes"] = args.refine_passes
+        save_model(model, info, out, extra=extra, half=args.half)
         print(f"wrote {out} ({_size(out)}): {info.model_config.get('name', 'model')}, scheme "
               f"{info.scheme}, {info.input_size} px, crop rule {info.crop_rule}")
         return 0

@@ -192,7 +192,7 @@ def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_tes
     crops = f"{det.name} boxes, " + ("calibrated" if cal is not None else "crop rule 'detector'")
     from facemark.inference.landmarker import refine_passes, refined_crop_box
 
-    refine = refine_passes(refine, meta.crop_rule)
+    refine = refine_passes(refine, meta.crop_rule, meta.info.get("refine_passes"))
     passes = 1 + refine
     for k in range(passes):
         points, conf, ok = predict_samples(model, samples, crop_rule=meta.crop_rule,

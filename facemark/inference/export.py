@@ -36,7 +36,7 @@ PREFIX = "facemark."
 METADATA_KEYS = ("scheme", "input_size", "crop_rule", "num_points", "version", "model_config",
                  "outputs")
 #: ``ModelInfo.info`` entries an export keeps (JSON text in the ONNX metadata).
-CARRIED_INFO = ("box_calibration", "model_card")
+CARRIED_INFO = ("box_calibration", "model_card", "refine_passes")
 DEFAULT_OPSET = 17
 PARITY_ATOL = 1e-4
 

@@ -371,7 +371,8 @@ class Landmarker:
             raise DataError(path, f"bad box calibration in the model file ({e})") from None
         self.model_path_ = Path(path)
         self.scheme_ = get_scheme(self.info_.scheme)
-        self.refine_ = refine_passes(self.refine, self.info_.crop_rule)
+        self.refine_ = refine_passes(self.refine, self.info_.crop_rule,
+                                     self.info_.info.get("refine_passes"))
         if self.flip_test and not self.scheme_.flippable:
             raise ConfigError(f"flip_test: the model's scheme {self.scheme_.name!r} has no "
                               "horizontal mirror; use flip_test=False")
@@ -509,11 +510,13 @@ class Landmarker:
 MAX_REFINE = 5   # extra passes; measured gains stop well before this (docs/results.md)
 
 
-def refine_passes(refine: bool | int | None, crop_rule: str | CropRule) -> int:
+def refine_passes(refine: bool | int | None, crop_rule: str | CropRule,
+                  model_default: Any = None) -> int:
     """The number of extra passes ``refine`` asks of a model trained with ``crop_rule``.
 
-    None: 1 for landmark-based crop rules, 0 for box-based ones; True/False: 1/0; an int:
-    itself (0 to MAX_REFINE).
+    None: the model's own default (``model_default``, the ``refine_passes`` entry its file
+    carries: ``facemark export --refine-passes N``), else 1 for landmark-based crop rules and
+    0 for box-based ones; True/False: 1/0; an int: itself (0 to MAX_REFINE).
 
     Raises:
         ConfigError: another value, or passes asked of a model trained on box crops.
@@ -523,6 +526,11 @@ def refine_passes(refine: bool | int | None, crop_rule: str | CropRule) -> int:
         raise ConfigError(f"refine: expected None, True, False or a number of extra passes "
                           f"from 0 to {MAX_REFINE}, got {refine!r}")
     from_landmarks = get_crop_rule(crop_rule).source == "landmarks"
+    if refine is None and model_default is not None and from_landmarks:
+        try:
+            refine = min(max(int(model_default), 0), MAX_REFINE)
+        except (TypeError, ValueError):
+            refine = None   # an unreadable entry: the rule's default
     passes = int(from_landmarks) if refine is None else int(refine)
     if passes and not from_landmarks:
         raise ConfigError(f"refine: the model was trained on crops from dataset boxes "
