@@ -38,6 +38,9 @@ METADATA_KEYS = ("scheme", "input_size", "crop_rule", "num_points", "version", "
 #: ``ModelInfo.info`` entries an export keeps (JSON text in the ONNX metadata).
 CARRIED_INFO = ("box_calibration", "model_card", "refine_passes")
 DEFAULT_OPSET = 17
+#: Bumped when the exported graph changes for the same weights (2: PIPNet's confidence
+#: from the spread of the neighbour votes); cached exports are named by it.
+GRAPH_REVISION = 2
 PARITY_ATOL = 1e-4
 
 
@@ -88,10 +91,21 @@ def build_metadata(model, input_size: int, *, scheme: str, crop_rule: str,
     meta = {"scheme": scheme, "input_size": str(int(input_size)), "crop_rule": crop_rule,
             "num_points": str(int(model.num_points)), "version": __version__,
             "model_config": json.dumps(config, separators=(",", ":")),
-            "outputs": "points (B,N,2) in [0,1] crop coordinates; confidence (B,N) in [0,1]"}
+            "outputs": "points (B,N,2) in [0,1] crop coordinates; confidence (B,N) in [0,1]",
+            "confidence": confidence_description(model)}
     for key, value in (extra or {}).items():
         meta[key] = value if isinstance(value, str) else json.dumps(value)
     return {PREFIX + k: v for k, v in meta.items()}
+
+
+def confidence_description(model) -> str:
+    """One line saying what the model's ``confidence`` output is (ONNX metadata)."""
+    head = getattr(model, "head", None)
+    if getattr(head, "num_nb", 0) and hasattr(head, "confidence_scale"):
+        return (f"exp(-u / {head.confidence_scale:g}), u = standard error of the PIPNet "
+                f"neighbour votes merged into the landmark, in crop units (fraction of the "
+                f"crop side)")
+    return "the head's own per-landmark confidence in [0, 1] (see its module docstring)"
 
 
 def read_metadata(onnx_model) -> dict[str, str]:

@@ -46,7 +46,8 @@ def cache_folder() -> Path:
 def bundled_onnx(name: str, pt_file: Path) -> Path:
     """The ONNX file of a bundled model that ships only its (float16) ``.pt``: exported into
     :func:`cache_folder` on first use (a few seconds), named by a hash of the ``.pt`` so an
-    upgraded model never reuses an old export, and written atomically.
+    upgraded model never reuses an old export (the hash also covers
+    ``export.GRAPH_REVISION``, so a changed decode re-exports), and written atomically.
 
     Raises:
         FacemarkError: the export failed or the cache folder cannot be written (the message
@@ -54,7 +55,10 @@ def bundled_onnx(name: str, pt_file: Path) -> Path:
     """
     import hashlib
 
-    digest = hashlib.sha1(pt_file.read_bytes()).hexdigest()[:12]
+    from facemark.inference.export import GRAPH_REVISION
+
+    tag = f"graph-{GRAPH_REVISION}".encode()
+    digest = hashlib.sha1(pt_file.read_bytes() + tag).hexdigest()[:12]
     path = cache_folder() / f"{name}-{digest}.onnx"
     if path.is_file():
         return path
