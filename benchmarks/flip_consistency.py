@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     from facemark.data.crops import transform_points
     from facemark.data.formats import open_dataset
     from facemark.errors import FacemarkError
-    from facemark.inference.crop_predict import iter_crops, predict_crops
+    from facemark.models.crop_predict import iter_crops, predict_crops
     from facemark.models.model_file import load_model
 
     try:

@@ -10,7 +10,7 @@ from synthetic import make_pts_dataset
 from facemark.cli import main
 from facemark.data.formats import open_dataset
 from facemark.evaluation.analyses import grid_accuracy, implicit_prior, probe_images
-from facemark.inference.crop_predict import iter_crops
+from facemark.models.crop_predict import iter_crops
 from facemark.models.model_file import ModelInfo, load_model, save_model
 from facemark.models.registry import create_model
 

@@ -85,7 +85,7 @@ def test_landmarks_for_boxes_maps_back_to_the_image(model_file):
     """A face box -> crop -> points -> image pixels, against predicting the crop directly."""
     from facemark.data.crops import box_to_affine, crop_box, invert_affine, transform_points, \
         warp_image
-    from facemark.inference.quantize import crops_to_images
+    from facemark.models.crop_predict import crops_to_images
 
     engine = load_engine(model_file, threads=1)
     image, _ = make_face(np.random.default_rng(1), size=120)

@@ -13,7 +13,7 @@ from torch import nn
 
 from facemark.cli import main
 from facemark.errors import ConfigError, DataError
-from facemark.inference.crop_predict import predict_crops
+from facemark.models.crop_predict import predict_crops
 from facemark.inference.export import ExportError, export_onnx, parity_inputs, read_metadata
 from facemark.models.model_file import ModelInfo, load_model, save_model
 from facemark.inference.onnx_engine import (OnnxLandmarkEngine, TorchLandmarkEngine,

@@ -38,7 +38,7 @@ def grid_accuracy(model, samples: Sequence, *, crop_rule: str, input_size: int,
     clamped to the grid (the PIP encoding); a landmark outside the crop counts in its
     border cell. Raises ValueError for a head without a score map (CoordNet).
     """
-    from facemark.inference.crop_predict import iter_crops
+    from facemark.models.crop_predict import iter_crops
     from facemark.models.heads.base import argmax_cells
 
     hits, total = 0, 0
@@ -102,7 +102,7 @@ def compare_heads(models: dict, samples: Sequence, *, batch_size: int = 32,
                   on_error=None) -> HeadComparison:
     """Evaluate several loaded models ``{name: (model, ModelInfo)}`` on the same faces."""
     from facemark.evaluation.metrics import nme, point_var, summarize
-    from facemark.inference.crop_predict import predict_samples
+    from facemark.models.crop_predict import predict_samples
 
     gt = np.stack([s.landmarks for s in samples]).astype(np.float64)
     scheme = get_scheme(samples[0].scheme)

@@ -107,7 +107,7 @@ def landmarks_for_boxes(engine, image: np.ndarray, boxes: Sequence[np.ndarray],
                         crop_rule: str = "detector") -> np.ndarray:
     """Image-pixel landmarks (F, N, 2) of the faces in ``boxes``, one batch through ``engine``."""
     from facemark.data.crops import transform_points
-    from facemark.inference.quantize import crops_to_images
+    from facemark.models.crop_predict import crops_to_images
 
     size = engine.input_size
     crops, inverses = crop_faces(image, boxes, size, crop_rule)
@@ -547,7 +547,7 @@ def _speed_report(model_path: str | Path, *, photos: str | Path | None = None,
 
     from facemark.data.images import list_images, read_image
     from facemark.errors import DataError
-    from facemark.inference.quantize import crops_to_images
+    from facemark.models.crop_predict import crops_to_images
 
     thread_counts = [threads] if isinstance(threads, int) else list(dict.fromkeys(threads))
     if not thread_counts or any(isinstance(t, bool) or not isinstance(t, int) or t < 1

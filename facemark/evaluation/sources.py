@@ -181,7 +181,7 @@ def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_tes
 
     from facemark.data.crops import crop_box
     from facemark.inference.calibration import calibrations_of, detect_samples, to_crop_boxes
-    from facemark.inference.crop_predict import predict_samples
+    from facemark.models.crop_predict import predict_samples
     from facemark.inference.detectors import create_detector
 
     det = create_detector(detector).load()
@@ -212,14 +212,18 @@ def _model_resolve(arg: str, samples, *, crop_rule: str | None = None,
                    flip_test: bool = False, batch_size: int = 32, detector: str | None = None,
                    refine: bool | int = False, **kw) -> PredictionSet:
     from facemark.data.schemes import get_scheme
-    from facemark.inference.crop_predict import predict_samples
+    from facemark.models.crop_predict import predict_samples
     from facemark.models.model_file import load_model
 
     model, meta = load_model(arg)
     wanted = get_scheme(scheme or (samples[0].scheme if len(samples) else meta.scheme)).name
     if get_scheme(meta.scheme).name != wanted:
+        from facemark.data.convert import can_convert
+
+        hint = (f"; add --convert-to {meta.scheme} to convert the dataset's points"
+                if can_convert(wanted, meta.scheme) else "")
         raise ConfigError(f"{arg}: the model predicts scheme {meta.scheme} but the dataset is "
-                          f"{wanted}; evaluate it on a {meta.scheme} dataset")
+                          f"{wanted}; evaluate it on a {meta.scheme} dataset{hint}")
     log = skip_bad if isinstance(skip_bad, SkipLog) else SkipLog(bool(skip_bad))
     if detector:
         points, conf, ok, crops = _detector_points(model, meta, samples, detector, log,

@@ -199,7 +199,7 @@ def to_crop_boxes(boxes: np.ndarray, to_crop: Callable[[np.ndarray], np.ndarray]
     """Crop boxes (M, 4) for detector boxes (M, 4) (NaN rows: no face, kept NaN).
 
     ``to_crop`` is a calibration's ``crop_box`` or a crop rule; the result goes to
-    ``facemark.inference.crop_predict.predict_samples(..., crop_boxes=...)``.
+    ``facemark.models.crop_predict.predict_samples(..., crop_boxes=...)``.
     """
     out = np.full((len(boxes), 4), np.nan)
     for i, box in enumerate(boxes):
@@ -283,7 +283,7 @@ def calibrate(model, data: str, *, detectors: Sequence[str] | None = None, limit
 
     from facemark.errors import ConfigError
     from facemark.evaluation.metrics import failure_rate, nme
-    from facemark.inference.crop_predict import predict_samples
+    from facemark.models.crop_predict import predict_samples
     from facemark.inference.detectors import create_detector
     from facemark.models.model_file import load_model
 

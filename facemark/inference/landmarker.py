@@ -493,7 +493,7 @@ class Landmarker:
 
     def _predict(self, images: list[np.ndarray], crops_of) -> tuple[np.ndarray, np.ndarray]:
         """Points (K, N, 2) in image pixels and confidence (K, N) for (image index, crop box)."""
-        from facemark.inference.crop_predict import predict_crops
+        from facemark.models.crop_predict import predict_crops
 
         size = self.info_.input_size
         crops, inverses = [], []

@@ -5,7 +5,7 @@
 
 Both engines take the images as a numpy array or a torch tensor and answer in the same kind
 (numpy in, numpy out; tensor in, tensor out), so
-:func:`facemark.inference.crop_predict.predict_crops` and ``predict_samples`` run with either
+:func:`facemark.models.crop_predict.predict_crops` and ``predict_samples`` run with either
 in place of a ``LandmarkModel``. Both expose ``num_points``, ``input_size``, ``scheme``,
 ``crop_rule`` and ``info`` (a :class:`~facemark.models.model_file.ModelInfo`).
 

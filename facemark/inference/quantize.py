@@ -31,6 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from facemark.errors import ConfigError, DataError, SkipLog
+from facemark.models.crop_predict import crops_to_images
 
 DEFAULT_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 ACTIVATION_TYPES = ("uint8", "int8")
@@ -64,11 +65,6 @@ class CalibrationSet:
             lm = None if self.landmarks is None else self.landmarks[sl]
             return CalibrationSet(self.crops[sl], lm, self.source, self.kind, list(self.notes))
         return part(slice(0, count)), part(slice(count, None))
-
-
-def crops_to_images(crops: np.ndarray) -> np.ndarray:
-    """uint8 crops (B, S, S, 3) -> float32 (B, 3, S, S) in [0, 1] (the models' input)."""
-    return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255)
 
 
 def _resize_crops(crops: np.ndarray, landmarks: np.ndarray | None, size: int):

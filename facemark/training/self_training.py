@@ -346,7 +346,7 @@ def pseudo_label(model, cache, batch_size: int = 64, flip_test: bool = False,
         points float32 (M, N, 2) in crop pixels (the cache's ``landmarks`` convention) and
         confidence float32 (M, N) in [0, 1].
     """
-    from facemark.inference.crop_predict import predict_crops
+    from facemark.models.crop_predict import predict_crops
 
     if model.input_size != cache.size:
         raise ConfigError(f"pseudo-labels: the model takes {model.input_size} px crops, the "

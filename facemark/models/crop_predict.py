@@ -31,8 +31,6 @@ def predict_crops(model, crops: np.ndarray, flip_test: bool = False, scheme=None
         points (B, N, 2) in crop pixels and confidence (B, N) in [0, 1]. With ``flip_test``
         the prediction is averaged with that of the mirrored crop (needs ``scheme``).
     """
-    from facemark.inference.quantize import crops_to_images
-
     size = crops.shape[1]
     if isinstance(model, torch.nn.Module):
         x = torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2).float() / 255
@@ -46,6 +44,11 @@ def predict_crops(model, crops: np.ndarray, flip_test: bool = False, scheme=None
         p2[..., 0] = 1.0 - p2[..., 0]
         points, conf = (points + p2) / 2, (conf + c2) / 2
     return points * size - 0.5, conf
+
+
+def crops_to_images(crops: np.ndarray) -> np.ndarray:
+    """uint8 crops (B, S, S, 3) -> float32 (B, 3, S, S) in [0, 1] (the models' input)."""
+    return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255)
 
 
 def _numpy(values) -> np.ndarray:
