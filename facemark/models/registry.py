@@ -138,6 +138,8 @@ def _jsonable(value: Any, key: str) -> Any:
         return value.item()
     if isinstance(value, (list, tuple)):
         return [_jsonable(v, key) for v in value]
+    if isinstance(value, dict):  # e.g. norm_placement
+        return {str(k): _jsonable(v, f"{key}.{k}") for k, v in value.items()}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if hasattr(value, "tolist"):  # a tensor

@@ -43,7 +43,8 @@ def list_backbones() -> list[str]:
 
 
 def create_backbone(name: str, *, output_stride: int | None = None,
-                    norm_layer: str | NormLayer | None = None) -> Backbone:
+                    norm_layer: str | NormLayer | None = None,
+                    norm_placement: dict | None = None) -> Backbone:
     """Build a backbone by name with random weights.
 
     Args:
@@ -51,12 +52,17 @@ def create_backbone(name: str, *, output_stride: int | None = None,
         output_stride: None for the architecture's own (32; 64 for ``vanilla``); ResNets and
             MobileNets also take 16 and 8 (dilated later stages).
         norm_layer: registered name, callable ``f(num_features)`` or None (architecture default).
+        norm_placement: None (``norm_layer`` at every norm position) or a dict of
+            ``stages`` / ``strides`` / ``positions`` saying where it goes, the other
+            positions keeping the default norm (see ``facemark.models.backbones.base``).
     """
     if name not in BACKBONES:
         close = difflib.get_close_matches(name, list(BACKBONES), n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ConfigError(f"backbone: unknown name {name!r}{hint} (known: {list_backbones()})")
     kwargs = {"norm_layer": norm_layer}
+    if norm_placement is not None:
+        kwargs["norm_placement"] = norm_placement
     if output_stride is not None:
         kwargs["output_stride"] = output_stride
     return BACKBONES[name](**kwargs)

@@ -11,6 +11,12 @@ variants use them).
 
 ``output_stride`` 16 or 8 replaces the later strides by dilation of the depthwise
 convolutions (parameter names unchanged).
+
+``norm_placement`` (see ``base``) selects norm positions: ``stem`` (``features.0``),
+``bn1`` (1x1 expansion; the first V2 block has none), ``bn2`` (depthwise), ``bn3`` (1x1
+projection: the SepBN paper's BN3, Fig. 6) and ``last`` (the final 1x1 convolution).
+Stage 0 is the stem, then one per ``feature_info`` entry (V2: 1..7 for the seven block
+settings, 8 for the last convolution).
 """
 from __future__ import annotations
 
@@ -19,7 +25,8 @@ from typing import Callable
 
 from torch import Tensor, nn
 
-from facemark.models.backbones.base import Backbone, NormLayer, check_output_stride, resolve_norm_layer
+from facemark.models.backbones.base import (
+    Backbone, NormLayer, NormPlacement, check_output_stride, norm_at, positional)
 
 
 def _make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -91,12 +98,14 @@ class InvertedResidualV2(nn.Module):
         self.use_res_connect = stride == 1 and inp == oup
         layers: list[nn.Module] = []
         if expand_ratio != 1:
-            layers.append(ConvNormAct(inp, hidden, kernel_size=1, norm_layer=norm_layer))
+            layers.append(ConvNormAct(inp, hidden, kernel_size=1,
+                                      norm_layer=norm_at(norm_layer, "bn1")))
         layers += [
             ConvNormAct(hidden, hidden, stride=stride, groups=hidden, dilation=dilation,
-                        norm_layer=norm_layer, same_padding=same_padding and stride > 1),
+                        norm_layer=norm_at(norm_layer, "bn2"),
+                        same_padding=same_padding and stride > 1),
             nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
-            norm_layer(oup),
+            norm_at(norm_layer, "bn3")(oup),
         ]
         self.conv = nn.Sequential(*layers)
         self.out_channels = oup
@@ -133,15 +142,15 @@ class InvertedResidualV3(nn.Module):
         act = nn.Hardswish if use_hs else nn.ReLU
         layers: list[nn.Module] = []
         if expanded != inp:
-            layers.append(ConvNormAct(inp, expanded, kernel_size=1, norm_layer=norm_layer,
-                                      activation=act))
+            layers.append(ConvNormAct(inp, expanded, kernel_size=1,
+                                      norm_layer=norm_at(norm_layer, "bn1"), activation=act))
         layers.append(ConvNormAct(expanded, expanded, kernel_size=kernel, stride=stride,
-                                  dilation=dilation, groups=expanded, norm_layer=norm_layer,
-                                  activation=act))
+                                  dilation=dilation, groups=expanded,
+                                  norm_layer=norm_at(norm_layer, "bn2"), activation=act))
         if use_se:
             layers.append(SqueezeExcitation(expanded, _make_divisible(expanded // 4, 8)))
-        layers.append(ConvNormAct(expanded, out, kernel_size=1, norm_layer=norm_layer,
-                                  activation=None))
+        layers.append(ConvNormAct(expanded, out, kernel_size=1,
+                                  norm_layer=norm_at(norm_layer, "bn3"), activation=None))
         self.block = nn.Sequential(*layers)
         self.out_channels = out
 
@@ -210,35 +219,42 @@ class MobileNetV2(Backbone):
     Args:
         output_stride: 32, 16 or 8.
         norm_layer: default BatchNorm2d (torchvision's).
+        norm_placement: where ``norm_layer`` goes (None: every position; module docstring).
         same_padding: pad the stride-2 convolutions as TensorFlow does (:class:`Conv2dSame`),
             for weights trained there (``mobilenet_v2_tf``); same parameters either way.
     """
 
     classifier_prefixes = ("classifier.",)
+    norm_positions = ("stem", "bn1", "bn2", "bn3", "last")
 
     def __init__(self, *, output_stride: int = 32, norm_layer: str | NormLayer | None = None,
-                 same_padding: bool = False):
+                 norm_placement: dict | None = None, same_padding: bool = False):
         super().__init__()
         check_output_stride(output_stride, (8, 16, 32), "mobilenet_v2")
         self.arch = "mobilenet_v2_tf" if same_padding else "mobilenet_v2"
-        norm = resolve_norm_layer(norm_layer, nn.BatchNorm2d)
+        place = NormPlacement(norm_layer, nn.BatchNorm2d, norm_placement, self.arch,
+                              self.norm_positions)
         track = _StrideTracker(output_stride)
         stride, _ = track.step(2)
-        features: list[nn.Module] = [ConvNormAct(3, 32, stride=stride, norm_layer=norm,
+        features: list[nn.Module] = [ConvNormAct(3, 32, stride=stride,
+                                                 norm_layer=place(0, track.reduction, "stem"),
                                                  same_padding=same_padding)]
         self._add_feature(32, track.reduction, "features.0")
         in_ch = 32
-        for t, c, n, s in MOBILENET_V2_SETTING:
+        for stage, (t, c, n, s) in enumerate(MOBILENET_V2_SETTING, start=1):
             for i in range(n):
                 stride, dilation = track.step(s if i == 0 else 1)
+                norm = positional(place, stage, track.reduction)
                 features.append(InvertedResidualV2(in_ch, c, stride, t, dilation, norm,
                                                    same_padding))
                 in_ch = c
             self._add_feature(c, track.reduction, f"features.{len(features) - 1}")
-        features.append(ConvNormAct(in_ch, 1280, kernel_size=1, norm_layer=norm))
+        features.append(ConvNormAct(in_ch, 1280, kernel_size=1, norm_layer=place(
+            len(MOBILENET_V2_SETTING) + 1, track.reduction, "last")))
         self.features = nn.Sequential(*features)
         self._add_feature(1280, track.reduction, f"features.{len(features) - 1}")
         _init_mobilenet(self)
+        place.check(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x)
@@ -250,34 +266,44 @@ class MobileNetV3Large(Backbone):
     Args:
         output_stride: 32, 16 or 8.
         norm_layer: default BatchNorm2d(eps=0.001, momentum=0.01) (torchvision's).
+        norm_placement: where ``norm_layer`` goes (None: every position; module docstring).
     """
 
     classifier_prefixes = ("classifier.",)
+    norm_positions = ("stem", "bn1", "bn2", "bn3", "last")
 
-    def __init__(self, *, output_stride: int = 32, norm_layer: str | NormLayer | None = None):
+    def __init__(self, *, output_stride: int = 32, norm_layer: str | NormLayer | None = None,
+                 norm_placement: dict | None = None):
         super().__init__()
         check_output_stride(output_stride, (8, 16, 32), "mobilenet_v3_large")
         self.arch = "mobilenet_v3_large"
-        norm = resolve_norm_layer(norm_layer, partial(nn.BatchNorm2d, eps=0.001, momentum=0.01))
+        place = NormPlacement(norm_layer, partial(nn.BatchNorm2d, eps=0.001, momentum=0.01),
+                              norm_placement, self.arch, self.norm_positions)
         track = _StrideTracker(output_stride)
         stride, _ = track.step(2)
         features: list[nn.Module] = [
-            ConvNormAct(3, 16, stride=stride, norm_layer=norm, activation=nn.Hardswish)]
+            ConvNormAct(3, 16, stride=stride, norm_layer=place(0, track.reduction, "stem"),
+                        activation=nn.Hardswish)]
         self._add_feature(16, track.reduction, "features.0")
+        stage = 1
         for k, (inp, kernel, exp, out, se, act, s) in enumerate(MOBILENET_V3_LARGE_SETTING):
             stride, dilation = track.step(s)
             features.append(InvertedResidualV3(inp, kernel, exp, out, se, act == "HS", stride,
-                                               dilation, norm))
+                                               dilation, positional(place, stage,
+                                                                    track.reduction)))
             last_of_stage = (k + 1 == len(MOBILENET_V3_LARGE_SETTING)
                              or MOBILENET_V3_LARGE_SETTING[k + 1][6] == 2)
             if last_of_stage:
                 self._add_feature(out, track.reduction, f"features.{len(features) - 1}")
+                stage += 1
         last_in = MOBILENET_V3_LARGE_SETTING[-1][3]
-        features.append(ConvNormAct(last_in, 6 * last_in, kernel_size=1, norm_layer=norm,
+        features.append(ConvNormAct(last_in, 6 * last_in, kernel_size=1,
+                                    norm_layer=place(stage, track.reduction, "last"),
                                     activation=nn.Hardswish))
         self.features = nn.Sequential(*features)
         self._add_feature(6 * last_in, track.reduction, f"features.{len(features) - 1}")
         _init_mobilenet(self)
+        place.check(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x)

@@ -10,14 +10,18 @@ landmark heads work on the last feature map.
 
 Unlike torchvision, ``BasicBlock`` supports dilation (as timm's does), so ResNet-18 can run
 at output stride 8 or 16 for dense heads such as G-RMI; parameter names do not change.
+
+``norm_placement`` (see ``base``) selects norm positions: ``stem`` (``bn1`` of the trunk),
+``bn1``/``bn2``/``bn3`` of each block (BasicBlock has bn1, bn2), ``downsample`` (the
+projection shortcut's norm); stages are 0 (stem), 1..4 (``layer1``..``layer4``).
 """
 from __future__ import annotations
 
-from typing import Callable
-
 from torch import Tensor, nn
 
-from facemark.models.backbones.base import Backbone, NormLayer, check_output_stride, resolve_norm_layer
+from facemark.models.backbones.base import (
+    Backbone, NormLayer, NormPlacement, check_output_stride,
+    norm_at, positional)
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1,
@@ -44,10 +48,10 @@ class BasicBlock(nn.Module):
             raise ValueError(f"BasicBlock supports groups=1 and base_width=64 only, "
                              f"got groups={groups}, base_width={base_width}")
         self.conv1 = conv3x3(inplanes, planes, stride, dilation=dilation)
-        self.bn1 = norm_layer(planes)
+        self.bn1 = norm_at(norm_layer, "bn1")(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes, dilation=dilation)
-        self.bn2 = norm_layer(planes)
+        self.bn2 = norm_at(norm_layer, "bn2")(planes)
         self.downsample = downsample
         self.stride = stride
 
@@ -69,11 +73,11 @@ class Bottleneck(nn.Module):
         super().__init__()
         width = int(planes * (base_width / 64.0)) * groups
         self.conv1 = conv1x1(inplanes, width)
-        self.bn1 = norm_layer(width)
+        self.bn1 = norm_at(norm_layer, "bn1")(width)
         self.conv2 = conv3x3(width, width, stride, groups, dilation)
-        self.bn2 = norm_layer(width)
+        self.bn2 = norm_at(norm_layer, "bn2")(width)
         self.conv3 = conv1x1(width, planes * self.expansion)
-        self.bn3 = norm_layer(planes * self.expansion)
+        self.bn3 = norm_at(norm_layer, "bn3")(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
@@ -95,6 +99,7 @@ class ResNet(Backbone):
         groups, width_per_group: ResNeXt cardinality and width (32, 4 for 32x4d).
         output_stride: 32 (plain), 16 (layer4 dilated) or 8 (layer3 and layer4 dilated).
         norm_layer: see ``facemark.models.backbones.base``; default BatchNorm2d.
+        norm_placement: where ``norm_layer`` goes (None: every position; see ``base``).
         arch: registry name kept on the instance (for messages and configs).
 
     Shapes: (B, 3, H, W) -> (B, 512 * block.expansion, H / s, W / s), s = output_stride
@@ -102,14 +107,19 @@ class ResNet(Backbone):
     """
 
     classifier_prefixes = ("fc.",)
+    norm_positions = ("stem", "bn1", "bn2", "bn3", "downsample")
 
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, ...], *,
                  groups: int = 1, width_per_group: int = 64, output_stride: int = 32,
-                 norm_layer: str | NormLayer | None = None, arch: str = "resnet"):
+                 norm_layer: str | NormLayer | None = None, norm_placement: dict | None = None,
+                 arch: str = "resnet"):
         super().__init__()
         check_output_stride(output_stride, (8, 16, 32), arch)
         self.arch = arch
-        self._norm_layer: Callable[[int], nn.Module] = resolve_norm_layer(norm_layer, nn.BatchNorm2d)
+        positions = self.norm_positions if block is Bottleneck else \
+            tuple(p for p in self.norm_positions if p != "bn3")
+        self._placement = NormPlacement(norm_layer, nn.BatchNorm2d, norm_placement, arch,
+                                        positions)
         self.inplanes = 64
         self.dilation = 1
         self.groups = groups
@@ -119,18 +129,19 @@ class ResNet(Backbone):
                   8: (False, True, True)}[output_stride]
 
         self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = self._norm_layer(self.inplanes)
+        self.bn1 = self._placement(0, 2, "stem")(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)  # name kept: checkpoints
         self._add_feature(64, 2, "relu")
         reduction = 4
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
             stride = 1 if i == 0 else 2
+            if stride == 2 and not (i > 0 and dilate[i - 1]):
+                reduction *= 2
+            self._stage = (i + 1, reduction)
             layer = self._make_layer(block, planes, n, stride=stride,
                                      dilate=False if i == 0 else dilate[i - 1])
             setattr(self, f"layer{i + 1}", layer)
-            if stride == 2 and not (i > 0 and dilate[i - 1]):
-                reduction *= 2
             self._add_feature(planes * block.expansion, reduction, f"layer{i + 1}")
 
         for m in self.modules():
@@ -139,10 +150,11 @@ class ResNet(Backbone):
             elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        self._placement.check(self)
 
     def _make_layer(self, block, planes: int, blocks: int, stride: int = 1,
                     dilate: bool = False) -> nn.Sequential:
-        norm_layer = self._norm_layer
+        norm_layer = positional(self._placement, *self._stage)
         downsample = None
         previous_dilation = self.dilation
         if dilate:
@@ -150,7 +162,7 @@ class ResNet(Backbone):
             stride = 1
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       norm_layer(planes * block.expansion))
+                                       norm_layer("downsample")(planes * block.expansion))
         layers = [block(self.inplanes, planes, stride, downsample, self.groups, self.base_width,
                         previous_dilation, norm_layer)]
         self.inplanes = planes * block.expansion

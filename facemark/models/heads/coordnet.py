@@ -101,9 +101,11 @@ def _create_coordnet(variant: str, *, num_points: int, input_size: int = 256,
                      backbone: str = "resnet18", hidden: tuple[int, ...] = (512, 512),
                      pool: str = "flatten", activation: str = "relu",
                      coord_weight: float = 1.0, norm_layer: str | None = None,
+                     norm_placement: dict | None = None,
                      **unknown: Any) -> LandmarkModel:
     reject_unknown(variant, unknown, _create_coordnet)
-    trunk = create_backbone(backbone, norm_layer=norm_layer)
+    trunk = create_backbone(backbone, norm_layer=norm_layer,
+                            norm_placement=norm_placement)
     input_size = check_input_size(input_size, trunk.stride if pool == "flatten" else 1,
                                   variant, f"the flattened map of backbone stride {trunk.stride}")
     head = CoordHead(trunk.out_channels, trunk.stride, num_points=num_points,
@@ -114,6 +116,8 @@ def _create_coordnet(variant: str, *, num_points: int, input_size: int = 256,
                         backbone=backbone, hidden=list(hidden), pool=pool,
                         activation=activation, coord_weight=coord_weight,
                         norm_layer=norm_layer)
+    if norm_placement is not None:  # absent from plain models' configs
+        model.config["norm_placement"] = norm_placement
     return model
 
 

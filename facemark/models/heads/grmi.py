@@ -121,9 +121,11 @@ class GRMIHead(LandmarkHead):
 def _create_grmi(variant: str, *, num_points: int, input_size: int = 256,
                  backbone: str = "resnet18", output_stride: int = 8, radius: float = 15.0,
                  heatmap_weight: float = 4.0, offset_weight: float = 1.0,
-                 norm_layer: str | None = None, **unknown: Any) -> LandmarkModel:
+                 norm_layer: str | None = None,
+                 norm_placement: dict | None = None, **unknown: Any) -> LandmarkModel:
     reject_unknown(variant, unknown, _create_grmi)
-    trunk = create_backbone(backbone, output_stride=output_stride, norm_layer=norm_layer)
+    trunk = create_backbone(backbone, output_stride=output_stride, norm_layer=norm_layer,
+                            norm_placement=norm_placement)
     input_size = check_input_size(input_size, trunk.stride, variant,
                                   f"output stride {trunk.stride}")
     head = GRMIHead(trunk.out_channels, trunk.stride, num_points=num_points,
@@ -134,6 +136,8 @@ def _create_grmi(variant: str, *, num_points: int, input_size: int = 256,
                         backbone=backbone, output_stride=output_stride, radius=radius,
                         heatmap_weight=heatmap_weight, offset_weight=offset_weight,
                         norm_layer=norm_layer)
+    if norm_placement is not None:  # absent from plain models' configs
+        model.config["norm_placement"] = norm_placement
     return model
 
 

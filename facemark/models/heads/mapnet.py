@@ -120,9 +120,11 @@ class MapHead(LandmarkHead):
 def _create_mapnet(variant: str, *, num_points: int, input_size: int = 256,
                    backbone: str = "resnet18", net_stride: int = 4, radius: float = 4.0,
                    deconv_channels: int = 512, heatmap_weight: float = 1.0,
-                   norm_layer: str | None = None, **unknown: Any) -> LandmarkModel:
+                   norm_layer: str | None = None,
+                   norm_placement: dict | None = None, **unknown: Any) -> LandmarkModel:
     reject_unknown(variant, unknown, _create_mapnet)
-    trunk = create_backbone(backbone, norm_layer=norm_layer)
+    trunk = create_backbone(backbone, norm_layer=norm_layer,
+                            norm_placement=norm_placement)
     input_size = check_input_size(input_size, trunk.stride, variant,
                                   f"backbone stride {trunk.stride}")
     head = MapHead(trunk.out_channels, trunk.stride, num_points=num_points,
@@ -134,6 +136,8 @@ def _create_mapnet(variant: str, *, num_points: int, input_size: int = 256,
                         backbone=backbone, net_stride=net_stride, radius=radius,
                         deconv_channels=deconv_channels, heatmap_weight=heatmap_weight,
                         norm_layer=norm_layer)
+    if norm_placement is not None:  # absent from plain models' configs
+        model.config["norm_placement"] = norm_placement
     return model
 
 

@@ -198,11 +198,13 @@ class STCHead(PIPHead):
 def _create_stc(variant: str, *, num_points: int, input_size: int = 256,
                 backbone: str = "resnet18", net_stride: int = 32, num_nb: int = 10,
                 mean_face: Any = None, score_weight: float = 10.0, offset_weight: float = 1.0,
-                norm_layer: str | None = None, stc_levels: int | None = None,
+                norm_layer: str | None = None,
+                norm_placement: dict | None = None, stc_levels: int | None = None,
                 **unknown: Any) -> LandmarkModel:
     reject_unknown(variant, unknown, _create_stc)
     face = check_neighbour_args(num_points, num_nb, mean_face)      # before the slow part
-    trunk = create_backbone(backbone, norm_layer=norm_layer)
+    trunk = create_backbone(backbone, norm_layer=norm_layer,
+                            norm_placement=norm_placement)
     input_size = check_input_size(input_size, max(net_stride, trunk.stride), variant,
                                   f"net_stride {net_stride}, backbone stride {trunk.stride}")
     resolve_stc_levels(stc_levels, input_size // net_stride)        # fail before the head
@@ -216,6 +218,8 @@ def _create_stc(variant: str, *, num_points: int, input_size: int = 256,
                         mean_face=face, score_weight=score_weight,
                         offset_weight=offset_weight, norm_layer=norm_layer,
                         stc_levels=head.levels)
+    if norm_placement is not None:  # absent from plain models' configs
+        model.config["norm_placement"] = norm_placement
     return model
 
 

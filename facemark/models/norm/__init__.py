@@ -3,6 +3,9 @@
 - ``"sepbn"``: :class:`SepBN`, the SepBN paper's module (K = 3, G = 2, T = 3, max pooling,
   soft aggregation).
 - ``"mixbn"``: :class:`MixBN`, the authors' public baseline (three whole BN branches).
+- ``"sepbn_brute"``: :class:`DomainBN`, the paper's brute-force SepBN (Fig. 2, Table II):
+  K = 3 whole BN branches, each sample routed by its domain label (its training dataset);
+  ``"sepbn_brute_k2"`` ... ``"sepbn_brute_k6"`` for other K. Tested best-of-K (an oracle).
 - the paper's ablation variants (Tables III-V), listed in ``SEPBN_VARIANTS``: e.g.
   ``"sepbn_hard"``, ``"sepbn_k4"``, ``"sepbn_g1"``, ``"sepbn_t1"``, ``"sepbn_avg"``,
   ``"sepbn_se"``.
@@ -29,6 +32,8 @@ from torch import nn
 
 from facemark.errors import ConfigError, DataError
 from facemark.models.backbones.base import NORM_LAYERS, register_norm_layer
+from facemark.models.norm.domain import (
+    DomainBN, DomainLabelError, domain_context, domain_layers, num_domains, set_domain)
 from facemark.models.norm.mixbn import MixBN
 from facemark.models.norm.sepbn import SepBN, adaptive_pool2d
 
@@ -70,7 +75,7 @@ def batchnorm_state_to_norm(state: dict[str, torch.Tensor], module: nn.Module
     """Map a state dict of a BatchNorm network onto ``module``, whose BNs are SepBN / MixBN.
 
     Each SepBN takes the BN's statistics and copies its (C,) ``weight`` / ``bias`` into all
-    K sets; each MixBN branch becomes a copy of the BN. Every other key must match ``module``
+    K sets; each MixBN (DomainBN) branch becomes a copy of the BN. Every other key must match ``module``
     by name and shape. The attention parameters (and tau) keep ``module``'s own values.
     Since all K sets (branches) are equal, the result computes exactly what the BatchNorm
     network computed, in eval mode, whatever the attention says: a pretrained start.
@@ -80,7 +85,8 @@ def batchnorm_state_to_norm(state: dict[str, torch.Tensor], module: nn.Module
             ``module`` has no place for, each listed.
     """
     own = module.state_dict()
-    prefixes = {name: m for name, m in module.named_modules() if isinstance(m, (SepBN, MixBN))}
+    prefixes = {name: m for name, m in module.named_modules()
+                if isinstance(m, (SepBN, MixBN, DomainBN))}
     out, used = {}, set()
 
     def take(key: str, src: str, shape: torch.Size) -> None:
@@ -104,7 +110,7 @@ def batchnorm_state_to_norm(state: dict[str, torch.Tensor], module: nn.Module
                 missing.append(key)
             continue
         leaf = key[len(owner) + 1:]
-        if isinstance(prefixes[owner], MixBN) and leaf.startswith("branches."):
+        if isinstance(prefixes[owner], (MixBN, DomainBN)) and leaf.startswith("branches."):
             leaf = leaf.split(".", 2)[2]                    # branches.<k>.weight -> weight
         src = f"{owner}.{leaf}"
         if leaf in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked") \
@@ -122,10 +128,13 @@ def batchnorm_state_to_norm(state: dict[str, torch.Tensor], module: nn.Module
 
 
 def convert_batchnorm_weights(src: str | Path, backbone: str, norm_layer: str,
-                              dst: str | Path) -> Path:
+                              dst: str | Path, *, norm_placement: dict | None = None) -> Path:
     """Write a torchvision-style BatchNorm weight file as one for ``backbone`` built with
     ``norm_layer`` (e.g. ImageNet MobileNetV2 weights for ``norm_layer="sepbn"``), so that
     ``model.backbone_weights: <dst>`` starts a SepBN / MixBN model from them.
+
+    ``norm_placement`` is the model's (e.g. ``{"positions": ["bn3"]}``): the positions
+    it leaves to BatchNorm copy the file's BNs unchanged.
 
     The classifier keys (``fc.*`` / ``classifier.*``) are dropped; see
     :func:`batchnorm_state_to_norm` for the mapping.
@@ -136,7 +145,7 @@ def convert_batchnorm_weights(src: str | Path, backbone: str, norm_layer: str,
     from facemark.models.backbones import _read_state_dict, create_backbone
 
     src, dst = Path(src), Path(dst)
-    trunk = create_backbone(backbone, norm_layer=norm_layer)
+    trunk = create_backbone(backbone, norm_layer=norm_layer, norm_placement=norm_placement)
     state = {k: v for k, v in _read_state_dict(src).items()
              if not k.startswith(trunk.classifier_prefixes)}
     try:
@@ -156,6 +165,13 @@ for _name, _options in SEPBN_VARIANTS.items():
         register_sepbn(_name, **_options)
 if "mixbn" not in NORM_LAYERS:
     register_norm_layer("mixbn", MixBN)
+#: brute-force SepBN names -> K (number of domain branches)
+BRUTE_FORCE_VARIANTS = {"sepbn_brute": 3, **{f"sepbn_brute_k{k}": k for k in (2, 4, 5, 6)}}
+for _name, _k in BRUTE_FORCE_VARIANTS.items():
+    if _name not in NORM_LAYERS:
+        register_norm_layer(_name, partial(DomainBN, num_domains=_k))
 
-__all__ = ["MixBN", "SEPBN_VARIANTS", "SepBN", "adaptive_pool2d", "attention_layers",
+__all__ = ["BRUTE_FORCE_VARIANTS", "DomainBN", "DomainLabelError", "MixBN", "SEPBN_VARIANTS",
+           "SepBN", "adaptive_pool2d", "attention_layers", "domain_context", "domain_layers",
+           "num_domains", "set_domain",
            "batchnorm_state_to_norm", "convert_batchnorm_weights", "register_sepbn"]
