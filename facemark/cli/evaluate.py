@@ -1,7 +1,8 @@
 """``facemark evaluate``: compare methods' landmarks with a dataset's ground truth.
 
     facemark evaluate SOURCE [SOURCE ...] --data DATASET [--format F] [--norm N]
-        [--threshold 0.1] [--train DATASET] [--crop-rule 300w] [--detector NAME]
+        [--convert-to SCHEME] [--threshold 0.1] [--train DATASET]
+        [--crop-rule 300w|gsl|...] [--detector NAME]
         [--refine [--refine-passes N]] [--flip-test] [--subsets KIND]
         [--out DIR] [--save-predictions] [--skip-bad]
 
@@ -12,6 +13,13 @@ model (``.ckpt`` / ``.pt``; cropped from the ground truth, or from ``--detector 
 in ``facemark.evaluation.sources``; ``name=SOURCE`` names it in the report. The table is
 printed; with ``--out`` the report (report.json, report.md) and the figures (ced.png,
 per_landmark.png, best_worst.png) are written there.
+
+Cross-domain (PIPNet's GSL setting): ``--convert-to 300w68`` converts the dataset's ground
+truth first (WFLW's 98 points by PIPNet's conversion; COFW-68 is 68 points already), and
+``--crop-rule gsl`` crops each dataset in the paper's cross-domain style (300W landmark box
+x1.3, COFW-68 box x1.3, WFLW-68 box x1.2 less 20% at the top)::
+
+    facemark evaluate model.pt --data wflw:WFLW --convert-to 300w68 --crop-rule gsl
 """
 from __future__ import annotations
 
@@ -33,14 +41,18 @@ def register(subparsers) -> None:
     p.add_argument("--format", default=None, help="format of --data (sniffed when omitted)")
     p.add_argument("--norm", choices=NME_NORMS, default=None,
                    help="NME normalisation (default: the scheme's, e.g. inter_ocular for 68 points)")
+    p.add_argument("--convert-to", default=None, metavar="SCHEME",
+                   help="convert the dataset's ground truth to this landmark scheme first "
+                        "(e.g. 300w68 for WFLW: evaluate a 68-point model on WFLW-68)")
     p.add_argument("--threshold", type=positive_float, default=0.1,
                    help="NME threshold for failure rate, AUC and CED (default 0.1)")
     p.add_argument("--train", default=None, metavar="DATASET",
                    help="training dataset for the meanface source")
     p.add_argument("--train-format", default=None, help="format of --train")
     p.add_argument("--crop-rule", default=None,
-                   help="crop rule (facemark.data.crops.CROP_RULES); default: a model's own "
-                        "rule, 300w for meanface")
+                   help="crop rule (facemark.data.crops.CROP_RULES), or gsl: the dataset's "
+                        "cross-domain crop (300W x1.3, COFW-68 x1.3, WFLW-68 x1.2 top cut); "
+                        "default: a model's own rule, 300w for meanface")
     p.add_argument("--flip-test", action="store_true",
                    help="for model sources: average with the prediction on the mirrored crop")
     p.add_argument("--detector", default=None, metavar="NAME",
@@ -68,17 +80,15 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from facemark.data.crops import CROP_RULES
     from facemark.data.formats import open_dataset
     from facemark.errors import ConfigError, SkipLog
     from facemark.evaluation import plots
+    from facemark.evaluation.cross_domain import convert_dataset, resolve_crop_rule
     from facemark.evaluation.predictions import write_predictions
     from facemark.evaluation.report import evaluate
     from facemark.evaluation.sources import resolve_predictions
 
-    if args.crop_rule is not None and args.crop_rule not in CROP_RULES:
-        raise ConfigError(f"--crop-rule {args.crop_rule!r} is not a crop rule; known: "
-                          f"{', '.join(CROP_RULES)}")
+    resolve_crop_rule(args.crop_rule, args.data, args.format, None)   # a bad rule stops first
     refine = refine_of(args)
     if refine and not args.detector:
         raise ConfigError("--refine needs --detector NAME (ground-truth crops need no refining)")
@@ -98,11 +108,15 @@ def run(args) -> int:
         samples = [s for s in samples if s.landmarks is not None]
     if not samples:
         raise ConfigError(f"--data {args.data}: no annotated faces to evaluate")
+    crop_rule, notes = resolve_crop_rule(args.crop_rule, args.data, args.format,
+                                         samples[0].scheme)
+    samples, converted = convert_dataset(samples, args.convert_to)
+    notes = converted + notes
 
     sets = {}
     for arg in args.sources:
         pset = resolve_predictions(arg, samples, train=args.train, train_format=args.train_format,
-                                   crop_rule=args.crop_rule, skip_bad=log,
+                                   crop_rule=crop_rule, skip_bad=log,
                                    scheme=samples[0].scheme, flip_test=args.flip_test,
                                    detector=args.detector, refine=refine)
         name = pset.method or arg
@@ -113,7 +127,7 @@ def run(args) -> int:
         sets[name] = pset
 
     report = evaluate(sets, samples, norm=args.norm, threshold=args.threshold,
-                      subsets=args.subsets, dataset=args.data)
+                      subsets=args.subsets, dataset=args.data, notes=notes)
     report.print()
     if args.out:
         out = Path(args.out)

@@ -181,6 +181,47 @@ def convert_landmarks(points, src: str | LandmarkScheme, dst: str | LandmarkSche
     return get_conversion(s, d)(points)
 
 
+def convert_samples(samples, dst: str | LandmarkScheme) -> list:
+    """Samples of another scheme with their landmarks converted to ``dst``.
+
+    Args:
+        samples: :class:`~facemark.data.sample.Sample` objects (mixed schemes allowed);
+            each must be of ``dst`` already or have a registered conversion to it.
+        dst: target scheme name, alias or object.
+
+    Returns:
+        new samples (the inputs are not changed): ``landmarks`` (M, 2) float32 pixels
+        converted (NaN where a source point used is NaN; unlabelled samples stay None),
+        ``visible`` (M,) True where every source point used is visible, ``scheme`` = the
+        target's name; image, box, frame and source kept; ``attributes`` gain
+        ``converted_from`` (the source scheme name). Samples already of ``dst`` are
+        returned as they are.
+
+    Raises:
+        ValueError: no conversion from a sample's scheme to ``dst`` (lists the known ones).
+    """
+    import dataclasses
+
+    d = get_scheme(dst)
+    out = []
+    for s in samples:
+        src = get_scheme(s.scheme)
+        if src.name == d.name:
+            out.append(s)
+            continue
+        conv = get_conversion(src, d)
+        wx, wy = conv.weights
+        used = (wx != 0) | (wy != 0)                                   # (M, N)
+        points = None if s.landmarks is None else conv(s.landmarks.astype(np.float64))
+        visible = None
+        if s.visible is not None:
+            visible = ~(used & ~np.asarray(s.visible, dtype=bool)[None, :]).any(axis=1)
+        out.append(dataclasses.replace(
+            s, landmarks=None if points is None else points.astype(np.float32), scheme=d.name,
+            visible=visible, attributes={**s.attributes, "converted_from": src.name}))
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # Rules
 # ---------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ A crop is a 2x3 affine matrix ``M`` mapping image pixels to crop pixels
 (``crop_xy = M @ [x, y, 1]``); :func:`invert_affine` maps predictions back. Crop rules
 hold the per-dataset conventions of ``../shared/REFERENCE.md`` (300-W landmark box x1.1,
 WFLW given box x1.2, COFW/AFLW given box as is, cross-domain x1.3, WFLW-68 top cut,
-detector boxes x1.2 moved down by 0.1 h).
+detector boxes x1.2 moved down by 0.1 h; :func:`gsl_crop_rule` picks the cross-domain one).
 """
 from __future__ import annotations
 
@@ -41,8 +41,24 @@ CROP_RULES: dict[str, CropRule] = {
     "aflw": CropRule("box", 1.0),
     "cross": CropRule("landmarks", 1.3),
     "wflw68": CropRule("box", 1.2, top_cut=0.2),
+    "cofw68": CropRule("box", 1.3),
     "detector": CropRule("box", 1.2, shift_y=0.1),
 }
+
+#: The crops of PIPNet's cross-domain (GSL) setting (Sec. 4.1.2): 300W landmark boxes
+#: x1.3 (``cross``), COFW-68 given boxes x1.3, WFLW-68 given boxes x1.2 with 20% of their
+#: height cut from the top. Chosen by the dataset's format, then by its annotated scheme;
+#: ``GSL_DEFAULT`` for anything else.
+GSL_BY_FORMAT = {"wflw": "wflw68", "cofw68": "cofw68"}
+GSL_BY_SCHEME = {"wflw98": "wflw68"}
+GSL_DEFAULT = "cross"
+
+
+def gsl_crop_rule(format_name: str | None, scheme: str | None) -> str:
+    """The GSL crop rule name for a dataset of format ``format_name`` whose records are
+    annotated in ``scheme`` (before any conversion), e.g. ``("wflw", "wflw98")`` ->
+    ``"wflw68"``."""
+    return GSL_BY_FORMAT.get(format_name or "") or GSL_BY_SCHEME.get(scheme or "") or GSL_DEFAULT
 
 
 def get_crop_rule(rule: str | CropRule) -> CropRule:

@@ -180,7 +180,7 @@ class Report:
 def evaluate(sets: Mapping[str, PredictionSet], samples: Sequence, scheme=None,
              norm: str | None = None, threshold: float = 0.1,
              subsets: str | Mapping[str, np.ndarray] | None = "auto",
-             dataset: str = "") -> Report:
+             dataset: str = "", notes: Sequence[str] = ()) -> Report:
     """Evaluate prediction sets against annotated samples.
 
     Args:
@@ -192,6 +192,8 @@ def evaluate(sets: Mapping[str, PredictionSet], samples: Sequence, scheme=None,
         subsets: a dataset kind for ``metrics.subset_masks`` (``"auto"``, ``"300w"``,
             ``"wflw"``, ``"300vw"``, ``"none"``/None), or name -> bool mask (B,).
         dataset: a description of the dataset for the report (e.g. the path).
+        notes: lines to put first in the report's notes (e.g. how the ground truth was
+            converted or cropped).
 
     Returns:
         a Report; every subset table starts with ``all``.
@@ -226,7 +228,7 @@ def evaluate(sets: Mapping[str, PredictionSet], samples: Sequence, scheme=None,
                              f"got {np.shape(mask)}")
 
     results = {}
-    notes = []
+    notes = list(notes)
     for name, pset in sets.items():
         idx = assign_predictions(pset, samples)
         found = idx >= 0

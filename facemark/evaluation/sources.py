@@ -218,8 +218,12 @@ def _model_resolve(arg: str, samples, *, crop_rule: str | None = None,
     model, meta = load_model(arg)
     wanted = get_scheme(scheme or (samples[0].scheme if len(samples) else meta.scheme)).name
     if get_scheme(meta.scheme).name != wanted:
+        from facemark.data.convert import can_convert
+
+        hint = (f"; add --convert-to {meta.scheme} to convert the dataset's points"
+                if can_convert(wanted, meta.scheme) else "")
         raise ConfigError(f"{arg}: the model predicts scheme {meta.scheme} but the dataset is "
-                          f"{wanted}; evaluate it on a {meta.scheme} dataset")
+                          f"{wanted}; evaluate it on a {meta.scheme} dataset{hint}")
     log = skip_bad if isinstance(skip_bad, SkipLog) else SkipLog(bool(skip_bad))
     if detector:
         points, conf, ok, crops = _detector_points(model, meta, samples, detector, log,
