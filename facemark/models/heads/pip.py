@@ -330,10 +330,11 @@ def _create_pipnet(variant: str, *, num_points: int, input_size: int = 256,
                    backbone: str = "resnet18", net_stride: int = 32, num_nb: int = 10,
                    mean_face: Any = None, score_weight: float = 10.0,
                    offset_weight: float = 1.0, norm_layer: str | None = None,
+                   norm_placement: dict | None = None,
                    **unknown: Any) -> LandmarkModel:
     reject_unknown(variant, unknown, _create_pipnet)
     face = check_neighbour_args(num_points, num_nb, mean_face)      # before the slow part
-    trunk = create_backbone(backbone, norm_layer=norm_layer)
+    trunk = create_backbone(backbone, norm_layer=norm_layer, norm_placement=norm_placement)
     input_size = check_input_size(input_size, max(net_stride, trunk.stride), variant,
                                   f"net_stride {net_stride}, backbone stride {trunk.stride}")
     head = PIPHead(trunk.out_channels, trunk.stride, num_points=num_points,
@@ -345,6 +346,8 @@ def _create_pipnet(variant: str, *, num_points: int, input_size: int = 256,
                         backbone=backbone, net_stride=net_stride, num_nb=num_nb,
                         mean_face=face, score_weight=score_weight,
                         offset_weight=offset_weight, norm_layer=norm_layer)
+    if norm_placement is not None:  # absent from plain models' configs
+        model.config["norm_placement"] = norm_placement
     return model
 
 
