@@ -1,8 +1,10 @@
-"""``facemark analyze``: the PIPNet paper's analyses on trained models.
+"""``facemark analyze``: the papers' analyses on trained models.
 
     facemark analyze grid s16=a.ckpt s32=b.ckpt s64=c.ckpt --data DATASET --out DIR   # Fig. 7
     facemark analyze heads pip=a.ckpt coord=b.ckpt map=c.ckpt --data DATASET --out DIR # Fig. 12
     facemark analyze prior a.ckpt [--images DIR] --out DIR                              # Fig. 9
+    facemark analyze similarity brute.ckpt --out DIR       # SepBN Eq. 2 / Fig. 4: BN branches
+    facemark analyze oracle brute.ckpt --data DATASET --out DIR   # SepBN Table II best-of-K
 
 Each prints a table and writes it as Markdown plus a PNG into --out.
 """
@@ -29,6 +31,19 @@ def register(sub) -> None:
     a.add_argument("--images", default=None, help="folder of face-free pictures to add")
     a.add_argument("--out", default=None)
     a.set_defaults(handler=run_prior)
+    a = actions.add_parser("similarity", help="SepBN Eq. 2 / Fig. 4: cosine similarity of the "
+                                              "BN branches' statistics vs affine parameters")
+    a.add_argument("models", nargs="+", metavar="[NAME=]MODEL",
+                   help="models with sepbn_brute, mixbn or sepbn layers")
+    a.add_argument("--out", default=None)
+    a.set_defaults(handler=run_similarity)
+    a = actions.add_parser("oracle", help="SepBN Table II: best-of-K test of a brute-force "
+                                          "SepBN model (an oracle: picks by the ground truth)")
+    a.add_argument("models", nargs=1, metavar="[NAME=]MODEL", help="a sepbn_brute model")
+    a.add_argument("--data", required=True, help="labelled test dataset (path or FORMAT:PATH)")
+    a.add_argument("--out", default=None)
+    a.add_argument("--skip-bad", action="store_true")
+    a.set_defaults(handler=run_oracle)
 
 
 def _models(args):
@@ -140,4 +155,43 @@ def run_prior(args) -> int:
             plot_prior(results, images, target, mean)
 
     _write(args, "implicit_prior", "\n".join(lines), plot)
+    return 0
+
+
+def run_similarity(args) -> int:
+    from facemark.errors import ConfigError
+    from facemark.evaluation.sepbn import parameter_similarity
+
+    models = _models(args)
+    parts, results = [], []
+    for name, (model, info) in models.items():
+        try:
+            result = parameter_similarity(model, info.input_size)
+        except ValueError as e:
+            raise ConfigError(f"{name}: {e}") from None
+        parts.append(f"### {name}\n\n{result.to_markdown()}")
+        results.append((name, result))
+
+    def plot(path):
+        for name, result in results:
+            result.plot(path if len(results) == 1 else path.with_name(f"{path.stem}_{name}.png"))
+
+    _write(args, "bn_similarity", "\n\n".join(parts), plot)
+    return 0
+
+
+def run_oracle(args) -> int:
+    from facemark.errors import ConfigError
+    from facemark.evaluation.sepbn import best_of_k
+
+    (name, (model, info)), = _models(args).items()
+    samples, log = _samples(args)
+    try:
+        result = best_of_k(model, samples, crop_rule=info.crop_rule, input_size=info.input_size,
+                           scheme=info.scheme, on_error=log)
+    except ValueError as e:
+        raise ConfigError(f"{name}: {e}") from None
+    _write(args, "best_of_k_oracle", f"### {name}\n\n{result.to_markdown()}", result.plot)
+    if log.skipped:
+        print(log.summary())
     return 0

@@ -5,6 +5,7 @@ progress bar, then memory-mapped); training never decodes a JPEG per step.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 from pathlib import Path
@@ -42,7 +43,9 @@ def open_or_build_cache(spec: str, cfg: DataConfig, log: SkipLog | None = None):
 
 
 class _GlobalIndex(torch.utils.data.Dataset):
-    """A ConcatDataset whose items carry their index in the concatenation (for messages)."""
+    """A ConcatDataset whose items carry their index in the concatenation (for messages)
+    and ``domain``: which of the concatenated datasets the item comes from (0, 1, ...; the
+    domain label of brute-force SepBN, ``facemark.models.norm.domain``)."""
 
     def __init__(self, datasets, blank: bool = False):
         self.inner = ConcatDataset(datasets)
@@ -54,6 +57,7 @@ class _GlobalIndex(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         item = dict(self.inner[i])
         item["index"] = i
+        item["domain"] = bisect.bisect_right(self.inner.cumulative_sizes, i)
         if self.blank:  # same landmarks, no face: what a CNN learns from position alone
             item["image"] = torch.zeros_like(item["image"])
         return item
