@@ -51,7 +51,10 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         DataError: the file cannot be written (naming it and why, e.g. "No space left on
             device"); the old file is kept.
     """
-    return _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    # surrogateescape: a file name that is not UTF-8 (Python holds its bytes as surrogates)
+    # is written as its own bytes instead of failing with UnicodeEncodeError
+    return _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8",
+                                                          errors="surrogateescape"))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -35,7 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tolerant_output() -> None:
+    """File names need not be UTF-8 on Linux (Python holds their bytes as surrogates): print
+    such a name escaped (``ph\\udcffoto.png``) instead of failing with UnicodeEncodeError
+    mid-run, and keep the output valid UTF-8 for logs."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and getattr(stream, "errors", None) == "strict":
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a stream that cannot change (already written)
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _tolerant_output()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # ``section.key=value`` overrides may come after options (``train cfg --devices 2 a.b=1``).

@@ -47,7 +47,13 @@ def read_image(path: str | Path, frame: int | None = None, exif: bool = True) ->
     data = np.fromfile(path, dtype=np.uint8)
     if data.size == 0:
         raise DataError(path, "image file is empty")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # (this flag ignores EXIF orientation)
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # (this flag ignores EXIF orientation)
+    except cv2.error as e:   # e.g. a header claiming more pixels than OpenCV's limit
+        detail = str(e).strip().splitlines()[-1] if str(e).strip() else "OpenCV error"
+        limit = " (the header claims more than OpenCV's CV_IO_MAX_IMAGE_PIXELS)" \
+            if "MAX_IMAGE_PIXELS" in detail else ""
+        raise DataError(path, f"cannot decode image{limit}: {detail[:160]}") from None
     if img is None:
         raise DataError(path, "cannot decode image (corrupt or not an image file)")
     img = _to_rgb8(img, path)

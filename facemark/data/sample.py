@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from facemark.errors import DataError
+
 
 @dataclass(repr=False)
 class Sample:
@@ -42,11 +44,22 @@ class Sample:
     def __post_init__(self) -> None:
         self.image = str(self.image)
         if self.landmarks is not None:
-            self.landmarks = np.asarray(self.landmarks, dtype=np.float32).reshape(-1, 2)
+            self.landmarks = self._float32(self.landmarks, "landmark coordinates").reshape(-1, 2)
         if self.box is not None:
-            self.box = np.asarray(self.box, dtype=np.float32).reshape(4)
+            self.box = self._float32(self.box, "box numbers").reshape(4)
         if self.visible is not None:
             self.visible = np.asarray(self.visible, dtype=bool).reshape(-1)
+
+    def _float32(self, values, what: str) -> np.ndarray:
+        """float32 values; inf, or a number past float32's range (which would turn into inf
+        here, after a reader's finiteness check passed), is a DataError naming the record."""
+        with np.errstate(over="ignore"):
+            arr = np.asarray(values, dtype=np.float32)
+        if np.isinf(arr).any():
+            raise DataError(self.source or self.image,
+                            f"{what} must be finite numbers within float32 range "
+                            "(|value| < 3.4e38; inf or a larger number found)")
+        return arr
 
     @property
     def name(self) -> str:

@@ -348,8 +348,11 @@ def read_predictions(path: str | Path, scheme: str | None = None) -> PredictionS
     if not path.is_file():
         raise DataError(path, "prediction file not found")
     suffix = path.suffix.lower()
-    try:  # no newline translation: a quoted "\r" inside a CSV image name stays "\r"
-        text = path.read_bytes().decode("utf-8")
+    # no newline translation: a quoted "\r" inside a CSV image name stays "\r"; bytes that
+    # are not UTF-8 (a CSV image name from a non-UTF-8 file name) come back as surrogates,
+    # as Python holds such file names, and elsewhere fail as a bad number or key
+    try:
+        text = path.read_bytes().decode("utf-8", errors="surrogateescape")
     except (UnicodeDecodeError, OSError) as e:
         raise DataError(path, f"cannot read prediction file ({e.__class__.__name__})") from None
     if suffix == ".json":

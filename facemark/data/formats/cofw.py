@@ -47,6 +47,73 @@ VARIABLES = {"train": ("IsTr", "phisTr", "bboxesTr"), "test": ("IsT", "phisT", "
 # ---------------------------------------------------------------------------------------
 # MATLAB files
 # ---------------------------------------------------------------------------------------
+#: MAT v5 data types (miINT8 .. miUTF32); 8, 10 and 11 are reserved.
+_MI_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 12, 13, 14, 15, 16, 17, 18})
+
+
+def v5_tag_problem(path: Path) -> str | None:
+    """What is malformed in a MAT v5 file's data element tags, or None (also for files
+    that are not v5: the caller's reader judges those).
+
+    scipy.io.loadmat (1.17) reads a tag's size without checking it, so a corrupt tag (a
+    "small" element claiming more than 4 bytes, an element running past its container)
+    can crash the interpreter with a segmentation fault instead of raising. Every tag,
+    inside compressed elements and nested matrices (cells, structs) too, is checked here
+    first. Costs one extra decompression of compressed variables.
+    """
+    import mmap
+    import zlib
+    with open(path, "rb") as f:
+        head = f.read(128)
+        if len(head) < 128 or head[126:128] not in (b"IM", b"MI") or \
+                head[124:126] not in (b"\x00\x01", b"\x01\x00"):
+            return None
+        order = "little" if head[126:128] == b"IM" else "big"
+        if f.seek(0, 2) == 128:
+            return None
+        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+    def walk(data, pos: int, end: int, depth: int) -> str | None:
+        while pos < end:
+            if end - pos < 8:
+                return f"truncated data element tag at byte {pos}" if any(data[pos:end]) else None
+            tag = int.from_bytes(data[pos:pos + 4], order)
+            if tag >> 16:   # small element: type and size (1..4 bytes) in one word
+                if (tag & 0xFFFF) not in _MI_TYPES - {14, 15} or (tag >> 16) > 4:
+                    return f"bad small data element tag {tag:#x} at byte {pos}"
+                pos += 8
+                continue
+            size = int.from_bytes(data[pos + 4:pos + 8], order)
+            body = pos + 8
+            if tag not in _MI_TYPES:
+                return f"unknown data type {tag} at byte {pos}"
+            if body + size > end:
+                return f"data element at byte {pos} runs past its end ({size} bytes)"
+            if tag == 15:
+                if depth:
+                    return f"nested compressed element at byte {pos}"
+                try:
+                    inner = zlib.decompressobj().decompress(data[body:body + size])
+                except zlib.error as e:
+                    return f"corrupt compressed element at byte {pos} ({e})"
+                problem = walk(inner, 0, len(inner), depth + 1)
+                if problem:
+                    return f"in the compressed element at byte {pos}: {problem}"
+                pos = body + size
+                continue
+            if tag == 14 and size:
+                problem = walk(data, body, body + size, depth + 1)
+                if problem:
+                    return problem
+            pos = body + size + (-size % 8)
+        return None
+
+    try:
+        return walk(buf, 128, len(buf), 0)
+    finally:
+        buf.close()
+
+
 class MatFile:
     """Read variables of a MATLAB ``.mat`` file, any version, in MATLAB's orientation.
 
@@ -71,6 +138,9 @@ class MatFile:
         self._names: list[str]
         try:
             import scipy.io
+            problem = v5_tag_problem(self.path)
+            if problem:
+                raise ValueError(problem)
             self._names = [n for n, _, _ in scipy.io.whosmat(str(self.path))]
             self.version = "5"
         except NotImplementedError:

@@ -193,6 +193,8 @@ class HaarDetector(FaceDetector):
     def _detect(self, image: np.ndarray) -> list[DetectedFace]:
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         scale = self._working_scale(max(grey.shape))
+        if min(grey.shape) * scale < 1.0:   # a long thin strip would shrink to nothing
+            return []
         if scale < 1.0:
             grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         elif scale > 1.0:
