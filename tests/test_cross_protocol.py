@@ -75,6 +75,7 @@ def run(tmp_path_factory):
 # ---------------------------------------------------------------------------------------
 # End to end
 # ---------------------------------------------------------------------------------------
+@pytest.mark.slow   # needs the two-stage training run (module fixture)
 def test_train_writes_both_stages_and_per_head_models(run):
     d = run["dir"]
     for rel in ("config.yaml", "summary.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt",
@@ -101,6 +102,7 @@ def test_train_writes_both_stages_and_per_head_models(run):
     assert summary["best_val_nme"] > 0
 
 
+@pytest.mark.slow   # needs the two-stage training run (module fixture)
 def test_both_datasets_feed_their_heads_and_the_temperature_anneals(run):
     rows = list(csv.DictReader(open(run["dir"] / "logs" / "version_0" / "metrics.csv")))
     ibug = [r["train/ibug/loss"] for r in rows if r.get("train/ibug/loss")]
@@ -112,6 +114,7 @@ def test_both_datasets_feed_their_heads_and_the_temperature_anneals(run):
         assert any(r.get(key) for r in rows), key
 
 
+@pytest.mark.slow   # needs the two-stage training run (module fixture)
 def test_model_files_load_per_scheme_and_share_the_backbone(run):
     models = run["dir"] / "models"
     ibug, info68 = load_model(models / "ibug.pt")
@@ -137,6 +140,7 @@ def test_model_files_load_per_scheme_and_share_the_backbone(run):
     torch.testing.assert_close(same.predict(x)[0], ibug.predict(x)[0])
 
 
+@pytest.mark.slow   # needs the two-stage training run (module fixture)
 def test_fine_tuning_moves_the_head_and_barely_the_backbone(run):
     models = run["dir"] / "models"
     for name in ("ibug", "five"):
@@ -155,6 +159,7 @@ def test_fine_tuning_moves_the_head_and_barely_the_backbone(run):
     assert model.num_points == 5 and info.crop_rule == "cross"
 
 
+@pytest.mark.slow   # needs the two-stage training run (module fixture)
 def test_checkpoint_errors_say_what_to_do(run):
     best = run["dir"] / "checkpoints" / "best.ckpt"
     with pytest.raises(DataError, match=r"no head for scheme 'wflw98'.*ibug \(300w68\)"):
@@ -169,6 +174,7 @@ def test_checkpoint_errors_say_what_to_do(run):
         load_branch(run["dir"] / "nope.ckpt", scheme="face5")
 
 
+@pytest.mark.slow   # needs the two-stage training run (module fixture)
 def test_rerun_resumes_and_more_epochs_continue(run, capsys):
     cfg = str(run["config"])
     last = run["dir"] / "checkpoints" / "last.ckpt"
@@ -187,6 +193,7 @@ def test_rerun_resumes_and_more_epochs_continue(run, capsys):
     assert ("fine-tuning it again" in out) == (best["epoch"] == 2)
 
 
+@pytest.mark.slow   # needs the two-stage training run (module fixture)
 def test_changed_dataset_names_refuse_to_resume(run, tmp_path):
     text = run["config"].read_text().replace("name: five", "name: fives")
     cfg = tmp_path / "renamed.yaml"
@@ -207,6 +214,7 @@ def _data_module(run, sampling):
     return data
 
 
+@pytest.mark.slow   # needs the two-stage training run (module fixture)
 def test_proportional_sampling_sees_every_face_once_per_epoch(run):
     data = _data_module(run, "proportional")
     assert data.sizes == {"ibug": 9, "five": 6}       # 12 and 8 faces, 25% validate
@@ -220,6 +228,7 @@ def test_proportional_sampling_sees_every_face_once_per_epoch(run):
     assert [len(v) for v in (data.val_sets[0], data.val_sets[1])] == [3, 2]
 
 
+@pytest.mark.slow   # needs the two-stage training run (module fixture)
 def test_uniform_sampling_balances_the_datasets(run):
     data = _data_module(run, "uniform")
     weights = data.sampler_weights()
@@ -353,6 +362,7 @@ def test_config_section_checks(tmp_path):
         _cfg(tmp_path, [])
 
 
+@pytest.mark.slow   # needs the two-stage training run (module fixture)
 def test_backbone_weights_initialise_the_shared_backbone(run, tmp_path):
     import lightning as L
     import torch

@@ -313,6 +313,7 @@ self_training:
 """)
 
 
+@pytest.mark.slow   # trains a model end to end
 def test_self_training_rounds_kill_resume_and_pseudo_labels(tmp_path, capsys):
     import lightning as L
 

@@ -51,6 +51,7 @@ trainer:
     return path
 
 
+@pytest.mark.slow   # trains a model end to end
 def test_train_writes_checkpoints_and_summary(tmp_path):
     torch.set_num_threads(1)
     cfg = load_config(tiny_config(tmp_path))
@@ -84,6 +85,7 @@ def test_checkpoint_callbacks_have_distinct_state_keys(tmp_path, has_val):
     assert len({cb.state_key for cb in callbacks}) == len(callbacks)
 
 
+@pytest.mark.slow   # trains a model end to end
 def test_train_without_validation_keeps_the_last_epoch_as_best(tmp_path):
     import json
 
@@ -102,6 +104,7 @@ def test_train_without_validation_keeps_the_last_epoch_as_best(tmp_path):
     assert train(cfg).epochs == 2  # resumes from last.ckpt: nothing left to do
 
 
+@pytest.mark.slow   # trains a model end to end
 def test_resume_after_kill_continues_from_last_complete_epoch(tmp_path):
     cfg_path = tiny_config(tmp_path, epochs=6)
     last = tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt"
@@ -156,6 +159,7 @@ def test_cli_train_reports_config_errors(tmp_path, capsys):
     assert main(["train", "no/such/config"]) == 2
 
 
+@pytest.mark.slow   # trains a model end to end
 def test_evaluate_a_checkpoint_and_a_model_file(tmp_path, capsys):
     torch.set_num_threads(1)
     cfg = load_config(tiny_config(tmp_path, epochs=1))
@@ -189,6 +193,7 @@ def test_evaluate_a_checkpoint_and_a_model_file(tmp_path, capsys):
     assert "junk.pt" in capsys.readouterr().err
 
 
+@pytest.mark.slow   # trains a model end to end
 def test_ddp_on_two_cpu_processes(tmp_path):
     """--devices 2 with strategy=ddp: two processes, one summary, one set of checkpoints."""
     cfg_path = tiny_config(tmp_path, epochs=1)
@@ -201,6 +206,7 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert (tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.slow   # trains a model end to end
 def test_fine_tune_from_weights_with_augment_overrides(tmp_path):
     torch.set_num_threads(1)
     first = train(load_config(tiny_config(tmp_path, epochs=1)))
@@ -238,6 +244,7 @@ def test_fine_tune_from_weights_with_augment_overrides(tmp_path):
         train(missing)
 
 
+@pytest.mark.slow   # trains a model end to end
 def test_backbone_weights_reach_the_trained_model(tmp_path):
     """model.backbone_weights initialises the backbone of the model that trains (it once
     loaded into a throwaway model while training started from random weights)."""
