@@ -88,7 +88,6 @@ def main(argv=None) -> int:
     p.add_argument("--flip-test", action="store_true")
     p.add_argument("--out-dir", default="confidence-ranking", type=Path)
     args = p.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     samples = [s for s in open_dataset(args.data) if s.landmarks is not None]
     model = Path(args.model)
