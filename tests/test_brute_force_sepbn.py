@@ -11,7 +11,7 @@ from facemark.evaluation.sepbn import (
 from facemark.models import create_model
 from facemark.models.backbones import create_backbone
 from facemark.models.norm import (
-    DomainBN, DomainLabelError, MixBN, domain_context, num_domains, set_domain)
+    DomainBN, DomainLabelError, domain_context, num_domains, set_domain)
 
 torch.set_num_threads(1)
 
@@ -204,3 +204,41 @@ def test_analyze_cli_similarity_and_oracle(tmp_path, capsys):
     capsys.readouterr()
     assert main(["analyze", "similarity", str(plain)]) == 2
     assert "no layer with separate BatchNorm" in capsys.readouterr().err
+
+
+def test_branch_convolution_before_the_head_fig5():
+    from facemark.models.registry import model_config
+    from facemark.training.cross_protocol import CrossProtocolNet
+
+    plain = create_model("coordnet", num_points=19, backbone="vanilla", input_size=64,
+                         pool="avg", hidden=[])
+    model = create_model("coordnet", num_points=19, backbone="vanilla", input_size=64,
+                         pool="avg", hidden=[], branch_conv=1)
+    assert plain.head.branch is None and "branch_conv" not in model_config(plain)
+    assert model.head.branch[0].kernel_size == (1, 1) and model_config(model)["branch_conv"] == 1
+    assert model(torch.rand(2, 3, 64, 64))["coords"].shape == (2, 19, 2)
+    with pytest.raises(ConfigError, match="odd kernel size"):
+        create_model("coordnet", num_points=19, backbone="vanilla", input_size=64, branch_conv=2)
+    # cross-protocol: every head (dataset) has a convolution of its own on the shared features
+    config = model_config(model)
+    net = CrossProtocolNet({"a": config, "b": {**config, "num_points": 29}})
+    conv_a, conv_b = net.heads["a"].branch[0], net.heads["b"].branch[0]
+    assert conv_a is not conv_b and conv_a.weight.shape == (2048, 2048, 1, 1)
+
+
+def test_warmup_epochs_then_cosine():
+    from facemark.training.cross_protocol import build_optimizer
+
+    optim = {"optimizer": "sgd", "lr": 1.0, "min_lr": 0.0, "momentum": 0.9,
+             "weight_decay": 0.0, "schedule": "cosine", "milestones": [], "gamma": 0.1,
+             "epochs": 6, "warmup_epochs": 2}
+    p = nn.Parameter(torch.zeros(1))
+    out = build_optimizer([{"params": [p], "lr": 1.0}], optim)
+    opt, sched = out["optimizer"], out["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(6):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # warm-up 1/3, 2/3, then cosine over the remaining 4 epochs: 1, 0.854, 0.5, 0.146
+    assert np.allclose(lrs, [1 / 3, 2 / 3, 1.0, 0.8535534, 0.5, 0.1464466], atol=1e-6)

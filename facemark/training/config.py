@@ -83,6 +83,7 @@ class OptimConfig:
     gamma: float = 0.1
     epochs: int = 60
     batch_size: int = 16
+    warmup_epochs: int = 0  # linear warm-up to lr, then the schedule over the other epochs
 
 
 @dataclass
@@ -270,6 +271,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
         ("optim.lr", cfg.optim.lr > 0, "must be > 0"),
         ("optim.epochs", cfg.optim.epochs > 0, "must be > 0"),
         ("optim.batch_size", cfg.optim.batch_size > 0, "must be > 0"),
+        ("optim.warmup_epochs", cfg.optim.warmup_epochs >= 0, "must be >= 0"),
         ("data.input_size", cfg.data.input_size >= 32, "must be >= 32 pixels"),
         ("data.val_fraction", 0 <= cfg.data.val_fraction < 1, "must be in [0, 1)"),
         ("data.context", 1 <= cfg.data.context <= MAX_CONTEXT, f"must be in [1, {MAX_CONTEXT:g}]"),

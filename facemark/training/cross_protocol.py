@@ -396,7 +396,9 @@ def build_optimizer(groups: list[dict[str, Any]], optim: dict[str, Any]):
     The schedule multiplies every group's learning rate by the same factor: cosine goes from
     1 to ``min_lr / lr`` over ``epochs`` (the paper: 1e-3 -> 5e-6), multistep by ``gamma``
     at each milestone. (A scheduler with an absolute ``eta_min`` would raise a group whose
-    rate is below it, such as stage 2's backbone.)
+    rate is below it, such as stage 2's backbone.) ``warmup_epochs`` W > 0 (the SepBN paper:
+    120 of 500) first raises the factor linearly, (e + 1) / (W + 1) in epoch e < W, then runs
+    the schedule over the remaining ``epochs - W`` epochs (milestones counted from W).
     """
     o = optim
     if o["optimizer"] == "adam":
@@ -406,10 +408,14 @@ def build_optimizer(groups: list[dict[str, Any]], optim: dict[str, Any]):
     else:
         opt = torch.optim.SGD(groups, lr=o["lr"], momentum=o["momentum"],
                               weight_decay=o["weight_decay"])
-    if o["schedule"] == "constant":
+    warmup = int(o.get("warmup_epochs") or 0)
+    if o["schedule"] == "constant" and not warmup:
         return opt
-    if o["schedule"] == "cosine":
-        ratio, span = float(o["min_lr"]) / float(o["lr"]), max(int(o["epochs"]), 1)
+    if o["schedule"] == "constant":
+        def factor(epoch: int) -> float:
+            return 1.0
+    elif o["schedule"] == "cosine":
+        ratio, span = float(o["min_lr"]) / float(o["lr"]), max(int(o["epochs"]) - warmup, 1)
 
         def factor(epoch: int) -> float:
             return ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * min(epoch, span) / span))
@@ -418,7 +424,10 @@ def build_optimizer(groups: list[dict[str, Any]], optim: dict[str, Any]):
 
         def factor(epoch: int) -> float:
             return gamma ** sum(epoch >= m for m in milestones)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+    def warmed(epoch: int) -> float:
+        return (epoch + 1) / (warmup + 1) if epoch < warmup else factor(epoch - warmup)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmed)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
@@ -814,7 +823,8 @@ def _finetune(cfg: TrainConfig, dataset: ProtocolDataset, data, net: CrossProtoc
     """
     cp = cfg.cross_protocol
     optim = cfg.to_dict()["optim"]
-    optim.update(epochs=cp.finetune_epochs, lr=cp.finetune_lr or cfg.optim.lr)
+    # the warm-up belongs to stage 1 (training from scratch), not to fine-tuning
+    optim.update(epochs=cp.finetune_epochs, lr=cp.finetune_lr or cfg.optim.lr, warmup_epochs=0)
     ckpt_path = _checkpoint_to_resume(run_dir, "auto" if resume else None, overwrite)
     data_info = {"crop_rule": dataset.crop_rule, "input_size": cfg.data.input_size,
                  "train": list(dataset.train), "experiment": f"{cfg.experiment}/{dataset.name}",

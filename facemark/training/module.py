@@ -155,6 +155,10 @@ class LandmarkModule(SafeCheckpoints, L.LightningModule):
     def configure_optimizers(self):
         o = self.optim
         params = [p for p in self.parameters() if p.requires_grad]
+        if o.get("warmup_epochs"):  # linear warm-up, then the schedule (SepBN paper: 120)
+            from facemark.training.cross_protocol import build_optimizer
+
+            return build_optimizer([{"params": params, "lr": o["lr"]}], o)
         if o["optimizer"] == "adam":
             opt = torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"])
         elif o["optimizer"] == "adamw":

@@ -10,6 +10,12 @@ input (11.2 M + 8*8*512*512 + ...), so ``pool="flatten"`` is the default; ``pool
 Vanilla CNN (papers/sepbn.txt, Table I): the Vanilla trunk flattened into
 Linear(8192, 1024) -> LeakyReLU(0.01) -> Linear(1024, 2L), on 128 x 128 inputs.
 
+Cross-protocol training (papers/sepbn.txt Fig. 5) adds "an additional convolution layer
+at the beginning of each branch" so the shared features adapt to each landmark definition:
+``branch_conv`` (kernel size k > 0) puts conv k x k (C -> C) -> BatchNorm -> the head's
+activation before the pooling; a head of its own per dataset, so each branch has its own
+(the paper gives no kernel size; 0, the default, leaves it out).
+
 Codec: outputs are the coordinates themselves, (B, N, 2) in [0, 1]; encode returns the
 landmarks; decode returns them unchanged. This head has no score output, so its
 confidence is 1 for every point (documented, not estimated).
@@ -43,15 +49,20 @@ class CoordHead(LandmarkHead):
         activation: ``"relu"`` or ``"leaky_relu"`` between layers.
         negative_slope: LeakyReLU slope.
         coord_weight: weight of the L1 loss.
+        branch_conv: kernel size of the branch convolution before the pooling (0: none).
 
-    Outputs: ``coords`` (B, N, 2).
+    Shapes: features (B, C, H, W) -> ``coords`` (B, N, 2).
     """
 
     def __init__(self, in_channels: int, in_stride: int, *, num_points: int, input_size: int,
                  hidden: tuple[int, ...] = (512, 512), pool: str = "flatten",
                  activation: str = "relu", negative_slope: float = 0.01,
-                 coord_weight: float = 1.0):
+                 coord_weight: float = 1.0, branch_conv: int = 0):
         super().__init__()
+        if isinstance(branch_conv, bool) or not isinstance(branch_conv, int) or branch_conv < 0 \
+                or (branch_conv and branch_conv % 2 == 0):
+            raise ConfigError(f"branch_conv: expected 0 (none) or an odd kernel size, "
+                              f"got {branch_conv!r}")
         if pool not in POOLS:
             raise ConfigError(f"pool: expected one of {POOLS}, got {pool!r}")
         if activation not in ACTIVATIONS:
@@ -63,6 +74,14 @@ class CoordHead(LandmarkHead):
         self.input_size = input_size
         self.coord_weight = float(coord_weight)
         side = -(-input_size // in_stride)
+        self.branch = None
+        if branch_conv:
+            act = nn.ReLU(inplace=True) if activation == "relu" else \
+                nn.LeakyReLU(negative_slope, inplace=True)
+            self.branch = nn.Sequential(
+                nn.Conv2d(in_channels, in_channels, branch_conv, padding=branch_conv // 2,
+                          bias=False),
+                nn.BatchNorm2d(in_channels), act)
         if pool == "flatten":
             self.pool = nn.Flatten(1)
             width = in_channels * side * side
@@ -79,6 +98,8 @@ class CoordHead(LandmarkHead):
         self.fc = nn.Sequential(*layers)
 
     def forward(self, features: Tensor) -> dict[str, Tensor]:
+        if self.branch is not None:
+            features = self.branch(features)
         return {"coords": self.fc(self.pool(features)).reshape(-1, self.num_points, 2)}
 
     def encode(self, landmarks: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
@@ -101,7 +122,7 @@ def _create_coordnet(variant: str, *, num_points: int, input_size: int = 256,
                      backbone: str = "resnet18", hidden: tuple[int, ...] = (512, 512),
                      pool: str = "flatten", activation: str = "relu",
                      coord_weight: float = 1.0, norm_layer: str | None = None,
-                     norm_placement: dict | None = None,
+                     norm_placement: dict | None = None, branch_conv: int = 0,
                      **unknown: Any) -> LandmarkModel:
     reject_unknown(variant, unknown, _create_coordnet)
     trunk = create_backbone(backbone, norm_layer=norm_layer,
@@ -110,7 +131,8 @@ def _create_coordnet(variant: str, *, num_points: int, input_size: int = 256,
                                   variant, f"the flattened map of backbone stride {trunk.stride}")
     head = CoordHead(trunk.out_channels, trunk.stride, num_points=num_points,
                      input_size=input_size, hidden=tuple(hidden), pool=pool,
-                     activation=activation, coord_weight=coord_weight)
+                     activation=activation, coord_weight=coord_weight,
+                     branch_conv=branch_conv)
     model = LandmarkModel(trunk, head, input_size=input_size)
     model.config = dict(name=variant, num_points=num_points, input_size=input_size,
                         backbone=backbone, hidden=list(hidden), pool=pool,
@@ -118,6 +140,8 @@ def _create_coordnet(variant: str, *, num_points: int, input_size: int = 256,
                         norm_layer=norm_layer)
     if norm_placement is not None:  # absent from plain models' configs
         model.config["norm_placement"] = norm_placement
+    if branch_conv:
+        model.config["branch_conv"] = branch_conv
     return model
 
 
