@@ -165,6 +165,17 @@ def register(subparsers) -> None:
     p.add_argument("--chip-padding", type=nonnegative_float, default=None, metavar="P",
                    help="border around the layout, a fraction of it per side (default: the "
                         "template's)")
+    p.add_argument("--ray", action="store_true",
+                   help="run the images on Ray (pip install facemark[ray]): Ray Data with "
+                        "one Landmarker per actor; same outputs and resume (no overlays, "
+                        "chips, shards or videos)")
+    p.add_argument("--ray-workers", type=positive_int, default=None, metavar="N",
+                   help="--ray: actors (default: the cluster's CPUs / --ray-threads)")
+    p.add_argument("--ray-threads", type=positive_int, default=1, metavar="T",
+                   help="--ray: threads (and CPUs reserved) per actor (default 1)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="--ray: the cluster to join ('auto': the one 'ray start' made); "
+                        "default: a local Ray started for this run")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no per-file lines and no progress bar (the summary is printed)")
     p.set_defaults(handler=run)
@@ -194,6 +205,13 @@ def run(args) -> int:
                           "--sample, or --merge OUT")
     from facemark.inference.batch import detect_files
 
+    if args.ray:
+        from functools import partial
+
+        from facemark.inference.distributed import detect_files_on_ray
+
+        detect_files = partial(detect_files_on_ray, workers=args.ray_workers,  # noqa: F811
+                               threads=args.ray_threads, address=args.ray_address)
     summary = detect_files(
         args.paths, args.out, model=args.model, detector=args.detector, device=args.device,
         engine=args.engine, batch_size=args.batch_size, flip_test=args.flip_test,
