@@ -83,7 +83,8 @@ def test_stc_encode_decode_round_trip_at_each_level(level, grid):
         cell = (lm * grid).floor()
         torch.testing.assert_close(points, (cell + 0.5) / grid)        # the cell centre
         assert (points - lm).abs().max() <= 0.5 / grid + 1e-6
-    assert torch.all(conf == 1.0)
+    # level 0: the NRM votes agree (confidence 1 up to float rounding); coarser: peak 1
+    torch.testing.assert_close(conf, torch.ones_like(conf), atol=1e-3, rtol=0)
     assert targets[level_key(level)].sum() == 3 * N                 # one positive per point
     for other in {0, 1, 2} - {level}:                               # other maps: no target
         assert targets[level_key(other)].sum() == 0
