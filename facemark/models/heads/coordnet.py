@@ -12,8 +12,8 @@ Linear(8192, 1024) -> LeakyReLU(0.01) -> Linear(1024, 2L), on 128 x 128 inputs.
 
 Cross-protocol training (papers/sepbn.txt Fig. 5) adds "an additional convolution layer
 at the beginning of each branch" so the shared features adapt to each landmark definition:
-``branch_conv`` (kernel size k > 0) puts conv k x k (C -> C) -> BatchNorm -> the head's
-activation before the pooling; a head of its own per dataset, so each branch has its own
+``branch_conv`` (kernel size k > 0) puts conv k x k (C -> C, with bias) -> the head's
+activation before the pooling (no norm: a branch may see a single face on a 1 x 1 map); a head of its own per dataset, so each branch has its own
 (the paper gives no kernel size; 0, the default, leaves it out).
 
 Codec: outputs are the coordinates themselves, (B, N, 2) in [0, 1]; encode returns the
@@ -79,9 +79,8 @@ class CoordHead(LandmarkHead):
             act = nn.ReLU(inplace=True) if activation == "relu" else \
                 nn.LeakyReLU(negative_slope, inplace=True)
             self.branch = nn.Sequential(
-                nn.Conv2d(in_channels, in_channels, branch_conv, padding=branch_conv // 2,
-                          bias=False),
-                nn.BatchNorm2d(in_channels), act)
+                nn.Conv2d(in_channels, in_channels, branch_conv, padding=branch_conv // 2),
+                act)
         if pool == "flatten":
             self.pool = nn.Flatten(1)
             width = in_channels * side * side
