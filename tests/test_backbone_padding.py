@@ -34,3 +34,40 @@ def test_tf_variant_has_the_same_parameters_and_output_size():
     assert a.shape == b.shape == (1, 1280, 4, 4)
     assert (a - b).abs().max() > 0.01 * a.abs().max()   # the sampling grid differs
     assert tf.arch == "mobilenet_v2_tf" and sum(isinstance(m, Conv2dSame) for m in tf.modules()) == 5
+
+
+def test_frozen_padding_computes_the_same_and_exports_constant_pads(tmp_path):
+    import numpy as np
+    import onnx
+
+    from facemark.inference.export import export_onnx
+    from facemark.models.backbones.mobilenet import freeze_same_padding
+    from facemark.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("pipnet", num_points=5, input_size=64, backbone="mobilenet_v2_tf",
+                         num_nb=2, mean_face=np.random.default_rng(0).uniform(
+                             0.2, 0.8, (5, 2)).astype(np.float32)).eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)["score"]
+        layers = freeze_same_padding(model, 64)
+        assert len(layers) == 5 and all(m.fixed_padding is not None for m in layers)
+        assert torch.equal(model(x)["score"], before)
+    for m in layers:
+        m.fixed_padding = None
+    path = export_onnx(model, tmp_path / "m.onnx")          # parity-checked inside
+    graph = onnx.load(path).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    inits = {i.name for i in graph.initializer}
+
+    def constant(name: str) -> bool:   # computed from constants alone, not from the input
+        if name in inits or name == "":
+            return True
+        node = producer.get(name)
+        return node is not None and node.op_type != "Shape" and \
+            all(constant(i) for i in node.input)
+
+    pads = [n for n in graph.node if n.op_type == "Pad"]
+    assert len(pads) == 5 and all(constant(n.input[1]) for n in pads)
+    assert all(m.fixed_padding is None for m in layers)     # the model is left as it was

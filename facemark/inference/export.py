@@ -228,6 +228,9 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
 
     was_training = model.training
     model.eval()
+    from facemark.models.backbones.mobilenet import freeze_same_padding
+
+    frozen = freeze_same_padding(model, int(size))   # constant pads for the fixed crop size
     predictor = model.predictor().eval()
     example = torch.from_numpy(parity_inputs(int(size), batch=2 if dynamic_batch else 1))
     axes = ({INPUT_NAME: {0: "batch"}, **{o: {0: "batch"} for o in OUTPUT_NAMES}}
@@ -243,6 +246,9 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
         model.train(was_training)
         raise ExportError(f"{path}: torch.onnx.export failed ({e.__class__.__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    finally:
+        for layer in frozen:
+            layer.fixed_padding = None
     proto = onnx.load_from_string(buffer.getvalue())
     carried = {k: info.info[k] for k in CARRIED_INFO if info is not None and k in info.info}
     set_metadata(proto, build_metadata(model, int(size), scheme=scheme, crop_rule=crop_rule,

@@ -51,6 +51,7 @@ class Conv2dSame(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, **kwargs):
         super().__init__(in_channels, out_channels, kernel_size, stride, 0, **kwargs)
+        self.fixed_padding: tuple[int, int, int, int] | None = None   # see freeze_same_padding
 
     @staticmethod
     def _pad(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -58,10 +59,41 @@ class Conv2dSame(nn.Conv2d):
         total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
         return total // 2, total - total // 2
 
+    def padding_for(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(left, right, top, bottom) zero padding for an input of ``height`` x ``width``."""
+        top, bottom = self._pad(height, self.kernel_size[0], self.stride[0], self.dilation[0])
+        left, right = self._pad(width, self.kernel_size[1], self.stride[1], self.dilation[1])
+        return left, right, top, bottom
+
     def forward(self, x: Tensor) -> Tensor:
-        top, bottom = self._pad(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
-        left, right = self._pad(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
-        return super().forward(nn.functional.pad(x, (left, right, top, bottom)))
+        pad = self.fixed_padding or self.padding_for(x.shape[-2], x.shape[-1])
+        return super().forward(nn.functional.pad(x, pad))
+
+
+def freeze_same_padding(model: nn.Module, input_size: int) -> list[Conv2dSame]:
+    """Fix every :class:`Conv2dSame` of ``model`` to the padding an ``input_size`` square
+    input gives it (one forward pass of zeros finds each layer's input size), so an ONNX
+    export holds constant pads instead of a Shape/Gather/Sub computation per layer (the
+    crop size of an export is fixed anyway).
+    Returns the layers; set their ``fixed_padding`` back to None to undo."""
+    import torch
+
+    layers = [m for m in model.modules() if isinstance(m, Conv2dSame)]
+    if not layers:
+        return layers
+    hooks = [m.register_forward_pre_hook(
+        lambda mod, args: setattr(mod, "fixed_padding", mod.padding_for(*args[0].shape[-2:])))
+        for m in layers]
+    try:
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 3, input_size, input_size))
+        model.train(was)
+    finally:
+        for h in hooks:
+            h.remove()
+    return layers
 
 
 class ConvNormAct(nn.Sequential):
@@ -325,5 +357,5 @@ def mobilenet_v3_large(**kwargs) -> MobileNetV3Large:
     return MobileNetV3Large(**kwargs)
 
 
-__all__ = ["Conv2dSame", "MobileNetV2", "MobileNetV3Large", "mobilenet_v2", "mobilenet_v2_tf",
+__all__ = ["Conv2dSame", "freeze_same_padding", "MobileNetV2", "MobileNetV3Large", "mobilenet_v2", "mobilenet_v2_tf",
            "mobilenet_v3_large"]
