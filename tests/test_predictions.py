@@ -283,6 +283,18 @@ def test_several_faces_in_one_image_pair_by_nearest_centroid():
     assert assign_predictions(one, samples).tolist() == [-1, 0]
 
 
+def test_a_prediction_of_another_face_is_no_prediction():
+    """Rule 4: the only face found in an image is someone else (no overlap with the
+    annotated face): the annotated face is missing, not matched with a huge error."""
+    samples = [_sample("/d/crowd.jpg", 0, centre=(100, 100))]
+    other = PredictionSet(faces=[PredictedFace("crowd.jpg", _pts(1, centre=(600, 500)))],
+                          scheme="300w68")
+    assert assign_predictions(other, samples).tolist() == [-1]
+    near = PredictionSet(faces=[PredictedFace("crowd.jpg", _pts(1, centre=(104, 97)))],
+                         scheme="300w68")
+    assert assign_predictions(near, samples).tolist() == [0]
+
+
 def test_ambiguous_names_and_scheme_mismatch_raise():
     samples = [_sample("/d/a/1.jpg", 0), _sample("/d/b/1.jpg", 1)]
     pset = PredictionSet(faces=[PredictedFace("1.jpg", _pts(0))], scheme="300w68",

@@ -614,6 +614,34 @@ def _centroid(points: np.ndarray | None, box: np.ndarray | None) -> np.ndarray:
     return np.array([np.nan, np.nan])
 
 
+#: least IoU between a predicted face's landmark box and a ground-truth face's for the
+#: prediction to be that face (the detector-box evaluation uses the same threshold).
+MATCH_IOU = 0.25
+
+
+def _face_box(points: np.ndarray | None, box: np.ndarray | None) -> np.ndarray:
+    """x1, y1, x2, y2 around a face's finite points, else its box, else NaN."""
+    if points is not None:
+        pts = np.asarray(points, dtype=np.float64)
+        pts = pts[np.isfinite(pts).all(axis=1)]
+        if len(pts):
+            return np.r_[pts.min(axis=0), pts.max(axis=0)]
+    if box is not None and np.isfinite(np.asarray(box, dtype=np.float64)).all():
+        return np.asarray(box, dtype=np.float64)
+    return np.full(4, np.nan)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two x1, y1, x2, y2 boxes; 1.0 when either is unknown (nothing to check)."""
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return 1.0
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
 def assign_predictions(pred_set: PredictionSet, samples: Sequence) -> np.ndarray:
     """For each sample, the index of its predicted face in ``pred_set.faces`` (or -1).
 
@@ -631,6 +659,9 @@ def assign_predictions(pred_set: PredictionSet, samples: Sequence) -> np.ndarray
        ground-truth face, the nearest predicted face is taken). Ground-truth faces left
        without a prediction get -1 (counted as missing: NME inf); predicted faces left over
        are not used.
+    4. A pair counts only when the two faces overlap: the IoU of their landmark boxes is
+       at least ``MATCH_IOU`` (0.25, as for detector boxes). Otherwise the prediction is
+       another face (someone in the background) and the ground-truth face is missing.
 
     Raises:
         DataError: naming the prediction file, for a scheme mismatch or an ambiguous name.
@@ -684,14 +715,22 @@ def assign_predictions(pred_set: PredictionSet, samples: Sequence) -> np.ndarray
         s_idx, p_idx = sample_keys[skey], pred_keys[pkey]
         if len(s_idx) == 1 and len(p_idx) == 1:
             out[s_idx[0]] = p_idx[0]
-            continue
-        gt_c = np.stack([_centroid(samples[i].landmarks, samples[i].box) for i in s_idx])
-        pr_c = np.stack([_centroid(pred_set.faces[j].points, pred_set.faces[j].box) for j in p_idx])
-        cost = np.linalg.norm(gt_c[:, None] - pr_c[None], axis=2)
-        cost = np.nan_to_num(cost, nan=0.0)
-        rows, cols = linear_sum_assignment(cost)
-        for r, c in zip(rows, cols):
-            out[s_idx[r]] = p_idx[c]
+        else:
+            gt_c = np.stack([_centroid(samples[i].landmarks, samples[i].box) for i in s_idx])
+            pr_c = np.stack([_centroid(pred_set.faces[j].points, pred_set.faces[j].box)
+                             for j in p_idx])
+            cost = np.linalg.norm(gt_c[:, None] - pr_c[None], axis=2)
+            cost = np.nan_to_num(cost, nan=0.0)
+            rows, cols = linear_sum_assignment(cost)
+            for r, c in zip(rows, cols):
+                out[s_idx[r]] = p_idx[c]
+        for i in s_idx:   # rule 4: a prediction of another face is no prediction of this one
+            j = out[i]
+            if j >= 0:
+                face = pred_set.faces[j]
+                gt = _face_box(samples[i].landmarks, samples[i].box)
+                if _iou(_face_box(face.points, face.box), gt) < MATCH_IOU:
+                    out[i] = -1
     return out
 
 
