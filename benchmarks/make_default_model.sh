@@ -23,7 +23,7 @@ mkdir -p "$OUT"
 facemark calibrate "$CKPT" --data "$TRAIN" --limit 1000 \
     --detector dlib_hog opencv_haar -o "$OUT/calibrated.pt" --report "$OUT/calibration.md"
 # 2. the package's file: float16 weights
-facemark export "$OUT/calibrated.pt" --format pt --half -o facemark/weights/default.pt
+facemark export "$OUT/calibrated.pt" --format pt --half --refine-passes 1 -o facemark/weights/default.pt
 # 3. accuracy on the held-out test sets, as a user runs it: facemark detect with every
 #    default, then evaluate against dlib's predictor on its own boxes in the same run
 bash benchmarks/vs_dlib.sh default "$OUT/vs-dlib"
