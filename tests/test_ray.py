@@ -100,7 +100,8 @@ def test_pipeline_in_process(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
-    monkeypatch.setattr(ray.data, "from_items", lambda rows: _LocalDataset(list(rows)))
+    monkeypatch.setattr(ray.data, "from_items",
+                        lambda rows, override_num_blocks: _LocalDataset(list(rows)))
     monkeypatch.setattr(ray.data, "ActorPoolStrategy", lambda size: ("pool", size))
     folder = tmp_path / "photos"
     _photos(folder)

@@ -154,7 +154,8 @@ class RayBatchDetector(BatchDetector):
 
         opts = self.options
         lm = self.landmarker
-        landmarker = {"model": str(lm.model_path_), "device": opts.device,
+        # the options as given (model None: the actor resolves the default as the driver did)
+        landmarker = {"model": opts.model, "device": opts.device,
                       "detector": opts.detector, "engine": opts.engine,
                       "flip_test": opts.flip_test, "batch_size": opts.batch_size,
                       "refine": opts.refine}
@@ -162,7 +163,10 @@ class RayBatchDetector(BatchDetector):
         threads = self.threads or 1
         workers = self.workers or max(1, min(len(pending), cpus // threads))
         by_name = {inp.name: inp for inp in pending}
-        ds = ray.data.from_items([{"name": inp.name, "path": str(inp.path)} for inp in pending])
+        # blocks of about one actor batch, so every actor gets work from the start
+        blocks = max(1, min(len(pending), -(-len(pending) // self.ray_batch), 1000))
+        ds = ray.data.from_items([{"name": inp.name, "path": str(inp.path)} for inp in pending],
+                                 override_num_blocks=max(blocks, min(workers, len(pending))))
         ds = ds.map_batches(LandmarkerActor, batch_size=self.ray_batch, batch_format="numpy",
                             fn_constructor_kwargs={"landmarker": landmarker, "threads": threads,
                                                    "pose": opts.pose,
