@@ -262,8 +262,6 @@ class FaceDetector:
         """
         image = check_image(image, f"{type(self).__name__}.detect")
         self.load()
-        if min(image.shape[:2]) < self.min_size:   # no face of min_size fits (a 1 x 6000 strip)
-            return []
         faces = self._detect(image)
         faces = [f for f in faces
                  if f.score >= self.score_threshold and min(f.width, f.height) >= self.min_size]
