@@ -103,6 +103,9 @@ class PredictionSet:
         method: a name for the method (shown in reports).
         root: folder that relative image paths are relative to, or None.
         path: the file the set was read from (for error messages), or None.
+        per_sample: each face was predicted for one given sample (``from_samples``), so it
+            is that sample's prediction whatever it says; faces read from a file are
+            matched to the annotated faces they overlap (``assign_predictions``, rule 4).
     """
 
     faces: list[PredictedFace]
@@ -111,6 +114,7 @@ class PredictionSet:
     root: str | None = None
     path: str | None = None
     info: dict = field(default_factory=dict)
+    per_sample: bool = False   # made for given samples (from_samples): no overlap check
 
     def __len__(self) -> int:
         return len(self.faces)
@@ -141,7 +145,7 @@ class PredictionSet:
                                box=None if boxes is None else boxes[i],
                                point_scores=None if scores is None else scores[i])
                  for i, s in enumerate(samples)]
-        return cls(faces=faces, scheme=get_scheme(scheme).name, method=method)
+        return cls(faces=faces, scheme=get_scheme(scheme).name, method=method, per_sample=True)
 
 
 def pose_record(pose) -> dict:
@@ -659,9 +663,11 @@ def assign_predictions(pred_set: PredictionSet, samples: Sequence) -> np.ndarray
        ground-truth face, the nearest predicted face is taken). Ground-truth faces left
        without a prediction get -1 (counted as missing: NME inf); predicted faces left over
        are not used.
-    4. A pair counts only when the two faces overlap: the IoU of their landmark boxes is
-       at least ``MATCH_IOU`` (0.25, as for detector boxes). Otherwise the prediction is
-       another face (someone in the background) and the ground-truth face is missing.
+    4. For faces read from a file (not ``per_sample``), a pair counts only when the two
+       faces overlap: the IoU of the predicted face's box (its detector box; its
+       landmarks' box when it has none) and the annotated face's landmark box is at least
+       ``MATCH_IOU`` (0.25, as for detector boxes). Otherwise the prediction is another
+       face (someone in the background) and the annotated face is missing.
 
     Raises:
         DataError: naming the prediction file, for a scheme mismatch or an ambiguous name.
@@ -724,12 +730,15 @@ def assign_predictions(pred_set: PredictionSet, samples: Sequence) -> np.ndarray
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols):
                 out[s_idx[r]] = p_idx[c]
-        for i in s_idx:   # rule 4: a prediction of another face is no prediction of this one
-            j = out[i]
+        for i in ([] if pred_set.per_sample else s_idx):   # rule 4: a prediction of
+            j = out[i]                                       # another face is not this one's
             if j >= 0:
                 face = pred_set.faces[j]
                 gt = _face_box(samples[i].landmarks, samples[i].box)
-                if _iou(_face_box(face.points, face.box), gt) < MATCH_IOU:
+                box = face.box if face.box is not None and np.isfinite(
+                    np.asarray(face.box, dtype=np.float64)).all() else None
+                found = box if box is not None else _face_box(face.points, None)
+                if _iou(np.asarray(found, dtype=np.float64), gt) < MATCH_IOU:
                     out[i] = -1
     return out
 

@@ -463,6 +463,9 @@ class _Mixed(Dataset):
         dataset, level, pseudo = self.parts[k]
         item = dict(dataset[i - start])
         item.update(index=i, level=level, pseudo=pseudo)
+        # every item of a batch needs the same keys: labelled crops carry their dataset's
+        # index (brute-force SepBN's domain label), pseudo-labelled ones their part's
+        item.setdefault("domain", k)
         return item
 
 
