@@ -235,12 +235,7 @@ class BatchDetector:
     def _process(self, inputs) -> None:
         pending = []
         for inp in inputs:
-            part = self._cached(inp)
-            if part is not None:
-                self.counts["cached"] += 1
-                self.counts["faces"] += len(part.faces)
-                if inp.kind == "image":
-                    self.image_parts[inp.name] = part
+            if self._take_cached(inp):
                 self.bar.update(1)
                 continue
             if inp.kind == "image":
@@ -253,6 +248,17 @@ class BatchDetector:
                 pending = []
                 self._video(inp)
         self._images(pending)
+
+    def _take_cached(self, inp) -> bool:
+        """Use the input's result from an earlier run when it is complete; True if so."""
+        part = self._cached(inp)
+        if part is None:
+            return False
+        self.counts["cached"] += 1
+        self.counts["faces"] += len(part.faces)
+        if inp.kind == "image":
+            self.image_parts[inp.name] = part
+        return True
 
     def _cached(self, inp):
         from facemark.inference.outputs import chip_paths, overlay_path

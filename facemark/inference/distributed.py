@@ -132,13 +132,9 @@ class RayBatchDetector(BatchDetector):
 
         pending = []
         for inp in inputs:
-            part = self._cached(inp)
-            if part is not None:
-                self.counts["cached"] += 1
-                self.counts["faces"] += len(part.faces)
-                if inp.kind == "image":
-                    self.image_parts[inp.name] = part
-            elif inp.kind == "image":
+            if self._take_cached(inp):
+                continue
+            if inp.kind == "image":
                 pending.append(inp)
             else:
                 self._skip(_DataError(inp.path or inp.name, "videos and webcams are not run on "

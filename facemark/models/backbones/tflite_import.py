@@ -311,10 +311,10 @@ def _read_convolution(reader: _Reader, op, entry: TFLiteOp) -> None:
 
 
 def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    """TF SAME padding (before, after) of one spatial dimension."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
+    """TF SAME padding (before, after) of one spatial dimension (Conv2dSame's rule)."""
+    from facemark.models.backbones.mobilenet import Conv2dSame
+
+    return Conv2dSame._pad(size, kernel, stride, dilation)
 
 
 @torch.no_grad()
