@@ -117,6 +117,22 @@ def test_pip_strides_at_128_px(stride, grid, extra):
     torch.testing.assert_close(points, landmarks(1), atol=2e-6, rtol=0)
 
 
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v2", "resnet18"])
+def test_dilated_backbone_stride_takes_a_stride_32_models_weights(backbone):
+    """backbone_stride=16: an 8x8 grid at 128 px with no resampling layers, and every
+    parameter of the stride-32 model loads (fine-tuning a shipped model at stride 16)."""
+    coarse = create_model("pipnet", num_points=N, input_size=128, backbone=backbone,
+                          mean_face=MEAN_FACE)
+    fine = create_model("pipnet", num_points=N, input_size=128, backbone=backbone,
+                        mean_face=MEAN_FACE, net_stride=16, backbone_stride=16)
+    assert list(fine.head.extra) == [] and fine.config["backbone_stride"] == 16
+    assert "backbone_stride" not in coarse.config          # old model files stay as they were
+    fine.load_state_dict(coarse.state_dict(), strict=True)
+    assert fine.eval()(torch.rand(1, 3, 128, 128))["score"].shape == (1, N, 8, 8)
+    rebuilt = create_model(**fine.config)
+    assert rebuilt.backbone.stride == 16
+
 # ---------------------------------------------------------------------------------------
 # The common suite: every registered model
 # ---------------------------------------------------------------------------------------

@@ -330,11 +330,20 @@ def _create_pipnet(variant: str, *, num_points: int, input_size: int = 256,
                    backbone: str = "resnet18", net_stride: int = 32, num_nb: int = 10,
                    mean_face: Any = None, score_weight: float = 10.0,
                    offset_weight: float = 1.0, norm_layer: str | None = None,
-                   norm_placement: dict | None = None,
+                   norm_placement: dict | None = None, backbone_stride: int | None = None,
                    **unknown: Any) -> LandmarkModel:
+    """PIPNet on ``backbone``; the head works at ``net_stride`` input pixels per cell.
+
+    ``backbone_stride`` (None: the backbone's own, 32) dilates the backbone's later stages
+    instead of striding them (16 or 8): with ``net_stride`` equal to it the head needs no
+    resampling layers, so a stride-32 model's weights load unchanged into a stride-16 one
+    (every parameter keeps its shape). ``net_stride`` below the backbone's stride without it
+    adds the paper's transposed convolutions instead.
+    """
     reject_unknown(variant, unknown, _create_pipnet)
     face = check_neighbour_args(num_points, num_nb, mean_face)      # before the slow part
-    trunk = create_backbone(backbone, norm_layer=norm_layer, norm_placement=norm_placement)
+    trunk = create_backbone(backbone, norm_layer=norm_layer, norm_placement=norm_placement,
+                            output_stride=backbone_stride)
     input_size = check_input_size(input_size, max(net_stride, trunk.stride), variant,
                                   f"net_stride {net_stride}, backbone stride {trunk.stride}")
     head = PIPHead(trunk.out_channels, trunk.stride, num_points=num_points,
@@ -348,6 +357,8 @@ def _create_pipnet(variant: str, *, num_points: int, input_size: int = 256,
                         offset_weight=offset_weight, norm_layer=norm_layer)
     if norm_placement is not None:  # absent from plain models' configs
         model.config["norm_placement"] = norm_placement
+    if backbone_stride is not None:
+        model.config["backbone_stride"] = backbone_stride
     return model
 
 
