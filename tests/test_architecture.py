@@ -48,9 +48,6 @@ CYCLES_ALLOWED: set[tuple[str, ...]] = {
     ("facemark.models.heads", "facemark.models.heads.coordnet", "facemark.models.heads.grmi",
      "facemark.models.heads.mapnet", "facemark.models.heads.pip", "facemark.models.heads.stc",
      "facemark.models.registry"),
-    # new in f62f463 (warm-up): module.py takes cross_protocol's build_optimizer, which
-    # imports LandmarkModule; the optimiser and schedule belong in one place (training/fit.py)
-    ("facemark.training.cross_protocol", "facemark.training.module"),
 }
 
 

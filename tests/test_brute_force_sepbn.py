@@ -227,7 +227,7 @@ def test_branch_convolution_before_the_head_fig5():
 
 
 def test_warmup_epochs_then_cosine():
-    from facemark.training.cross_protocol import build_optimizer
+    from facemark.training.optim import build_optimizer
 
     optim = {"optimizer": "sgd", "lr": 1.0, "min_lr": 0.0, "momentum": 0.9,
              "weight_decay": 0.0, "schedule": "cosine", "milestones": [], "gamma": 0.1,

@@ -21,7 +21,8 @@ from facemark.models.norm import SepBN, attention_layers
 from facemark.training.config import load_config
 from facemark.training.cross_protocol import (
     CrossProtocolDataModule, CrossProtocolModule, CrossProtocolNet, FinetuneModule,
-    ProtocolCollate, build_optimizer, load_branch, parse_datasets)
+    ProtocolCollate, load_branch, parse_datasets)
+from facemark.training.optim import build_optimizer
 
 torch.set_num_threads(1)
 

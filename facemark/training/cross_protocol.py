@@ -77,6 +77,7 @@ from facemark.errors import ConfigError, DataError
 from facemark.models.serialization import safe_load
 from facemark.training.config import DataConfig, TrainConfig, save_config
 from facemark.training.module import LandmarkModule, NonFiniteLossError, SafeCheckpoints, fit
+from facemark.training.optim import build_optimizer
 from facemark.training.fit import (TrainResult, build_model_config, load_backbone_init,
                                    make_trainer)
 
@@ -380,55 +381,6 @@ class CrossProtocolDataModule(L.LightningDataModule):
 
     def val_dataloader(self):
         return [self._loader(s, shuffle=False) for s in self.val_sets]
-
-
-# ---------------------------------------------------------------------------------------
-# Optimisation (shared by both stages; stage 2 has two learning rates)
-# ---------------------------------------------------------------------------------------
-def build_optimizer(groups: list[dict[str, Any]], optim: dict[str, Any]):
-    """Optimiser and epoch-wise schedule from the ``optim`` config section.
-
-    Args:
-        groups: torch parameter groups, each with its own ``lr``.
-        optim: ``optimizer``, ``lr``, ``min_lr``, ``momentum``, ``weight_decay``,
-            ``schedule``, ``milestones``, ``gamma``, ``epochs``.
-
-    The schedule multiplies every group's learning rate by the same factor: cosine goes from
-    1 to ``min_lr / lr`` over ``epochs`` (the paper: 1e-3 -> 5e-6), multistep by ``gamma``
-    at each milestone. (A scheduler with an absolute ``eta_min`` would raise a group whose
-    rate is below it, such as stage 2's backbone.) ``warmup_epochs`` W > 0 (the SepBN paper:
-    120 of 500) first raises the factor linearly, (e + 1) / (W + 1) in epoch e < W, then runs
-    the schedule over the remaining ``epochs - W`` epochs (milestones counted from W).
-    """
-    o = optim
-    if o["optimizer"] == "adam":
-        opt = torch.optim.Adam(groups, lr=o["lr"], weight_decay=o["weight_decay"])
-    elif o["optimizer"] == "adamw":
-        opt = torch.optim.AdamW(groups, lr=o["lr"], weight_decay=o["weight_decay"])
-    else:
-        opt = torch.optim.SGD(groups, lr=o["lr"], momentum=o["momentum"],
-                              weight_decay=o["weight_decay"])
-    warmup = int(o.get("warmup_epochs") or 0)
-    if o["schedule"] == "constant" and not warmup:
-        return opt
-    if o["schedule"] == "constant":
-        def factor(epoch: int) -> float:
-            return 1.0
-    elif o["schedule"] == "cosine":
-        ratio, span = float(o["min_lr"]) / float(o["lr"]), max(int(o["epochs"]) - warmup, 1)
-
-        def factor(epoch: int) -> float:
-            return ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * min(epoch, span) / span))
-    else:
-        milestones, gamma = sorted(int(m) for m in o["milestones"]), float(o["gamma"])
-
-        def factor(epoch: int) -> float:
-            return gamma ** sum(epoch >= m for m in milestones)
-
-    def warmed(epoch: int) -> float:
-        return (epoch + 1) / (warmup + 1) if epoch < warmup else factor(epoch - warmup)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmed)
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
 # ---------------------------------------------------------------------------------------
@@ -860,5 +812,5 @@ def _finetune(cfg: TrainConfig, dataset: ProtocolDataset, data, net: CrossProtoc
 
 __all__ = ["CrossProtocolDataModule", "CrossProtocolModule", "CrossProtocolNet",
            "CrossProtocolResult", "FinetuneModule", "ProtocolCollate", "ProtocolDataset",
-           "build_optimizer", "export_heads", "load_branch", "parse_datasets",
+           "export_heads", "load_branch", "parse_datasets",
            "train_cross_protocol"]

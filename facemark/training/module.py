@@ -15,6 +15,7 @@ import torch
 
 from facemark.errors import FacemarkError
 from facemark.models.serialization import read_checkpoint
+from facemark.training.optim import build_optimizer
 
 
 class SafeCheckpoints:
@@ -153,25 +154,5 @@ class LandmarkModule(SafeCheckpoints, L.LightningModule):
             self.log("val/nme_best_of_k_oracle", float(stats["nme"]), sync_dist=False)
 
     def configure_optimizers(self):
-        o = self.optim
         params = [p for p in self.parameters() if p.requires_grad]
-        if o.get("warmup_epochs"):  # linear warm-up, then the schedule (SepBN paper: 120)
-            from facemark.training.cross_protocol import build_optimizer
-
-            return build_optimizer([{"params": params, "lr": o["lr"]}], o)
-        if o["optimizer"] == "adam":
-            opt = torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"])
-        elif o["optimizer"] == "adamw":
-            opt = torch.optim.AdamW(params, lr=o["lr"], weight_decay=o["weight_decay"])
-        else:
-            opt = torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"],
-                                  weight_decay=o["weight_decay"])
-        if o["schedule"] == "multistep":
-            sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(o["milestones"]),
-                                                         gamma=o["gamma"])
-        elif o["schedule"] == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=o["epochs"],
-                                                               eta_min=o["min_lr"])
-        else:
-            return opt
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        return build_optimizer(params, self.optim, torch_schedulers=True)
