@@ -208,7 +208,7 @@ def test_analyze_cli_similarity_and_oracle(tmp_path, capsys):
 
 def test_branch_convolution_before_the_head_fig5():
     from facemark.models.registry import model_config
-    from facemark.training.cross_protocol import CrossProtocolNet
+    from facemark.models.cross_protocol import CrossProtocolNet
 
     plain = create_model("coordnet", num_points=19, backbone="vanilla", input_size=64,
                          pool="avg", hidden=[])

@@ -19,9 +19,10 @@ from facemark.models.model_file import load_model
 from facemark.models import create_model, model_config
 from facemark.models.norm import SepBN, attention_layers
 from facemark.training.config import load_config
+from facemark.models.cross_protocol import CrossProtocolNet
 from facemark.training.cross_protocol import (
-    CrossProtocolDataModule, CrossProtocolModule, CrossProtocolNet, FinetuneModule,
-    ProtocolCollate, load_branch, parse_datasets)
+    CrossProtocolDataModule, CrossProtocolModule, FinetuneModule, ProtocolCollate, load_branch,
+    parse_datasets)
 from facemark.training.optim import build_optimizer
 
 torch.set_num_threads(1)

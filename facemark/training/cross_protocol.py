@@ -49,7 +49,8 @@ workers, val_fraction); ``data.train`` must stay empty. ``facemark train CONFIG`
 
 ``facemark.models.model_file.load_model`` loads ``models/<name>.pt`` and the stage-2
 checkpoints; :func:`load_branch` takes one head straight from a stage-1 checkpoint, by name
-or by scheme, and :func:`export_heads` rewrites ``models/`` from any stage-1 checkpoint.
+or by scheme, and :func:`export_heads` rewrites ``models/`` from any stage-1 checkpoint. The
+network itself is :class:`facemark.models.cross_protocol.CrossProtocolNet`.
 
 Not in the paper's recipe here: Fig. 5 adds one convolution at the start of every branch;
 our branches are the chosen model's own head (for ``vanilla_cnn``: FC 1024 -> 2L), so that
@@ -70,10 +71,11 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, WeightedRandomSampler
 
 from facemark.errors import ConfigError, DataError
+from facemark.models.cross_protocol import CrossProtocolNet
 from facemark.models.serialization import safe_load
 from facemark.training.config import DataConfig, TrainConfig, save_config
 from facemark.training.module import LandmarkModule, NonFiniteLossError, SafeCheckpoints, fit
@@ -175,76 +177,6 @@ def parse_datasets(cfg: TrainConfig) -> list[ProtocolDataset]:
             test=_spec_list(entry, "test", where, False),
             crop_rule=crop_rule, weight=float(weight)))
     return out
-
-
-# ---------------------------------------------------------------------------------------
-# Network
-# ---------------------------------------------------------------------------------------
-_PER_HEAD_KEYS = ("num_points", "mean_face")
-
-
-class CrossProtocolNet(nn.Module):
-    """A shared backbone with one landmark head per dataset.
-
-    Args:
-        heads: head name -> model config (``facemark.models.registry.model_config``) of the
-            whole single-dataset model; the configs may differ only in ``num_points`` and
-            ``mean_face`` (same model, backbone, norm layer and input size).
-
-    Attributes:
-        backbone: the shared trunk (the first model's).
-        heads: ``nn.ModuleDict`` name -> head.
-        input_size: crop side S.
-    """
-
-    def __init__(self, heads: dict[str, dict[str, Any]]):
-        super().__init__()
-        from facemark.models.registry import model_from_config
-
-        if not heads:
-            raise ConfigError("CrossProtocolNet: no heads given")
-        shared = {n: {k: v for k, v in c.items() if k not in _PER_HEAD_KEYS}
-                  for n, c in heads.items()}
-        first_name = next(iter(heads))
-        for name, rest in shared.items():
-            if rest != shared[first_name]:
-                diff = sorted(k for k in set(rest) | set(shared[first_name])
-                              if rest.get(k) != shared[first_name].get(k))
-                raise ConfigError(f"cross-protocol heads {first_name!r} and {name!r} describe "
-                                  f"different networks (keys {diff}); they must share the backbone")
-        models = {name: model_from_config(config) for name, config in heads.items()}
-        first = models[first_name]
-        self.backbone = first.backbone
-        self.heads = nn.ModuleDict({name: m.head for name, m in models.items()})
-        self.input_size = first.input_size
-        self.register_buffer("mean", first.mean.clone(), persistent=False)
-        self.register_buffer("std", first.std.clone(), persistent=False)
-        self.configs = {name: dict(config) for name, config in heads.items()}
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.heads)
-
-    def features(self, images: Tensor) -> Tensor:
-        """Backbone features of images (B, 3, S, S) RGB in [0, 1]."""
-        return self.backbone((images - self.mean) / self.std)
-
-    def forward(self, images: Tensor) -> dict[str, dict[str, Tensor]]:
-        """Every head's raw outputs for every image: name -> outputs."""
-        feats = self.features(images)
-        return {name: head(feats) for name, head in self.heads.items()}
-
-    def branch(self, name: str):
-        """Head ``name`` on the shared backbone as a ``LandmarkModel`` (modules shared, not
-        copied), with its model config: what ``save_model`` writes and ``load_model`` reads."""
-        from facemark.models.model import LandmarkModel
-
-        if name not in self.heads:
-            raise ConfigError(f"cross-protocol network has no head {name!r} "
-                              f"(heads: {', '.join(self.heads)})")
-        model = LandmarkModel(self.backbone, self.heads[name], input_size=self.input_size)
-        model.config = dict(self.configs[name])
-        return model.train(self.training)
 
 
 # ---------------------------------------------------------------------------------------
@@ -810,7 +742,6 @@ def _finetune(cfg: TrainConfig, dataset: ProtocolDataset, data, net: CrossProtoc
     return path, checkpoints.best_score()
 
 
-__all__ = ["CrossProtocolDataModule", "CrossProtocolModule", "CrossProtocolNet",
-           "CrossProtocolResult", "FinetuneModule", "ProtocolCollate", "ProtocolDataset",
-           "export_heads", "load_branch", "parse_datasets",
-           "train_cross_protocol"]
+__all__ = ["CrossProtocolDataModule", "CrossProtocolModule", "CrossProtocolResult",
+           "FinetuneModule", "ProtocolCollate", "ProtocolDataset", "export_heads", "load_branch",
+           "parse_datasets", "train_cross_protocol"]
