@@ -1,4 +1,9 @@
-"""``facemark selftrain CONFIG [section.key=value ...]``: self-training with curriculum."""
+"""``facemark selftrain CONFIG [section.key=value ...]``: training with unlabelled data.
+
+``self_training.method`` picks the trainer: ``stc`` (self-training with curriculum, the
+default; ``facemark.training.self_training.self_train``) or ``dann`` (domain-adversarial
+training; ``facemark.training.dann.train_dann``). ``--method`` sets it from the command line.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,10 +11,14 @@ import argparse
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "selftrain", help="self-training with curriculum on labelled + unlabelled data",
+        "selftrain", help="self-training with curriculum (or DANN) on labelled + unlabelled "
+                          "data",
         description="PIPNet's self-training with curriculum (STC): train on data.train, "
                     "pseudo-label data.unlabelled with the model, retrain on both, one round "
                     "per entry of self_training.curriculum (task levels; the paper: 2 1 0 0 0). "
+                    "With self_training.method=dann (or --method dann): domain-adversarial "
+                    "training instead (DANN, the paper's Table 7 baseline), one run on labelled "
+                    "+ unlabelled batches. "
                     "CONFIG is a YAML file or a bundled config name (see --list-configs). "
                     "Running the same command again skips complete rounds and resumes a killed "
                     "one from its last complete epoch.")
@@ -18,8 +27,11 @@ def register(sub) -> None:
                    help="config overrides, e.g. self_training.curriculum=[0,0,0] optim.epochs=10")
     p.add_argument("--list-configs", action="store_true",
                    help="list the bundled self-training configs and exit")
+    p.add_argument("--method", choices=("stc", "dann"),
+                   help="self_training.method: stc (pseudo-label rounds) or dann "
+                        "(domain-adversarial)")
     p.add_argument("--restart", action="store_true",
-                   help="delete this experiment's rounds and start again")
+                   help="delete this experiment's rounds (or checkpoints) and start again")
     p.add_argument("--init", metavar="MODEL",
                    help="use this trained model (.ckpt or .pt) as round 0 instead of training it "
                         "(self_training.init_checkpoint)")
@@ -49,11 +61,18 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"trainer.out_dir={Path(args.out).resolve()}")
     if args.init is not None:
         overrides.append(f"self_training.init_checkpoint={Path(args.init).resolve()}")
+    if args.method is not None:
+        overrides.append(f"self_training.method={args.method}")
     cfg = load_config(resolve_config(args.config), overrides)
 
-    from facemark.training.self_training import self_train
+    if cfg.self_training.method == "dann":
+        from facemark.training.dann import train_dann
 
-    result = self_train(cfg, restart=args.restart)
+        result = train_dann(cfg, restart=args.restart)
+    else:
+        from facemark.training.self_training import self_train
+
+        result = self_train(cfg, restart=args.restart)
     print()
     print(result.table())
     return 0

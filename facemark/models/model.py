@@ -56,11 +56,15 @@ class LandmarkModel(nn.Module):
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """Raw head outputs for images (B, 3, H, W) float in [0, 1]."""
+        return self.head(self.forward_features(images))
+
+    def forward_features(self, images: Tensor) -> Tensor:
+        """The backbone's last feature map (B, C, H / s, W / s) for images (B, 3, H, W) in
+        [0, 1]; ``forward`` is ``head(forward_features(images))`` (timm's split)."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"LandmarkModel: images must be (B, 3, H, W) RGB in [0, 1], "
                              f"got shape {tuple(images.shape)}")
-        x = (images - self.mean) / self.std
-        return self.head(self.backbone(x))
+        return self.backbone((images - self.mean) / self.std)
 
     def encode(self, landmarks: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
         """Training targets for landmarks (B, N, 2) in [0, 1]; mask (B, N) bool (None: all)."""

@@ -106,17 +106,37 @@ class TrainerConfig:
 
 
 @dataclass
-class SelfTrainingConfig:
-    """Self-training with curriculum (``facemark selftrain``; PIPNet Sec. 3.3).
+class DANNConfig:
+    """Domain-adversarial training (``self_training.method: dann``; Ganin and Lempitsky
+    2015, PIPNet Table 7's baseline): a domain classifier on the backbone's pooled features
+    behind a gradient reversal layer. :mod:`facemark.training.dann` documents every key."""
 
-    Round 0 trains on ``data.train`` alone; round r >= 1 pseudo-labels every crop of
-    ``data.unlabelled`` with round r-1's model and trains on both: labelled crops at the
-    full task, pseudo-labelled ones at task level ``curriculum[r-1]`` (number of 2x2 max
-    poolings before the shared score layer: [2, 1, 0, 0, 0] is the paper's Task 1, Task 2,
-    then Task 3 three times; [0, 0, 0] is standard self-training). Checked and used by
+    loss_weight: float = 1.0
+    max_coeff: float = 1.0
+    gamma: float = 10.0
+    hidden: list[int] = field(default_factory=lambda: [1024, 1024])
+    dropout: float = 0.5
+    target_batch_size: int | None = None
+
+
+@dataclass
+class SelfTrainingConfig:
+    """Learning from ``data.unlabelled`` (``facemark selftrain``; PIPNet Sec. 3.3, 4.5).
+
+    ``method: stc`` (the default) is self-training with curriculum: round 0 trains on
+    ``data.train`` alone; round r >= 1 pseudo-labels every crop of ``data.unlabelled`` with
+    round r-1's model and trains on both: labelled crops at the full task, pseudo-labelled
+    ones at task level ``curriculum[r-1]`` (number of 2x2 max poolings before the shared
+    score layer: [2, 1, 0, 0, 0] is the paper's Task 1, Task 2, then Task 3 three times;
+    [0, 0, 0] is standard self-training). Checked and used by
     :mod:`facemark.training.self_training`, which documents every key.
+
+    ``method: dann`` trains once, domain-adversarially, on labelled and unlabelled crops
+    (the ``dann`` subsection; :mod:`facemark.training.dann`). Both methods find and crop
+    the unlabelled faces with ``boxes`` and ``crop_rule``.
     """
 
+    method: str = "stc"
     curriculum: list[int] = field(default_factory=lambda: [2, 1, 0, 0, 0])
     epochs: int | None = None
     labelled_fraction: float | None = None
@@ -126,6 +146,7 @@ class SelfTrainingConfig:
     crop_rule: Any = None
     pseudo_batch_size: int = 64
     flip_test: bool = False
+    dann: DANNConfig = field(default_factory=DANNConfig)
 
 
 @dataclass
@@ -182,6 +203,7 @@ _CHOICES = {
     "temperature.schedule": ("linear", "exponential", "constant"),
     "cross_protocol.sampling": ("proportional", "uniform"),
     "cross_protocol.loss_weighting": ("samples", "datasets"),
+    "self_training.method": ("stc", "dann"),
 }
 
 

@@ -52,9 +52,11 @@ def check_same_recipe(cfg: TrainConfig, saved: Path) -> None:
         return
     now = _flatten(yaml.safe_load(yaml.safe_dump(cfg.to_dict())))
     # keys absent from the saved config are settings added to facemark since (at defaults)
+    defaults = _flatten(yaml.safe_load(yaml.safe_dump(TrainConfig().to_dict())))
     changed = [k for k in sorted(set(before) | set(now))
                if not k.startswith(RESUMABLE_CHANGES) and before.get(k) != now.get(k)
-               and not (k not in before and now.get(k) in (None, [], {}))]
+               and not (k not in before and (now.get(k) in (None, [], {})
+                                             or now.get(k) == defaults.get(k)))]
     if changed:
         diff = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
         raise ConfigError(f"{saved.parent} was started with another recipe ({diff}); resuming "

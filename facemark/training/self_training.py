@@ -14,6 +14,10 @@ authors' ``lib/train_gssl.py`` runs it:
 
 The ``self_training`` config section (:class:`facemark.training.config.SelfTrainingConfig`):
 
+``method``
+    ``stc`` (default): this module. ``dann``: domain-adversarial training, the paper's other
+    baseline (:mod:`facemark.training.dann`); it shares ``boxes`` and ``crop_rule`` (the
+    unlabelled crops) and ignores the pseudo-label keys.
 ``curriculum``
     list of task levels, one per pseudo-label round (default [2, 1, 0, 0, 0]).
 ``epochs``
@@ -122,10 +126,15 @@ def check_self_training(cfg: TrainConfig) -> None:
     """Validate the ``self_training`` section and what it needs elsewhere.
 
     Raises:
-        ConfigError: naming the key, for a bad value, an empty ``data.unlabelled``, or more
-            than one device.
+        ConfigError: naming the key, for a bad value, an empty ``data.unlabelled``, more
+            than one device, or ``self_training.method: dann`` (trained by
+            :func:`facemark.training.dann.train_dann`).
     """
     st = cfg.self_training
+    if st.method != "stc":
+        raise ConfigError(f"self_training.method is {st.method!r}: train it with "
+                          "facemark.training.dann.train_dann(cfg) (facemark selftrain picks the "
+                          "trainer by method), or set self_training.method=stc")
     if not st.curriculum:
         raise ConfigError("config key 'self_training.curriculum' is empty: list the task level "
                           "of each pseudo-label round, e.g. [2, 1, 0, 0, 0]")
@@ -142,20 +151,32 @@ def check_self_training(cfg: TrainConfig) -> None:
     if st.pseudo_batch_size < 1:
         raise ConfigError(f"config key 'self_training.pseudo_batch_size' must be >= 1, got "
                           f"{st.pseudo_batch_size}")
-    box_mode(st.boxes)
-    if not cfg.data.unlabelled:
-        raise ConfigError("config key 'data.unlabelled' is empty: name the unlabelled datasets "
-                          "to pseudo-label (e.g. folder:path/to/images)")
-    unlabelled_rules(cfg)
+    check_unlabelled(cfg)
     if st.init_checkpoint and not Path(st.init_checkpoint).is_file():
         raise ConfigError(f"config key 'self_training.init_checkpoint': file not found: "
                           f"{st.init_checkpoint}")
+
+
+def check_unlabelled(cfg: TrainConfig) -> None:
+    """What every method of ``self_training.method`` needs: unlabelled datasets, how their
+    faces are found and cropped (``boxes``, ``crop_rule``), and one device.
+
+    Raises:
+        ConfigError: naming the key.
+    """
+    st = cfg.self_training
+    box_mode(st.boxes)
+    if not cfg.data.unlabelled:
+        raise ConfigError("config key 'data.unlabelled' is empty: name the unlabelled datasets "
+                          "to learn from (e.g. folder:path/to/images)")
+    unlabelled_rules(cfg)
     devices, nodes = cfg.trainer.devices, cfg.trainer.num_nodes
     many = (isinstance(devices, int) and not isinstance(devices, bool) and devices > 1) or \
         (isinstance(devices, (list, tuple)) and len(devices) > 1) or \
         (isinstance(devices, str) and devices.strip() not in ("auto", "1")) or nodes > 1
     if many:
-        raise ConfigError(f"self-training runs on one device (trainer.devices={devices!r}, "
+        raise ConfigError(f"{st.method}: training with unlabelled data runs on one device "
+                          f"(trainer.devices={devices!r}, "
                           f"trainer.num_nodes={nodes}): set trainer.devices=1")
 
 
@@ -504,7 +525,8 @@ class SelfTrainingData(LandmarkDataModule):
         scheme = get_scheme(self.data.scheme)
         presets = {"pipnet": Augment.pipnet, "sepbn": Augment.sepbn}
         augment = None if self.data.augment == "none" else \
-            presets[self.data.augment](scheme, self.data.input_size)
+            presets[self.data.augment](scheme, self.data.input_size,
+                                       **dict(self.data.augment_args))
         self.pseudo_sets = [LandmarkDataset(c, augment=augment, seed=self.seed + 1000 + i,
                                             landmarks=p)
                             for i, (c, p) in enumerate(self.pseudo)]
@@ -648,7 +670,8 @@ def _round_config(cfg: TrainConfig) -> TrainConfig:
     return out
 
 
-def _evaluate(model, caches: dict[str, Any], scheme: str, batch_size: int) -> dict[str, dict]:
+def evaluate_caches(model, caches: dict[str, Any], scheme: str,
+                    batch_size: int) -> dict[str, dict]:
     """NME / FR / AUC at 0.1 of ``model`` on each labelled cache (crops as cached)."""
     from facemark.data.crops import normalise_points
     from facemark.evaluation.metrics import nme, summarize
@@ -701,7 +724,10 @@ def _fit_round(cfg: TrainConfig, rdir: Path, data: SelfTrainingData, model_cfg: 
 
 def _check_model_levels(cfg: TrainConfig) -> int | None:
     """ConfigError unless the model has the coarse levels the curriculum uses; returns its
-    score grid side (None for heads without one). Built on the meta device: no weights."""
+    score grid side (None for heads without one). Built on the meta device: no weights.
+    Methods other than STC have no curriculum: None."""
+    if cfg.self_training.method != "stc":
+        return None
     from facemark.data.schemes import get_scheme
     from facemark.training.fit import build_model_config
 
@@ -733,7 +759,7 @@ class _Inputs:
     tests: dict[str, Any]
 
 
-def _prepare(cfg: TrainConfig, progress: bool) -> _Inputs:
+def prepare_inputs(cfg: TrainConfig, progress: bool) -> _Inputs:
     """Labelled caches (as ``facemark train`` builds them), the model config (mean face of
     the labelled training crops), unlabelled caches (boxes found once) and test caches."""
     from facemark.training.fit import build_model_config
@@ -826,7 +852,7 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
     _check_same_experiment(run_dir, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
-    inp = _prepare(cfg, progress)
+    inp = prepare_inputs(cfg, progress)
     plan = curriculum_plan(cfg)
     print(f"self-training {cfg.experiment}: {len(inp.base.train_set)} labelled training crops, "
           f"{sum(len(c) for c in inp.unlabelled)} unlabelled crops "
@@ -853,7 +879,8 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
             model = _load_round_model(Path(st.init_checkpoint), cfg)
             info.update(checkpoint=str(Path(st.init_checkpoint).resolve()), epochs=0,
                         best_val_nme=None, init_checkpoint=True,
-                        test=_evaluate(model, inp.tests, cfg.data.scheme, st.pseudo_batch_size))
+                        test=evaluate_caches(model, inp.tests, cfg.data.scheme,
+                                             st.pseudo_batch_size))
             _atomic_write(done_file, json.dumps(info, indent=1))
             rounds.append(info)
             prev_ckpt = Path(st.init_checkpoint)
@@ -890,7 +917,7 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
         info.update(checkpoint=str(last.relative_to(run_dir)), epochs=int(trainer.current_epoch),
                     best_val_nme=checkpoints.best_score(), best_by=checkpoints.best_by,
                     labelled=data.n_labelled, pseudo=data.n_pseudo,
-                    test=_evaluate(module.model.eval(), inp.tests, cfg.data.scheme,
+                    test=evaluate_caches(module.model.eval(), inp.tests, cfg.data.scheme,
                                    st.pseudo_batch_size))
         _atomic_write(done_file, json.dumps(info, indent=1))
         rounds.append(info)
@@ -912,6 +939,6 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
 
 
 __all__ = ["RoundIncomplete", "SelfTrainResult", "SelfTrainingData", "SelfTrainingModule",
-           "MixedBatchSampler", "check_self_training", "curriculum_plan", "pseudo_label",
-           "self_train", "unlabelled_samples", "open_or_build_unlabelled_cache",
-           "unlabelled_rules"]
+           "MixedBatchSampler", "check_self_training", "check_unlabelled", "curriculum_plan",
+           "evaluate_caches", "prepare_inputs", "pseudo_label", "self_train",
+           "unlabelled_samples", "open_or_build_unlabelled_cache", "unlabelled_rules"]
