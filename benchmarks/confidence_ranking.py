@@ -54,7 +54,7 @@ def measure(samples, model_path: Path | None, predictions: Path | None, flip_tes
     """name -> (conf, nerr) for the model's confidence and, when run here, the peak score."""
     from facemark.evaluation.confidence import confidence_errors
     from facemark.evaluation.predictions import PredictionSet, read_predictions
-    from facemark.evaluation.sources import resolve_predictions
+    from facemark.inference.sources import resolve_predictions
 
     if predictions is not None:
         pset = read_predictions(predictions, scheme=samples[0].scheme)

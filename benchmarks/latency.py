@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from facemark.data.schemes import get_scheme
-    from facemark.evaluation.bench import speed_report, write_text_atomic
+    from facemark.evaluation.bench import write_text_atomic
+    from facemark.inference.bench import speed_report
     from facemark.inference.export import export_onnx
     from facemark.models.model_file import ModelInfo, save_model
     from facemark.inference.quantize import load_calibration_crops, quantize_onnx

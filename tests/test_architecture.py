@@ -30,14 +30,6 @@ LAYERS = {
 
 # Upward imports still to remove (importer, imported). Issue 11 tracks them.
 UPWARD_ALLOWED: set[tuple[str, str]] = {
-    # evaluation runs the inference engine (prediction sources, benchmarks, analyses)
-    ("facemark.evaluation.bench", "facemark.inference.detectors"),
-    ("facemark.evaluation.bench", "facemark.inference.export"),
-    ("facemark.evaluation.bench", "facemark.inference.landmarker"),
-    ("facemark.evaluation.bench", "facemark.inference.onnx_engine"),
-    ("facemark.evaluation.sources", "facemark.inference.calibration"),
-    ("facemark.evaluation.sources", "facemark.inference.detectors"),
-    ("facemark.evaluation.sources", "facemark.inference.landmarker"),
     # self-training labels unlabelled photos with the detector and the crop predictor
     ("facemark.training.self_training", "facemark.inference.detectors"),
 }

@@ -12,8 +12,8 @@ import torch
 from facemark.cli import main
 from facemark.errors import ConfigError
 from facemark.evaluation.bench import (Timing, compare_latency, find_dlib_predictor,
-                                       landmarks_for_boxes, markdown_table, pipeline_latency,
-                                       speed_report, write_text_atomic)
+                                       markdown_table, write_text_atomic)
+from facemark.inference.bench import landmarks_for_boxes, pipeline_latency, speed_report
 from facemark.models.model_file import ModelInfo, save_model
 from facemark.inference.onnx_engine import load_engine
 from facemark.models import create_model
@@ -103,7 +103,7 @@ def test_landmarks_for_boxes_maps_back_to_the_image(model_file):
 def test_pipeline_through_a_landmarker_crops_and_refines_as_detect_does(model_file):
     """With a landmarker, each engine runs in its place: its calibration and refine passes."""
     import facemark
-    from facemark.evaluation.bench import folder_throughput
+    from facemark.inference.bench import folder_throughput
     from facemark.inference.detectors.base import DetectedFace
 
     class OneFace:
@@ -130,7 +130,7 @@ def test_pipeline_through_a_landmarker_crops_and_refines_as_detect_does(model_fi
     assert pt.faces == 1 and engine.calls >= 4 and engine.calls % 2 == 0   # 2 calls per face
     lm.engine_ = engine.engine                                  # the same points as detect
     want = lm.detect(image, boxes=[[20, 25, 90, 100]], box_style="test_style")[0].points
-    from facemark.evaluation.bench import _landmark_fn
+    from facemark.inference.bench import _landmark_fn
     engine.calls = 0
     got = _landmark_fn(engine, "detector", lm, "test_style")(image, [[20, 25, 90, 100]])
     assert engine.calls == 2

@@ -101,7 +101,8 @@ def parse_model_spec(text: str) -> tuple[str, dict]:
 
 
 def run_cost(args) -> int:
-    from facemark.evaluation.bench import cost_report, write_text_atomic
+    from facemark.evaluation.bench import write_text_atomic
+    from facemark.inference.bench import cost_report
 
     specs = [parse_model_spec(m) for m in (args.models or DEFAULT_COST_MODELS)]
     text = cost_report(specs, num_points=args.num_points, input_size=args.input_size,
@@ -117,7 +118,8 @@ def run_cost(args) -> int:
 # speed
 # ---------------------------------------------------------------------------------------
 def run_speed(args) -> int:
-    from facemark.evaluation.bench import speed_report, write_text_atomic
+    from facemark.evaluation.bench import write_text_atomic
+    from facemark.inference.bench import speed_report
 
     text = speed_report(args.model, photos=args.photos, max_photos=args.max_photos,
                         detector=args.detector, threads=args.threads, runs=args.runs,

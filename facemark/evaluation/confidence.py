@@ -14,7 +14,7 @@ source of ``facemark evaluate``, or a file written by ``--save-predictions``):
 * :func:`binned`: mean and median error in confidence bins of equal counts;
 * :func:`plot_confidence_ranking`: those bins as a figure (error vs confidence).
 
-    from facemark.evaluation.sources import resolve_predictions
+    from facemark.inference.sources import resolve_predictions
     pset = resolve_predictions("facemark/weights/default.pt", samples)
     conf, nerr = confidence_errors(pset, samples)
     print(ranking(conf, nerr)["per_point"])
