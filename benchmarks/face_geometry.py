@@ -42,7 +42,7 @@ SECTIONS = ("chips", "pose", "mirror", "ear", "blink", "speed")
 
 
 def _table(headers, rows) -> list[str]:
-    from facemark.evaluation.bench import markdown_table
+    from facemark.io import markdown_table
 
     return markdown_table(headers, rows).splitlines()
 
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     if not LFPW_TEST.is_dir() or not PHOTOS.is_dir():
         print(f"skipped: {SHARED} is absent (needs ../shared/data)")
         return 0
-    from facemark.evaluation.bench import write_text_atomic
+    from facemark.io import atomic_write_text
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(part) + "\n", flush=True)
         print(f"({section}: {time.perf_counter() - t0:.0f} s)\n", file=sys.stderr)
         lines += part + [""]
-    write_text_atomic(out / "face_geometry.md", "\n".join(lines))
+    atomic_write_text(out / "face_geometry.md", "\n".join(lines))
     return 0
 
 

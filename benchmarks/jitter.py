@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import facemark
     from facemark.data.images import read_image
-    from facemark.evaluation.bench import write_text_atomic
+    from facemark.io import atomic_write_text
 
     photo_path = Path(args.photo)
     if not photo_path.is_file():
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{100 * r['lag']:.3f} | {r['frames without face']} |")
     text = "\n".join(lines)
     print(text)
-    write_text_atomic(out / "jitter.md", text + "\n")
+    atomic_write_text(out / "jitter.md", text + "\n")
     return 0
 
 

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from facemark.data.schemes import get_scheme
-    from facemark.evaluation.bench import write_text_atomic
+    from facemark.io import atomic_write_text
     from facemark.inference.bench import speed_report
     from facemark.inference.export import export_onnx
     from facemark.models.model_file import ModelInfo, save_model
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         text = speed_report(pt, photos=args.photos, threads=args.threads, runs=args.runs,
                             batch=args.batch, also=also, progress=True)
         print(text)
-        write_text_atomic(out / f"speed_{args.model}_{size}.md", text)
+        atomic_write_text(out / f"speed_{args.model}_{size}.md", text)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Writing files so that a reader never sees half of one, with one-line errors.
+"""Writing files so that a reader never sees half of one, with one-line errors; and the
+Markdown tables the reports hold.
 
 A file or folder that cannot be written (no permission, a read-only or full disk, a file
 where a folder should be) is a :class:`facemark.errors.DataError` naming it, never a
@@ -7,7 +8,9 @@ traceback; an interrupted or failed write leaves the old file (or none).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from facemark.errors import DataError
 
@@ -80,3 +83,23 @@ def _atomic_write(path: str | Path, write) -> Path:
         except OSError:
             pass
     return path
+
+
+def markdown_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]],
+                   align: str | None = None) -> str:
+    """A Markdown table, one line per row; cells are written with ``str``.
+
+    Args:
+        headers: the column names.
+        rows: the cells, one sequence per row.
+        align: one character per column, ``l`` (text) or ``r`` (numbers); default: the first
+            column ``l``, the others ``r``.
+    """
+    if align is not None and len(align) != len(headers):
+        raise ValueError(f"markdown_table: align {align!r} has {len(align)} characters for "
+                         f"{len(headers)} columns")
+    align = align or "l" + "r" * (len(headers) - 1)
+    sep = ["---" if a == "l" else "---:" for a in align]
+    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "|".join(sep) + "|"]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    return "\n".join(lines)

@@ -11,8 +11,8 @@ import torch
 
 from facemark.cli import main
 from facemark.errors import ConfigError
-from facemark.evaluation.bench import (Timing, compare_latency, find_dlib_predictor,
-                                       markdown_table, write_text_atomic)
+from facemark.evaluation.bench import Timing, compare_latency, find_dlib_predictor
+from facemark.io import atomic_write_text, markdown_table
 from facemark.inference.bench import landmarks_for_boxes, pipeline_latency, speed_report
 from facemark.models.model_file import ModelInfo, save_model
 from facemark.inference.onnx_engine import load_engine
@@ -71,8 +71,12 @@ def test_markdown_table_and_atomic_write(tmp_path):
     text = markdown_table(["engine", "ms"], [["onnx", "1.5"], ["torch", "3.0"]])
     assert text.splitlines() == ["| engine | ms |", "|---|---:|", "| onnx | 1.5 |",
                                  "| torch | 3.0 |"]
-    out = write_text_atomic(tmp_path / "sub" / "r.md", text)
+    out = atomic_write_text(tmp_path / "sub" / "r.md", text)
     assert out.read_text() == text and [p.name for p in out.parent.iterdir()] == ["r.md"]
+    assert markdown_table(["a", "b", "c"], [[1, 2.5, None]], align="lrl").splitlines() == [
+        "| a | b | c |", "|---|---:|---|", "| 1 | 2.5 | None |"]
+    with pytest.raises(ValueError, match="align 'lr' has 2 characters for 3 columns"):
+        markdown_table(["a", "b", "c"], [], align="lr")
 
 
 def test_dlib_predictor_missing_file_is_reported_not_raised(tmp_path):

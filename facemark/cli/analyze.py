@@ -71,13 +71,10 @@ def _samples(args):
 def _write(args, stem: str, markdown: str, plot) -> None:
     print(markdown)
     if args.out:
-        import os
+        from facemark.io import atomic_write_text
 
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / f".{stem}.md.tmp-{os.getpid()}"
-        tmp.write_text(markdown + "\n")
-        os.replace(tmp, out / f"{stem}.md")
+        atomic_write_text(out / f"{stem}.md", markdown + "\n")   # creates the folder
         plot(out / f"{stem}.png")
         print(f"wrote {out / (stem + '.md')} and {out / (stem + '.png')}")
 
@@ -85,6 +82,7 @@ def _write(args, stem: str, markdown: str, plot) -> None:
 def run_grid(args) -> int:
     from facemark.errors import ConfigError
     from facemark.evaluation.analyses import grid_accuracy
+    from facemark.io import markdown_table
 
     models = _models(args)
     samples, log = _samples(args)
@@ -97,8 +95,8 @@ def run_grid(args) -> int:
             raise ConfigError(f"{name}: {e}") from None
         stride = info.model_config.get("net_stride")
         rows.append((name, stride, acc))
-    md = "\n".join(["| model | net stride | grid accuracy % |", "|---|---:|---:|"]
-                   + [f"| {n} | {s} | {100 * a:.2f} |" for n, s, a in rows])
+    md = markdown_table(["model", "net stride", "grid accuracy %"],
+                        [[n, s, f"{100 * a:.2f}"] for n, s, a in rows])
 
     def plot(path):
         import matplotlib
@@ -137,16 +135,17 @@ def run_prior(args) -> int:
     import numpy as np
 
     from facemark.evaluation.analyses import implicit_prior, plot_prior, probe_images
+    from facemark.io import markdown_table
 
     models = _models(args)
-    lines = ["| model | image | distance to mean face (% of its eye distance) |", "|---|---|---:|"]
+    rows = []
     plots = []
     for name, (model, info) in models.items():
         images = probe_images(info.input_size, args.images)
         results = implicit_prior(model, info, images)
         mean = info.model_config.get("mean_face")
         for img, (_, dist) in results.items():
-            lines.append(f"| {name} | {img} | {'n/a' if np.isnan(dist) else f'{100 * dist:.2f}'} |")
+            rows.append([name, img, "n/a" if np.isnan(dist) else f"{100 * dist:.2f}"])
         plots.append((name, results, images, mean))
 
     def plot(path):
@@ -154,7 +153,9 @@ def run_prior(args) -> int:
             target = path if len(plots) == 1 else path.with_name(f"{path.stem}_{name}.png")
             plot_prior(results, images, target, mean)
 
-    _write(args, "implicit_prior", "\n".join(lines), plot)
+    md = markdown_table(["model", "image", "distance to mean face (% of its eye distance)"],
+                        rows, "llr")
+    _write(args, "implicit_prior", md, plot)
     return 0
 
 

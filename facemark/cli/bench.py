@@ -101,7 +101,7 @@ def parse_model_spec(text: str) -> tuple[str, dict]:
 
 
 def run_cost(args) -> int:
-    from facemark.evaluation.bench import write_text_atomic
+    from facemark.io import atomic_write_text
     from facemark.inference.bench import cost_report
 
     specs = [parse_model_spec(m) for m in (args.models or DEFAULT_COST_MODELS)]
@@ -109,7 +109,7 @@ def run_cost(args) -> int:
                        threads=args.threads, runs=args.runs, onnx=args.onnx, progress=True)
     print(text)
     if args.out:
-        write_text_atomic(args.out, text + "\n")
+        atomic_write_text(args.out, text + "\n")
         print(f"\nwrote {args.out}")
     return 0
 
@@ -118,7 +118,7 @@ def run_cost(args) -> int:
 # speed
 # ---------------------------------------------------------------------------------------
 def run_speed(args) -> int:
-    from facemark.evaluation.bench import write_text_atomic
+    from facemark.io import atomic_write_text
     from facemark.inference.bench import speed_report
 
     text = speed_report(args.model, photos=args.photos, max_photos=args.max_photos,
@@ -127,6 +127,6 @@ def run_speed(args) -> int:
                         dlib_predictor=args.dlib_predictor, progress=True)
     print(text)
     if args.out:
-        write_text_atomic(args.out, text + "\n")
+        atomic_write_text(args.out, text + "\n")
         print(f"\nwrote {args.out}")
     return 0

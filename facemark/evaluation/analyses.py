@@ -21,6 +21,7 @@ import torch
 from facemark.data.crops import transform_points
 from facemark.data.schemes import get_scheme
 from facemark.evaluation.plots import _save
+from facemark.io import markdown_table
 
 
 def _score_map(outputs: dict) -> torch.Tensor | None:
@@ -75,11 +76,9 @@ class HeadComparison:
     fr: list[float] = field(default_factory=list)
 
     def to_markdown(self) -> str:
-        rows = ["| model | NME % | FR@0.1 % | Point-Var (e-3) |", "|---|---:|---:|---:|"]
-        for i, n in enumerate(self.names):
-            rows.append(f"| {n} | {100 * self.nme[i]:.2f} | {100 * self.fr[i]:.2f} | "
-                        f"{1000 * self.point_var[i]:.3f} |")
-        return "\n".join(rows)
+        rows = [[n, f"{100 * self.nme[i]:.2f}", f"{100 * self.fr[i]:.2f}",
+                 f"{1000 * self.point_var[i]:.3f}"] for i, n in enumerate(self.names)]
+        return markdown_table(["model", "NME %", "FR@0.1 %", "Point-Var (e-3)"], rows)
 
     def plot(self, path) -> None:
         import matplotlib

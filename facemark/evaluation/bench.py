@@ -10,8 +10,8 @@ between them stays meaningful even when the absolute times are noisy.
     timings = compare_latency({"torch": torch_fn, "onnx": onnx_fn}, runs=100)
     timings["onnx"].median_ms
 
-Also here: dlib's 68-point shape predictor (a baseline to time and evaluate against),
-Markdown tables and the machine line. What ``facemark bench`` measures with the inference
+Also here: dlib's 68-point shape predictor (a baseline to time and evaluate against) and
+the machine line. Markdown tables and atomic writes: :mod:`facemark.io`. What ``facemark bench`` measures with the inference
 engines and detectors (model alone, detection + landmarks, throughput, cost table) is
 :mod:`facemark.inference.bench`.
 """
@@ -139,16 +139,6 @@ def dlib_landmarks(predictor, image: np.ndarray, boxes: Sequence[np.ndarray]) ->
 # ---------------------------------------------------------------------------------------
 # Reporting
 # ---------------------------------------------------------------------------------------
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
-                   align: str | None = None) -> str:
-    """A Markdown table; ``align`` is one character per column, ``l`` or ``r``."""
-    align = align or "l" + "r" * (len(headers) - 1)
-    sep = ["---" if a == "l" else "---:" for a in align]
-    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "|".join(sep) + "|"]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def machine_line(threads: int) -> str:
     """CPU model, core count, thread setting, load average and library versions, one line."""
     cpu = platform.processor() or platform.machine()
@@ -171,16 +161,3 @@ def machine_line(threads: int) -> str:
             pass
     return (f"{cpu}, {os.cpu_count()} cores, {threads} thread(s), {load}; "
             f"{', '.join(versions)}")
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from facemark.io import atomic_write_text
 from facemark.data.schemes import get_scheme
 from facemark.errors import DataError
 from facemark.evaluation import metrics
 from facemark.evaluation.predictions import PredictionSet, assign_predictions
+from facemark.io import atomic_write_text, markdown_table
 
 
 @dataclass(repr=False)
@@ -132,21 +132,22 @@ class Report:
         """The whole report as Markdown (summary, subsets, regions, every landmark)."""
         lines = ["# Evaluation report", ""]
         lines += [f"- {line}" for line in self.header_lines()]
-        lines += ["", "## Summary", "", _md(*self.summary_rows()), ""]
+        lines += ["", "## Summary", "", markdown_table(*self.summary_rows()), ""]
         lines += ["NME and FR in percent; AUC is the exact area under the CED curve on "
                   "[0, threshold] divided by the threshold; faces without a prediction count "
                   "as failures and are left out of the mean NME (see `missing`).", ""]
         for name in self.methods:
             header, rows = self.subset_rows(name)
             if len(rows) > 1:
-                lines += [f"## Subsets: {name}", "", _md(header, rows), ""]
-        lines += ["## Per-region NME (%)", "", _md(*self.region_rows()), ""]
+                lines += [f"## Subsets: {name}", "", markdown_table(header, rows), ""]
+        lines += ["## Per-region NME (%)", "", markdown_table(*self.region_rows()), ""]
         scheme = get_scheme(self.scheme)
         header = ["#", "point", "region"] + list(self.methods)
         rows = [[str(i), scheme.names[i], scheme.region_of[i]]
                 + [_f(100 * m.per_landmark[i]) for m in self.methods.values()]
                 for i in range(scheme.num_points)]
-        lines += ["## Per-landmark NME (%)", "", _md(header, rows, left=3), ""]
+        align = "lll" + "r" * len(self.methods)   # number, name and region are text
+        lines += ["## Per-landmark NME (%)", "", markdown_table(header, rows, align), ""]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -171,10 +172,10 @@ class Report:
 
     def to_json(self, path: str | Path) -> Path:
         """Write :meth:`to_dict` as JSON, atomically (temporary file + os.replace)."""
-        return _atomic_write(Path(path), json.dumps(self.to_dict(), indent=1) + "\n")
+        return atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1) + "\n")
 
     def write_markdown(self, path: str | Path) -> Path:
-        return _atomic_write(Path(path), self.to_markdown())
+        return atomic_write_text(Path(path), self.to_markdown())
 
 
 def evaluate(sets: Mapping[str, PredictionSet], samples: Sequence, scheme=None,
@@ -299,15 +300,3 @@ def _aligned(header: list[str], rows: list[list[str]]) -> str:
     fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
                               for i, (c, w) in enumerate(zip(r, widths)))
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)])
-
-
-def _md(header: list[str], rows: list[list[str]], left: int = 1) -> str:
-    """A Markdown table; the first ``left`` columns are text (left-aligned), the rest numbers."""
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i < left else "---:" for i in range(len(header))) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _atomic_write(path: Path, text: str) -> Path:
-    return atomic_write_text(path, text)

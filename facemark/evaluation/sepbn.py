@@ -25,6 +25,7 @@ from torch import nn
 from facemark.data.crops import transform_points
 from facemark.data.schemes import get_scheme
 from facemark.evaluation.plots import _save
+from facemark.io import markdown_table
 
 #: the four parameter kinds of Fig. 4, as (state-dict leaf, label)
 PARAMETER_KINDS = (("running_mean", "running mean"), ("running_var", "running var"),
@@ -70,17 +71,17 @@ class SimilarityResult:
     kind: list[str] = field(default_factory=list)
 
     def to_markdown(self) -> str:
-        head = "| layer | type | channels | resolution | " + " | ".join(
-            label for _, label in PARAMETER_KINDS) + " |"
-        lines = [head, "|---|---|---:|---:|" + "---:|" * len(PARAMETER_KINDS)]
+        headers = ["layer", "type", "channels", "resolution"] + [
+            label for _, label in PARAMETER_KINDS]
+        rows = []
         for i, name in enumerate(self.layers):
             h, w = self.resolution[i]
             cells = []
             for kind, _ in PARAMETER_KINDS:
                 v = self.similarity[kind][i]
                 cells.append("shared" if np.isnan(v) else f"{v:.3f}")
-            lines.append(f"| {name} | {self.kind[i]} | {self.channels[i]} | {h}x{w} | "
-                         + " | ".join(cells) + " |")
+            rows.append([name, self.kind[i], self.channels[i], f"{h}x{w}", *cells])
+        lines = [markdown_table(headers, rows, "ll" + "r" * (len(headers) - 2))]
         means = []
         for kind, label in PARAMETER_KINDS:
             vals = [v for v in self.similarity[kind] if not np.isnan(v)]
@@ -182,16 +183,15 @@ class OracleResult:
     def to_markdown(self) -> str:
         from facemark.evaluation.metrics import summarize
 
-        lines = ["| protocol | NME % | FR@0.1 % | faces picked |", "|---|---:|---:|---:|"]
         best = summarize(self.best)
-        lines.append(f"| best of {len(self.names)} branches (ORACLE: picked with the ground "
-                     f"truth) | {100 * best['nme']:.2f} | {100 * best['fr']:.2f} | "
-                     f"{len(self.best)} |")
+        rows = [[f"best of {len(self.names)} branches (ORACLE: picked with the ground truth)",
+                 f"{100 * best['nme']:.2f}", f"{100 * best['fr']:.2f}", len(self.best)]]
         picked = np.bincount(self.chosen, minlength=len(self.names))
         for k, name in enumerate(self.names):
             s = summarize(self.errors[:, k])
-            lines.append(f"| every face through {name} | {100 * s['nme']:.2f} | "
-                         f"{100 * s['fr']:.2f} | {picked[k]} |")
+            rows.append([f"every face through {name}", f"{100 * s['nme']:.2f}",
+                         f"{100 * s['fr']:.2f}", picked[k]])
+        lines = [markdown_table(["protocol", "NME %", "FR@0.1 %", "faces picked"], rows)]
         lines += ["", "The best-of-K row is the SepBN paper's test protocol for brute-force "
                       "SepBN (Table II); it chooses each face's branch by its error against "
                       "the annotation, so it is an oracle, not a result a deployed model "

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from facemark.evaluation.bench import (compare_latency, dlib_landmarks, find_dlib_predictor,
-                                       machine_line, markdown_table)
+                                       machine_line)
+from facemark.io import markdown_table
 
 
 # ---------------------------------------------------------------------------------------
@@ -227,20 +228,16 @@ def cost_report(specs: Sequence[tuple[str, dict]], *, num_points: int = 68,
     import torch
 
     from facemark.data.schemes import scheme_for_count
-    from facemark.models.cost import model_cost, stand_in_mean_face
-    from facemark.models.registry import create_model, model_arguments
+    from facemark.models.cost import COST_COLUMNS, cost_cells, cost_kwargs, model_cost
+    from facemark.models.registry import create_model
 
-    headers = ["Model", "Backbone", "Params (M)", "GFLOPs", "GMACs",
-               f"PyTorch ms (batch 1, {threads} thr)", "PyTorch FPS"]
+    headers = [*COST_COLUMNS, f"PyTorch ms (batch 1, {threads} thr)", "PyTorch FPS"]
     if onnx:
         headers += [f"ONNX Runtime ms ({threads} thr)", "ONNX speed-up"]
     rows = []
     scheme = scheme_for_count(num_points)
     for name, kwargs in specs:
-        kwargs = dict(kwargs)
-        if "mean_face" in model_arguments(name) and "mean_face" not in kwargs \
-                and kwargs.get("num_nb", 1) != 0:
-            kwargs["mean_face"] = stand_in_mean_face(num_points)
+        kwargs = cost_kwargs(name, kwargs, num_points)
         _say(progress, f"cost: {name} {kwargs if len(kwargs) > 1 else ''}".rstrip())
         torch.manual_seed(0)
         model = create_model(name, num_points=num_points, input_size=input_size, **kwargs).eval()
@@ -260,13 +257,8 @@ def cost_report(specs: Sequence[tuple[str, dict]], *, num_points: int = 68,
                 fns["onnx"] = lambda: session.run(None, {"images": xn})
             with torch.no_grad(), _torch_threads(threads):
                 timing = compare_latency(fns, runs=runs, warmup=3)
-        extras = ", ".join(f"{k}={v}" for k, v in kwargs.items()
-                           if k not in ("mean_face", "backbone"))
-        label = f"{name} ({extras})" if extras else name
-        backbone = (model.config or {}).get("backbone", "")
         ms = timing["torch"].median_ms
-        row = [label, backbone, f"{cost['params'] / 1e6:.1f}", f"{cost['gflops']:.2f}",
-               f"{cost['gmacs']:.2f}", f"{ms:.1f}", f"{1000.0 / ms:.1f}"]
+        row = cost_cells(name, kwargs, model, cost) + [f"{ms:.1f}", f"{1000.0 / ms:.1f}"]
         if onnx:
             if "onnx" in timing:
                 o = timing["onnx"].median_ms

@@ -225,10 +225,6 @@ def _face_record(face) -> dict:
     return record
 
 
-def _atomic_write(path: Path, text: str) -> Path:
-    return atomic_write_text(path, text)
-
-
 class PartCache:
     """One JSON file per finished input under ``OUT/.parts``, keyed by input and settings.
 
@@ -290,7 +286,7 @@ def write_part(path: Path, part: Part) -> None:
            "kind": part.kind, "output": part.output, "settings": part.settings,
            "scheme": part.scheme, "info": part.info,
            "faces": [_face_record(f) for f in part.faces]}
-    _atomic_write(Path(path), json.dumps(doc) + "\n")
+    atomic_write_text(Path(path), json.dumps(doc) + "\n")
 
 
 def read_part(path: str | Path) -> Part:

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from facemark.models.registry import create_model
+from facemark.io import markdown_table
+from facemark.models.registry import create_model, model_arguments
 
 
 def count_flops(model: nn.Module, input_size: int) -> int:
@@ -83,6 +84,33 @@ def stand_in_mean_face(num_points: int) -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel()], axis=1)[:num_points]
 
 
+#: the columns every cost table starts with (``cost_cells`` fills them)
+COST_COLUMNS = ("Model", "Backbone", "Params (M)", "GFLOPs", "GMACs")
+
+
+def cost_kwargs(name: str, kwargs: dict[str, Any] | None, num_points: int,
+                mean_face: Any = None) -> dict[str, Any]:
+    """The keyword arguments one table row builds ``name`` with: ``kwargs`` plus, for a model
+    with neighbours that needs a mean face and has none, ``mean_face`` or else
+    :func:`stand_in_mean_face` (the cost is the same)."""
+    kwargs = dict(kwargs or {})
+    if "mean_face" in model_arguments(name) and "mean_face" not in kwargs \
+            and kwargs.get("num_nb", 1) != 0:
+        kwargs["mean_face"] = mean_face if mean_face is not None else stand_in_mean_face(num_points)
+    return kwargs
+
+
+def cost_cells(name: str, kwargs: dict[str, Any], model: nn.Module,
+               cost: dict[str, float]) -> list[str]:
+    """The :data:`COST_COLUMNS` cells of one row: the name with the arguments it was given
+    (mean face and backbone left out), the backbone, and ``model_cost``'s size and compute."""
+    extras = ", ".join(f"{k}={v}" for k, v in kwargs.items() if k not in ("mean_face", "backbone"))
+    label = f"{name} ({extras})" if extras else name
+    backbone = (getattr(model, "config", None) or {}).get("backbone", "")
+    return [label, backbone, f"{cost['params'] / 1e6:.1f}", f"{cost['gflops']:.2f}",
+            f"{cost['gmacs']:.2f}"]
+
+
 def cost_table(models: Iterable[str | tuple[str, dict[str, Any]]], *, num_points: int = 68,
                input_size: int = 256, threads: int = 2, runs: int = 50,
                mean_face: Any = None) -> str:
@@ -96,21 +124,18 @@ def cost_table(models: Iterable[str | tuple[str, dict[str, Any]]], *, num_points
         threads, runs: passed to ``model_cost``.
         mean_face: (N, 2) for PIPNet models with neighbours; None uses
             ``stand_in_mean_face`` (the cost is the same).
+
+    ``facemark bench cost`` (:func:`facemark.inference.bench.cost_report`) makes the same
+    rows, timed against onnxruntime.
     """
-    rows = ["| Model | Backbone | Params (M) | GFLOPs | GMACs | Latency ms (median, "
-            f"{threads} thread{'s' if threads != 1 else ''}) | FPS |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+    headers = [*COST_COLUMNS, f"Latency ms (median, {threads} thread{'s' if threads != 1 else ''})",
+               "FPS"]
+    rows = []
     for entry in models:
-        name, kwargs = (entry, {}) if isinstance(entry, str) else (entry[0], dict(entry[1]))
-        if name.startswith("pipnet") and "mean_face" not in kwargs:
-            kwargs["mean_face"] = (mean_face if mean_face is not None
-                                   else stand_in_mean_face(num_points))
+        name, kwargs = (entry, {}) if isinstance(entry, str) else (entry[0], entry[1])
+        kwargs = cost_kwargs(name, kwargs, num_points, mean_face)
         model = create_model(name, num_points=num_points, input_size=input_size, **kwargs)
         cost = model_cost(model, input_size, threads=threads, runs=runs)
-        extras = ", ".join(f"{k}={v}" for k, v in kwargs.items() if k not in ("mean_face", "backbone"))
-        label = f"{name} ({extras})" if extras else name
-        backbone = model.config.get("backbone", "") if model.config else ""
-        rows.append(f"| {label} | {backbone} | {cost['params'] / 1e6:.1f} | "
-                    f"{cost['gflops']:.2f} | {cost['gmacs']:.2f} | "
-                    f"{cost['latency_ms_median']:.1f} | {1000.0 / cost['latency_ms_median']:.1f} |")
-    return "\n".join(rows)
+        ms = cost["latency_ms_median"]
+        rows.append(cost_cells(name, kwargs, model, cost) + [f"{ms:.1f}", f"{1000.0 / ms:.1f}"])
+    return markdown_table(headers, rows, "ll" + "r" * (len(headers) - 2))

@@ -61,7 +61,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -75,6 +74,7 @@ from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, WeightedRandomSampler
 
 from facemark.errors import ConfigError, DataError
+from facemark.io import atomic_write_text
 from facemark.models.cross_protocol import CrossProtocolNet
 from facemark.models.serialization import safe_load
 from facemark.training.config import DataConfig, TrainConfig, save_config
@@ -602,9 +602,7 @@ def _fit(cfg: TrainConfig, module, data, run_dir: Path, epochs: int, has_val: bo
 
 
 def _write_summary(run_dir: Path, summary: dict) -> None:
-    tmp = run_dir / f"summary.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
-    os.replace(tmp, run_dir / "summary.json")
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
 
 
 def _logged(trainer, key: str) -> float | None:
