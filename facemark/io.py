@@ -98,7 +98,8 @@ def markdown_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]],
     if align is not None and len(align) != len(headers):
         raise ValueError(f"markdown_table: align {align!r} has {len(align)} characters for "
                          f"{len(headers)} columns")
-    align = align or "l" + "r" * (len(headers) - 1)
+    if align is None:
+        align = "l" + "r" * (len(headers) - 1)
     sep = ["---" if a == "l" else "---:" for a in align]
     lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "|".join(sep) + "|"]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
