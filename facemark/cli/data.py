@@ -38,7 +38,8 @@ def register(subparsers) -> None:
     s = sub.add_parser("check", help="decode every image and check every point; exit 1 on problems")
     s.add_argument("dataset", metavar="DATASET")
     s.add_argument("--format", help="dataset format (sniffed when not given)")
-    s.add_argument("--scheme", help="landmark scheme to check the records against")
+    s.add_argument("--scheme", help="landmark scheme to check the records against (a name or "
+                                    "a scheme file, .yaml/.json)")
     s.add_argument("--tolerance", type=float, default=0.1, metavar="FRACTION",
                    help="how far outside the image a point may lie, as a fraction of the "
                         "image's longer side (default 0.1: faces cut by the border)")
@@ -76,7 +77,8 @@ def register(subparsers) -> None:
 
 def _reading_options(p) -> None:
     p.add_argument("--format", help="dataset format (sniffed when not given)")
-    p.add_argument("--scheme", help="landmark scheme (the reader's default when not given)")
+    p.add_argument("--scheme", help="landmark scheme: a name or a scheme file (.yaml/.json); "
+                                    "the reader's default when not given")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip bad records (each is listed) instead of stopping at the first")
 

@@ -8,13 +8,57 @@ names here and nowhere else, and every scheme is checked when this module is imp
 
 Naming follows the subject's own left and right (``eye_l`` is the subject's left eye,
 which appears on the right of a frontal photo), as in the iBUG 300-W description.
+
+Your own scheme: a scheme file
+------------------------------
+A scheme of your own is declared in a YAML (``.yaml``/``.yml``) or JSON (``.json``) file
+with the keys of :class:`LandmarkScheme`, and used wherever a scheme name is accepted:
+``data.scheme: my10.yaml`` in a training config (relative to the config file),
+``--scheme my10.yaml`` on the command line, ``get_scheme("my10.yaml")`` in Python.
+:func:`load_scheme_file` reads it; a trained model stores the whole scheme (model file and
+ONNX metadata), so the file is not needed again for inference. Example::
+
+    name: my10                       # required; must not be a built-in name or alias
+    names: [brow_r, brow_l, eye_r_outer, eye_r_inner, eye_l_inner, eye_l_outer,
+            nose_tip, mouth_r, mouth_l, chin]          # point order in your labels
+    mirror:                          # pairs swapping under a horizontal flip, by name or
+      - [brow_r, brow_l]             # 0-based index; points in no pair are on the midline
+      - [eye_r_outer, eye_l_outer]
+      - [3, 4]
+      - [mouth_r, mouth_l]
+    nme_norm: inter_ocular           # one of NME_NORMS
+    outer_eye_corners: [eye_r_outer, eye_l_outer]      # (right, left): the NME's pair
+    regions: {eyes: [2, 3, 4, 5], mouth: [mouth_r, mouth_l]}   # optional
+    skeleton: [[eye_r_outer, eye_r_inner]]             # optional lines for drawing
+
+Keys: ``name`` (required), ``names`` (required unless ``num_points`` is given: then the
+points are ``point_00`` ...; when both are given they must agree), ``mirror`` (required
+unless ``flippable: false``; a list of pairs, ``[]`` when every point is on the midline, or
+the whole permutation as N 0-based indices, which must be an involution), ``nme_norm``
+(default ``inter_ocular`` when ``outer_eye_corners`` is given, else ``box``),
+``outer_eye_corners``, ``eye_contours`` (two lists, right eye then left), ``regions``,
+``skeleton``, ``description``, ``aliases``, ``flippable`` (default true), ``num_points``.
+Points may be named or given as 0-based indices anywhere. A bad file raises ConfigError
+naming the file and the key (``my10.yaml: key 'mirror': ...``).
+
+A scheme read from a file or from a model is made known to :func:`get_scheme` under its
+name for the rest of the process (so data, metrics and drawing that carry scheme names work
+with it). It never changes a built-in scheme: one with a built-in name must be identical to
+it, and two different schemes of one name in one process are refused.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import json
+import os
+from dataclasses import dataclass, field, fields
 from functools import cached_property
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from facemark.errors import ConfigError
 
 # NME normalisation rules a scheme may use by default; metrics implement them.
 #   inter_ocular: distance between the two outer eye corners (``outer_eye_corners``)
@@ -544,16 +588,32 @@ def register_scheme(scheme: LandmarkScheme) -> LandmarkScheme:
     return scheme
 
 
-def get_scheme(name: str | LandmarkScheme) -> LandmarkScheme:
-    """Look a scheme up by name or alias; an unknown name lists the known ones."""
+def get_scheme(name: str | os.PathLike | LandmarkScheme) -> LandmarkScheme:
+    """Look a scheme up by name or alias, or read it from a scheme file.
+
+    Args:
+        name: a registered name or alias, the name of a scheme read earlier from a file or a
+            model (:func:`adopt_scheme`), a path to a scheme file (``.yaml``/``.yml``/
+            ``.json``, see the module docstring), or a :class:`LandmarkScheme` (returned as is).
+
+    Raises:
+        KeyError: an unknown name (the message lists the known ones).
+        ConfigError: a scheme file that is missing or malformed (naming the file and key).
+    """
     if isinstance(name, LandmarkScheme):
         return name
+    if is_scheme_file(name):
+        return adopt_scheme(load_scheme_file(name), source=str(name))
     key = str(name).lower()
     key = _ALIASES.get(key, key)
-    if key not in _SCHEMES:
-        known = ", ".join(sorted(_SCHEMES))
-        raise KeyError(f"unknown landmark scheme {name!r}; known schemes: {known}")
-    return _SCHEMES[key]
+    key = _USER_ALIASES.get(key, key)
+    if key in _SCHEMES:
+        return _SCHEMES[key]
+    if key in _USER_SCHEMES:
+        return _USER_SCHEMES[key][0]
+    known = ", ".join(sorted(_SCHEMES))
+    raise KeyError(f"unknown landmark scheme {name!r}; known schemes: {known} (or a scheme "
+                   f"file: {'/'.join(SCHEME_FILE_SUFFIXES)})")
 
 
 def list_schemes() -> list[str]:
@@ -568,3 +628,285 @@ def scheme_for_count(num_points: int) -> LandmarkScheme | None:
 
 for _scheme in (IBUG68, WFLW98, COFW29, AFLW19, MENPO39, LAPA106, FACE5):
     register_scheme(_scheme)
+
+
+# ---------------------------------------------------------------------------------------
+# Schemes of one's own: scheme files and schemes stored in models
+# ---------------------------------------------------------------------------------------
+SCHEME_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+_FIELDS = tuple(f.name for f in fields(LandmarkScheme))
+_FILE_KEYS = _FIELDS + ("num_points",)
+# schemes read from files or models in this process: name -> (scheme, where it came from)
+_USER_SCHEMES: dict[str, tuple[LandmarkScheme, str]] = {}
+_USER_ALIASES: dict[str, str] = {}
+_FILE_CACHE: dict[tuple[str, int, int], LandmarkScheme] = {}
+
+
+def is_scheme_file(spec) -> bool:
+    """True for a path (str or PathLike) ending in a scheme-file suffix; no file access."""
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    return isinstance(spec, str) and spec.lower().endswith(SCHEME_FILE_SUFFIXES)
+
+
+def scheme_to_dict(scheme: LandmarkScheme) -> dict[str, Any]:
+    """The scheme as plain JSON/YAML data (lists and dicts of str): what model files store
+    and what :func:`scheme_from_dict` (and a scheme file) reads back."""
+    out: dict[str, Any] = {
+        "name": scheme.name, "names": list(scheme.names),
+        "mirror": [list(pair) for pair in scheme.mirror],
+        "regions": {r: list(names) for r, names in scheme.regions.items()},
+        "nme_norm": scheme.nme_norm,
+    }
+    if scheme.outer_eye_corners is not None:
+        out["outer_eye_corners"] = list(scheme.outer_eye_corners)
+    if scheme.eye_contours is not None:
+        out["eye_contours"] = [list(c) for c in scheme.eye_contours]
+    out.update(description=scheme.description, aliases=list(scheme.aliases),
+               skeleton=[list(pair) for pair in scheme.skeleton], flippable=scheme.flippable)
+    return out
+
+
+def load_scheme_file(path: str | os.PathLike) -> LandmarkScheme:
+    """Read and check a scheme file (YAML or JSON, keys as in the module docstring).
+
+    The result is cached per file version (path, modification time, size).
+
+    Raises:
+        ConfigError: the file is missing or unreadable, not YAML/JSON, or a key is missing or
+            wrong (the message names the file and the key).
+    """
+    path = Path(os.path.expandvars(os.path.expanduser(os.fspath(path))))
+    if path.suffix.lower() not in SCHEME_FILE_SUFFIXES:
+        raise ConfigError(f"{path}: a scheme file must end in {', '.join(SCHEME_FILE_SUFFIXES)}")
+    try:
+        stat = path.stat()
+    except OSError:
+        raise ConfigError(f"scheme file not found: {path}") from None
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key in _FILE_CACHE:
+        return _FILE_CACHE[key]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the scheme file ({e})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    scheme = scheme_from_dict(data, source=str(path))
+    _FILE_CACHE[key] = scheme
+    return scheme
+
+
+def scheme_from_dict(data: Any, source: str = "scheme") -> LandmarkScheme:
+    """Build and check a :class:`LandmarkScheme` from plain data (a scheme file's contents,
+    or :func:`scheme_to_dict` output stored in a model).
+
+    Args:
+        data: a mapping with the keys of :class:`LandmarkScheme` (plus ``num_points``).
+        source: where the data came from (a file path), named in every error.
+
+    Raises:
+        ConfigError: ``"<source>: key '<key>': <what is wrong>"``.
+    """
+    def fail(key: str | None, message: str):
+        where = f"{source}: key {key!r}" if key else source
+        raise ConfigError(f"{where}: {message}")
+
+    if not isinstance(data, dict):
+        fail(None, f"expected a mapping of scheme keys ({', '.join(_FILE_KEYS)}), got "
+                   f"{type(data).__name__}")
+    for key in data:
+        if key not in _FILE_KEYS:
+            close = difflib.get_close_matches(str(key), _FILE_KEYS, n=1)
+            hint = (f"; did you mean {close[0]!r}?" if close
+                    else f"; known keys: {', '.join(_FILE_KEYS)}")
+            fail(str(key), f"unknown key{hint}")
+
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        fail("name", f"expected a non-empty string, got {name!r}")
+    if is_scheme_file(name):
+        fail("name", f"{name!r} looks like a file name; use a plain name such as 'my10'")
+
+    count = data.get("num_points")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        fail("num_points", f"expected a positive integer, got {count!r}")
+    names = data.get("names")
+    if names is None:
+        if count is None:
+            fail("names", "missing: list the point names in the order of your labels (or "
+                          "give num_points for names point_00, point_01, ...)")
+        names = [f"point_{i:0{max(2, len(str(count - 1)))}d}" for i in range(count)]
+    if not isinstance(names, list) or not names \
+            or not all(isinstance(n, str) and n.strip() for n in names):
+        fail("names", "expected a non-empty list of point names (strings)")
+    if count is not None and len(names) != count:
+        fail("names", f"{len(names)} names for num_points {count}; give one name per point")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        fail("names", f"duplicate point names {dup}")
+    n_pts = len(names)
+
+    def point(ref, key: str) -> str:
+        if isinstance(ref, bool) or not isinstance(ref, (int, str)):
+            fail(key, f"expected a point name or 0-based index, got {ref!r}")
+        if isinstance(ref, int):
+            if not 0 <= ref < n_pts:
+                fail(key, f"index {ref} out of range for {n_pts} points "
+                          f"(0-based: 0 to {n_pts - 1})")
+            return names[ref]
+        if ref not in names:
+            close = difflib.get_close_matches(ref, names, n=1)
+            fail(key, f"{ref!r} is not a point name"
+                 + (f"; did you mean {close[0]!r}?" if close else ""))
+        return ref
+
+    def points(refs, key: str, length: int | None = None) -> tuple[str, ...]:
+        if not isinstance(refs, list):
+            fail(key, f"expected a list of point names or indices, got {refs!r}")
+        if length is not None and len(refs) != length:
+            fail(key, f"expected {length} points, got {len(refs)}")
+        return tuple(point(r, key) for r in refs)
+
+    def pairs(refs, key: str) -> tuple[tuple[str, str], ...]:
+        if not isinstance(refs, list):
+            fail(key, f"expected a list of [a, b] pairs, got {refs!r}")
+        return tuple(points(pair, key, 2) for pair in refs)
+
+    flippable = data.get("flippable", True)
+    if not isinstance(flippable, bool):
+        fail("flippable", f"expected true or false, got {flippable!r}")
+    if "mirror" not in data and flippable:
+        fail("mirror", "missing: list the pairs of points that swap under a horizontal flip "
+                       "([] if every point is on the midline), or set flippable: false")
+    mirror_data = data.get("mirror") or []
+    if isinstance(mirror_data, list) and mirror_data \
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in mirror_data):
+        mirror = _pairs_of_permutation(mirror_data, names, lambda m: fail("mirror", m))
+    else:
+        mirror = pairs(mirror_data, "mirror")
+        used: set[str] = set()
+        for a, b in mirror:
+            if a == b:
+                fail("mirror", f"pair [{a!r}, {b!r}] is one point; a point on the midline "
+                               "needs no pair")
+            for n in (a, b):
+                if n in used:
+                    fail("mirror", f"not a permutation: {n!r} is in two pairs")
+                used.add(n)
+
+    regions_data = data.get("regions") or {}
+    if not isinstance(regions_data, dict):
+        fail("regions", f"expected a mapping region -> list of points, got {regions_data!r}")
+    regions = {str(r): points(refs, f"regions.{r}") for r, refs in regions_data.items()}
+
+    corners = data.get("outer_eye_corners")
+    if corners is not None:
+        corners = points(corners, "outer_eye_corners", 2)
+    contours = data.get("eye_contours")
+    if contours is not None:
+        if not isinstance(contours, list) or len(contours) != 2:
+            fail("eye_contours", "expected two lists of points: [right eye, left eye]")
+        contours = tuple(points(c, "eye_contours") for c in contours)
+    norm = data.get("nme_norm", "inter_ocular" if corners is not None else "box")
+    if norm not in NME_NORMS:
+        fail("nme_norm", f"{norm!r} is not one of {', '.join(NME_NORMS)}")
+    if norm == "inter_ocular" and corners is None:
+        fail("outer_eye_corners", "missing: nme_norm inter_ocular divides by the distance of "
+                                  "these two points; give [right, left] or another nme_norm")
+    if norm == "inter_pupil" and contours is None:
+        fail("eye_contours", "missing: nme_norm inter_pupil needs [right eye, left eye] points")
+    aliases = data.get("aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
+        fail("aliases", f"expected a list of names, got {aliases!r}")
+    description = data.get("description") or ""
+    if not isinstance(description, str):
+        fail("description", f"expected a string, got {description!r}")
+
+    scheme = LandmarkScheme(
+        name=name.strip(), names=tuple(names), mirror=mirror, regions=regions, nme_norm=norm,
+        outer_eye_corners=corners, eye_contours=contours, description=description,
+        aliases=tuple(aliases), skeleton=pairs(data.get("skeleton") or [], "skeleton"),
+        flippable=flippable)
+    try:
+        scheme.validate()
+    except (ValueError, KeyError) as e:   # left/right names the mirror pairs contradict
+        message = str(e.args[0])
+        fail("flippable" if "flippable=False" in message else "mirror", message)
+    return scheme
+
+
+def _pairs_of_permutation(perm: list[int], names, fail) -> tuple[tuple[str, str], ...]:
+    """Mirror pairs of a whole flip permutation (``perm[i]``: the partner of point i)."""
+    n = len(names)
+    if len(perm) != n:
+        fail(f"a permutation needs one 0-based index per point ({n}), got {len(perm)}")
+    bad = [v for v in perm if not 0 <= v < n]
+    if bad:
+        fail(f"index {bad[0]} out of range for {n} points (0-based: 0 to {n - 1})")
+    seen: set[int] = set()
+    for v in perm:
+        if v in seen:
+            fail(f"not a permutation: {v} appears twice")
+        seen.add(v)
+    for i, j in enumerate(perm):
+        if perm[j] != i:
+            fail(f"not an involution: point {i} mirrors to {j} but {j} mirrors to {perm[j]} "
+                 "(a mirror must swap pairs)")
+    return tuple((names[i], names[j]) for i, j in enumerate(perm) if i < j)
+
+
+def _same(a: LandmarkScheme, b: LandmarkScheme) -> bool:
+    """Same points, mirror, regions, normaliser and drawing (description and aliases aside)."""
+    skip = ("description", "aliases")
+    da, db = scheme_to_dict(a), scheme_to_dict(b)
+    return all(da.get(k) == db.get(k) for k in set(da) | set(db) if k not in skip)
+
+
+def adopt_scheme(scheme: LandmarkScheme, source: str = "") -> LandmarkScheme:
+    """Make a scheme from a file or a model known to :func:`get_scheme` in this process.
+
+    Returns the built-in scheme when ``scheme`` is identical to one (same name), else the
+    first adopted scheme of that name when they are identical, else ``scheme`` itself. User
+    schemes never take part in :func:`list_schemes` or :func:`scheme_for_count`.
+
+    Raises:
+        ConfigError: the name (or an alias) belongs to a built-in scheme or an adopted one
+            with another definition; the message names both sources.
+    """
+    key = scheme.name.lower()
+    builtin = _SCHEMES.get(_ALIASES.get(key, key))
+    where = f"{source}: " if source else ""
+    if builtin is not None:
+        if _same(builtin, scheme):
+            return builtin
+        raise ConfigError(f"{where}key 'name': {scheme.name!r} is a built-in scheme with "
+                          "other points or pairs; give your scheme another name")
+    key = _USER_ALIASES.get(key, key)
+    if key in _USER_SCHEMES:
+        known, known_source = _USER_SCHEMES[key]
+        if _same(known, scheme):
+            return known
+        raise ConfigError(f"{where}scheme {scheme.name!r} differs from the scheme of that name "
+                          f"loaded before (from {known_source or 'memory'}); one process holds "
+                          "one scheme per name: rename one of them")
+    for alias in scheme.aliases:
+        a = alias.lower()
+        if a in _SCHEMES or a in _ALIASES or a in _USER_SCHEMES or a in _USER_ALIASES:
+            raise ConfigError(f"{where}key 'aliases': {alias!r} already names another scheme")
+    _USER_SCHEMES[key] = (scheme, source)
+    for alias in scheme.aliases:
+        _USER_ALIASES[alias.lower()] = key
+    return scheme

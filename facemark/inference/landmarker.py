@@ -331,7 +331,6 @@ class Landmarker:
             DataError: the model file is missing or not a facemark model.
             FacemarkError: no model was given and none is bundled.
         """
-        from facemark.data.schemes import get_scheme
         from facemark.inference.calibration import calibrations_of
         from facemark.inference.detectors import create_detector
         from facemark.inference.model_path import resolve_model_path
@@ -370,7 +369,7 @@ class Landmarker:
         except (ValueError, KeyError, TypeError) as e:
             raise DataError(path, f"bad box calibration in the model file ({e})") from None
         self.model_path_ = Path(path)
-        self.scheme_ = get_scheme(self.info_.scheme)
+        self.scheme_ = self.info_.landmark_scheme()   # stored in the file, else by name
         self.refine_ = refine_passes(self.refine, self.info_.crop_rule,
                                      self.info_.info.get("refine_passes"))
         if self.flip_test and not self.scheme_.flippable:
@@ -502,7 +501,7 @@ class Landmarker:
             crops.append(warp_image(images[i], matrix, size))
             inverses.append(invert_affine(matrix))
         points, conf = predict_crops(self.engine_, np.stack(crops), self.flip_test,
-                                     self.scheme_.name, self.device_)
+                                     self.scheme_, self.device_)
         points = np.stack([transform_points(p, m) for p, m in zip(points, inverses)])
         return points, np.asarray(conf)
 

@@ -80,7 +80,7 @@ class OnnxLandmarkEngine:
         import onnxruntime as ort
 
         from facemark.data.schemes import get_scheme
-        from facemark.models.model_file import ModelInfo
+        from facemark.models.model_file import ModelInfo, stored_scheme
 
         path = Path(self.path)
         threads = _check_threads(self.threads)
@@ -103,12 +103,18 @@ class OnnxLandmarkEngine:
         if missing:
             raise DataError(path, f"not a facemark ONNX export: metadata {', '.join(missing)} "
                                   "missing; export the model with 'facemark export'")
+        definition = None
         try:
             size = int(meta["input_size"])
-            scheme = get_scheme(meta["scheme"]).name
+            if meta.get("scheme_definition"):   # the whole scheme (exports since it existed)
+                definition = json.loads(meta["scheme_definition"])
+                scheme = stored_scheme(definition, str(path)).name
+            else:
+                scheme = get_scheme(meta["scheme"]).name
             config = json.loads(meta.get("model_config") or "{}")
-        except (ValueError, KeyError) as e:
-            raise DataError(path, f"bad facemark metadata ({e})") from None
+        except (ValueError, KeyError, ConfigError) as e:
+            detail = e.args[0] if isinstance(e, KeyError) else e
+            raise DataError(path, f"bad facemark metadata ({detail})") from None
         inputs = [i.name for i in session.get_inputs()]
         outputs = [o.name for o in session.get_outputs()]
         if inputs != [INPUT_NAME] or outputs[:2] != list(OUTPUT_NAMES):
@@ -117,13 +123,14 @@ class OnnxLandmarkEngine:
         num_points = session.get_outputs()[1].shape[1]
         if not isinstance(num_points, int):
             num_points = int(meta.get("num_points", get_scheme(scheme).num_points))
-        info = {k: v for k, v in meta.items()
-                if k not in ("scheme", "input_size", "crop_rule", "model_config")}
+        info = {k: v for k, v in meta.items() if k not in
+                ("scheme", "scheme_definition", "input_size", "crop_rule", "model_config")}
         self.session_ = session
         self.metadata_ = meta
         self.num_points_ = int(num_points)
         self.info_ = ModelInfo(scheme=scheme, input_size=size, crop_rule=meta["crop_rule"],
-                               model_config=config, info=info, path=str(path))
+                               model_config=config, info=info, path=str(path),
+                               scheme_definition=definition)
         return self
 
     def _loaded(self) -> "OnnxLandmarkEngine":

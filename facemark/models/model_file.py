@@ -5,8 +5,15 @@ Two kinds of file load the same way with :func:`load_model`:
 * a Lightning training checkpoint (``.ckpt``, from ``facemark train``), and
 * a facemark model file (``.pt``, from :func:`save_model` / ``facemark export --format pt``):
   a plain dict ``{"format": "facemark.model", "version": 1, "model_config": ...,
-  "state_dict": ..., "scheme": ..., "input_size": ..., "crop_rule": ..., "info": {...}}``
-  holding everything inference needs (no optimiser state), written atomically.
+  "state_dict": ..., "scheme": ..., "scheme_definition": {...}, "input_size": ...,
+  "crop_rule": ..., "info": {...}}`` holding everything inference needs (no optimiser
+  state), written atomically.
+
+``scheme`` is the scheme's name; ``scheme_definition`` the whole scheme as plain data
+(:func:`facemark.data.schemes.scheme_to_dict`), so a model trained on a scheme of one's own
+(a scheme file) loads anywhere without that file. Files written before it existed have only
+the name, which must then be a built-in scheme; they load as before. A ``facemark train``
+checkpoint keeps the definition in ``hyper_parameters["data_info"]["scheme_definition"]``.
 """
 from __future__ import annotations
 
@@ -17,6 +24,8 @@ from typing import Any
 
 import torch
 
+from facemark.data.schemes import (LandmarkScheme, adopt_scheme, get_scheme, scheme_from_dict,
+                                   scheme_to_dict)
 from facemark.errors import ConfigError, DataError
 from facemark.models.serialization import safe_load
 
@@ -26,7 +35,12 @@ VERSION = 1
 
 @dataclass
 class ModelInfo:
-    """What a loaded model needs around it: its scheme, crop size and crop rule."""
+    """What a loaded model needs around it: its scheme, crop size and crop rule.
+
+    ``scheme`` is the scheme's name; ``scheme_definition`` the whole scheme of that name as
+    plain data (None for model files older than it: the name is then looked up; ignored if
+    ``scheme`` was set to another name). Use :meth:`landmark_scheme` for the scheme object.
+    """
 
     scheme: str
     input_size: int
@@ -34,6 +48,39 @@ class ModelInfo:
     model_config: dict[str, Any]
     info: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+    scheme_definition: dict[str, Any] | None = None
+
+    def landmark_scheme(self) -> LandmarkScheme:
+        """The model's :class:`LandmarkScheme`: from the stored definition, else by name.
+
+        Raises:
+            ConfigError: an unknown scheme name (an old file of an unregistered scheme), or a
+                stored definition that clashes with another scheme of the same name.
+        """
+        definition = self.scheme_definition
+        if definition and str(definition.get("name", "")).lower() == str(self.scheme).lower():
+            return stored_scheme(self.scheme_definition, self.path or "model")
+        try:
+            return get_scheme(self.scheme)
+        except KeyError as e:
+            raise ConfigError(f"{self.path or 'model'}: {e.args[0]}") from None
+
+
+def stored_scheme(definition: dict[str, Any], source: str) -> LandmarkScheme:
+    """The scheme a model file or ONNX export stores, made known to ``get_scheme`` by name
+    (:func:`facemark.data.schemes.adopt_scheme`); ConfigError naming ``source`` if bad."""
+    return adopt_scheme(scheme_from_dict(definition, source=f"{source} (stored scheme)"),
+                        source=source)
+
+
+def _stored(path: Path, definition) -> tuple[str | None, dict | None]:
+    """(name, definition) of a stored scheme definition, (None, None) when there is none."""
+    if definition is None:
+        return None, None
+    try:
+        return stored_scheme(definition, str(path)).name, definition
+    except ConfigError as e:
+        raise DataError(path, f"bad stored landmark scheme ({e})") from None
 
 
 def _facemark_file(path: Path, blob: dict) -> tuple[dict, dict, ModelInfo]:
@@ -51,9 +98,11 @@ def _facemark_file(path: Path, blob: dict) -> tuple[dict, dict, ModelInfo]:
                               "dict; export it again with facemark export --format pt")
     state = {k: v.float() if torch.is_tensor(v) and v.dtype == torch.float16 else v
              for k, v in state.items()}
-    meta = ModelInfo(scheme=str(blob["scheme"]), input_size=int(blob["input_size"]),
+    name, definition = _stored(path, blob.get("scheme_definition"))
+    meta = ModelInfo(scheme=name or str(blob["scheme"]), input_size=int(blob["input_size"]),
                      crop_rule=blob.get("crop_rule", "300w"), model_config=config,
-                     info=dict(blob.get("info") or {}), path=str(path))
+                     info=dict(blob.get("info") or {}), path=str(path),
+                     scheme_definition=definition)
     return config, state, meta
 
 
@@ -74,10 +123,13 @@ def _checkpoint(path: Path, blob: dict) -> tuple[dict, dict, ModelInfo]:
         raise DataError(path, "checkpoint was not written by facemark train (its model_config "
                               "is not a dict or it names no scheme)")
     state = {k[len("model."):]: v for k, v in weights.items() if str(k).startswith("model.")}
-    data = hp.get("data_info") or {}
-    meta = ModelInfo(scheme=str(hp["scheme"]), input_size=int(config.get("input_size", 256)),
+    data = dict(hp.get("data_info") or {})
+    name, definition = _stored(path, data.pop("scheme_definition", None))
+    meta = ModelInfo(scheme=name or str(hp["scheme"]),
+                     input_size=int(config.get("input_size", 256)),
                      crop_rule=data.get("crop_rule", "300w"), model_config=config,
-                     info={"epoch": blob.get("epoch"), **data}, path=str(path))
+                     info={"epoch": blob.get("epoch"), **data}, path=str(path),
+                     scheme_definition=definition)
     return config, state, meta
 
 
@@ -135,9 +187,11 @@ def save_model(model, info: ModelInfo, path: str | Path, extra: dict[str, Any] |
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}
+    scheme = info.landmark_scheme()
     blob = {"format": FORMAT, "version": VERSION, "model_config": model_config(model),
             "state_dict": state,
-            "scheme": info.scheme, "input_size": int(info.input_size),
+            "scheme": scheme.name, "scheme_definition": scheme_to_dict(scheme),
+            "input_size": int(info.input_size),
             "crop_rule": info.crop_rule, "info": {**info.info, **(extra or {})}}
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     torch.save(blob, tmp)

@@ -28,6 +28,8 @@ class DataConfig:
     ``train``/``val``/``test`` are dataset strings for ``open_dataset`` (``FORMAT:PATH`` or a
     path); relative paths are resolved against the config file's folder. When ``val`` is
     empty, ``val_fraction`` of the training faces (a seeded random split) validate.
+    ``scheme`` is a registered scheme name or a scheme file (``.yaml``/``.json``, relative
+    to the config file; see :mod:`facemark.data.schemes`).
     """
 
     train: list[str] = field(default_factory=list)
@@ -378,9 +380,30 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             setattr(cfg.model, key, str(_resolve(getattr(cfg.model, key), base)))
     if cfg.self_training.init_checkpoint:
         cfg.self_training.init_checkpoint = str(_resolve(cfg.self_training.init_checkpoint, base))
+    cfg.data.scheme = _scheme_spec(cfg.data.scheme, base, check)
     if check:
         _check_ranges(cfg)
     return cfg
+
+
+def _scheme_spec(spec: str, base: Path, check: bool) -> str:
+    """``data.scheme``: a registered name, or a scheme file made absolute against ``base``
+    (the config's folder); with ``check``, the name or file is checked now (ConfigError)."""
+    import os
+
+    from facemark.data.schemes import get_scheme, is_scheme_file
+
+    if is_scheme_file(spec):
+        p = Path(os.path.expandvars(os.path.expanduser(spec)))
+        spec = str(p if p.is_absolute() else (base / p).resolve())
+    if check:
+        try:
+            get_scheme(spec)
+        except KeyError as e:
+            raise ConfigError(f"config key 'data.scheme': {e.args[0]}") from None
+        except ConfigError as e:
+            raise ConfigError(f"config key 'data.scheme': {e}") from None
+    return spec
 
 
 def _is_bundled(path: Path) -> bool:

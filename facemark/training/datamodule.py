@@ -32,7 +32,10 @@ def open_or_build_cache(spec: str, cfg: DataConfig, log: SkipLog | None = None):
     """The CropCache of a dataset string, building it first if it does not exist yet."""
     from facemark.data.cache import CropCache, build_cache
     from facemark.data.formats import open_dataset
+    from facemark.data.schemes import get_scheme, is_scheme_file
 
+    if is_scheme_file(cfg.scheme):   # known by its name before a cache's meta.json names it
+        get_scheme(cfg.scheme)
     path = cache_path(cfg.cache_dir, spec, cfg.scheme, cfg.crop_rule, cfg.input_size, cfg.context)
     if (path / "meta.json").is_file():
         return CropCache.open(path)

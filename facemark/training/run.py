@@ -117,9 +117,13 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
                                                      sample_names=data.train_names)
     else:
         model_cfg = build_model_config(cfg, data.mean_face())
+        from facemark.data.schemes import get_scheme, scheme_to_dict
+
+        scheme = get_scheme(cfg.data.scheme)   # a name or a scheme file: stored whole
         data_info = {"crop_rule": cfg.data.crop_rule, "input_size": cfg.data.input_size,
-                     "train": list(cfg.data.train), "experiment": cfg.experiment}
-        module = LandmarkModule(model_cfg, cfg.data.scheme, cfg.to_dict()["optim"],
+                     "train": list(cfg.data.train), "experiment": cfg.experiment,
+                     "scheme_definition": scheme_to_dict(scheme)}
+        module = LandmarkModule(model_cfg, scheme.name, cfg.to_dict()["optim"],
                                 data_info=data_info, sample_names=data.train_names)
         if cfg.model.backbone_weights:
             load_backbone_init(module.model, cfg.model.backbone_weights)
