@@ -28,6 +28,7 @@ import torch
 
 from facemark import __version__
 from facemark.errors import ConfigError, FacemarkError
+from facemark.inference.onnx_fusion import fuse_pads_into_convs
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("points", "confidence")
@@ -39,8 +40,9 @@ METADATA_KEYS = ("scheme", "input_size", "crop_rule", "num_points", "version", "
 CARRIED_INFO = ("box_calibration", "model_card", "refine_passes")
 DEFAULT_OPSET = 17
 #: Bumped when the exported graph changes for the same weights (2: PIPNet's confidence
-#: from the spread of the neighbour votes); cached exports are named by it.
-GRAPH_REVISION = 2
+#: from the spread of the neighbour votes; 3: pads folded into convolutions, vote merging
+#: as matrix products); cached exports are named by it.
+GRAPH_REVISION = 3
 PARITY_ATOL = 1e-4
 
 
@@ -250,6 +252,7 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
         for layer in frozen:
             layer.fixed_padding = None
     proto = onnx.load_from_string(buffer.getvalue())
+    fuse_pads_into_convs(proto)   # TensorFlow SAME pads into the convolutions (same function)
     carried = {k: info.info[k] for k in CARRIED_INFO if info is not None and k in info.info}
     set_metadata(proto, build_metadata(model, int(size), scheme=scheme, crop_rule=crop_rule,
                                        extra={**carried, **(metadata or {})}))

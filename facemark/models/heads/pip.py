@@ -292,10 +292,12 @@ class PIPHead(LandmarkHead):
         assign = self._assignment(own)                              # (N + N*C, N)
         preds = torch.cat([own, votes], dim=1)                      # (B, N + N*C, 2)
         count = assign.sum(0)                                        # (N,)
-        mean = torch.einsum("en,bed->bnd", assign, preds) / count[None, :, None]
-        back = torch.einsum("en,bnd->bed", assign, mean)            # each prediction's mean
+        # matrix products rather than einsum: onnxruntime's Einsum took a tenth of the
+        # shipped model's time, its MatMul a negligible share
+        mean = torch.matmul(assign.t(), preds) / count[None, :, None]  # (B, N, 2)
+        back = torch.matmul(assign, mean)                            # (B, E, 2) its mean
         sq = (preds - back).pow(2).sum(-1)                           # (B, E) squared distance
-        var = torch.einsum("en,be->bn", assign, sq) / count[None, :]
+        var = torch.matmul(sq, assign) / count[None, :]              # (B, N)
         uncertainty = torch.sqrt(var / count[None, :])
         voted = (count > 1).to(own.dtype)                             # (N,)
         fill = (uncertainty * voted).sum(1, keepdim=True) / voted.sum().clamp(min=1.0)
@@ -322,7 +324,7 @@ class PIPHead(LandmarkHead):
             neighbour graph (no padding) and exports to ONNX.
         """
         assign = self._assignment(own)                               # (N + N*C, N)
-        summed = torch.einsum("en,bed->bnd", assign, torch.cat([own, votes], dim=1))
+        summed = torch.matmul(assign.t(), torch.cat([own, votes], dim=1))   # (B, N, 2)
         return summed / assign.sum(0)[None, :, None]
 
 
