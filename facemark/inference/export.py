@@ -6,8 +6,10 @@ The exported graph is ``model.predictor()``: images float32 (B, 3, S, S) RGB in 
 no numpy post-processing). The input normalisation (ImageNet mean/std) is in the graph too.
 
 What inference needs besides the weights travels in the file's ``metadata_props``
-(``METADATA_KEYS``): the landmark scheme, crop size, crop rule, facemark version, the
-model's config (JSON) and, for a quantised file, how it was quantised.
+(``METADATA_KEYS``): the landmark scheme (its name, and the whole scheme as JSON in
+``scheme_definition``, so a scheme of one's own needs no scheme file at inference), crop
+size, crop rule, facemark version, the model's config (JSON) and, for a quantised file,
+how it was quantised.
 :class:`facemark.inference.onnx_engine.OnnxLandmarkEngine` reads them back.
 
     from facemark.inference.export import export_onnx
@@ -34,8 +36,8 @@ INPUT_NAME = "images"
 OUTPUT_NAMES = ("points", "confidence")
 PREFIX = "facemark."
 #: metadata_props keys every facemark ONNX file carries (values are strings).
-METADATA_KEYS = ("scheme", "input_size", "crop_rule", "num_points", "version", "model_config",
-                 "outputs")
+METADATA_KEYS = ("scheme", "scheme_definition", "input_size", "crop_rule", "num_points",
+                 "version", "model_config", "outputs")
 #: ``ModelInfo.info`` entries an export keeps (JSON text in the ONNX metadata).
 CARRIED_INFO = ("box_calibration", "model_card", "refine_passes")
 DEFAULT_OPSET = 17
@@ -64,7 +66,9 @@ def _default_scheme(num_points: int) -> str:
     return scheme.name
 
 
-def _check_scheme(scheme: str, num_points: int) -> str:
+def _check_scheme(scheme, num_points: int):
+    """The LandmarkScheme of ``scheme`` (a name, a scheme file or a scheme), checked against
+    the model's number of points."""
     from facemark.data.schemes import get_scheme
 
     try:
@@ -74,7 +78,7 @@ def _check_scheme(scheme: str, num_points: int) -> str:
     if sch.num_points != num_points:
         raise ConfigError(f"scheme: {sch.name} has {sch.num_points} points but the model "
                           f"predicts {num_points}")
-    return sch.name
+    return sch
 
 
 def _check_crop_rule(crop_rule: str) -> None:
@@ -84,13 +88,18 @@ def _check_crop_rule(crop_rule: str) -> None:
         raise ConfigError(f"crop_rule: unknown rule {crop_rule!r}; known: {', '.join(CROP_RULES)}")
 
 
-def build_metadata(model, input_size: int, *, scheme: str, crop_rule: str,
+def build_metadata(model, input_size: int, *, scheme, crop_rule: str,
                    extra: dict[str, Any] | None = None) -> dict[str, str]:
-    """The ``metadata_props`` of an export, keys prefixed ``facemark.``, values strings."""
+    """The ``metadata_props`` of an export, keys prefixed ``facemark.``, values strings
+    (``scheme``: a name, scheme file or LandmarkScheme; stored by name and whole)."""
+    from facemark.data.schemes import get_scheme, scheme_to_dict
     from facemark.models.registry import model_config
 
     config = model_config(model) if getattr(model, "config", None) else {}
-    meta = {"scheme": scheme, "input_size": str(int(input_size)), "crop_rule": crop_rule,
+    scheme = get_scheme(scheme)
+    meta = {"scheme": scheme.name,
+            "scheme_definition": json.dumps(scheme_to_dict(scheme), separators=(",", ":")),
+            "input_size": str(int(input_size)), "crop_rule": crop_rule,
             "num_points": str(int(model.num_points)), "version": __version__,
             "model_config": json.dumps(config, separators=(",", ":")),
             "outputs": "points (B,N,2) in [0,1] crop coordinates; confidence (B,N) in [0,1]",
@@ -186,7 +195,7 @@ def check_parity(session, model, images: np.ndarray, atol: float = PARITY_ATOL,
 
 
 def export_onnx(model, path: str | Path, input_size: int | None = None, opset: int = DEFAULT_OPSET,
-                dynamic_batch: bool = True, *, info=None, scheme: str | None = None,
+                dynamic_batch: bool = True, *, info=None, scheme=None,
                 crop_rule: str | None = None, atol: float = PARITY_ATOL,
                 metadata: dict[str, Any] | None = None) -> Path:
     """Export ``model.predictor()`` to ONNX, check it, and write it atomically.
@@ -199,8 +208,8 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
         opset: ONNX opset (17 by default; ArgMax/Einsum/OneHot export from 13 on).
         dynamic_batch: the batch dimension is symbolic (any B); else fixed to 1.
         info: a ``ModelInfo`` (from ``load_model``) supplying scheme and crop rule.
-        scheme, crop_rule: override ``info``; defaults are the scheme with N points and
-            ``"300w"``.
+        scheme, crop_rule: override ``info`` (scheme: a name, a scheme file or a
+            ``LandmarkScheme``); defaults are the scheme with N points and ``"300w"``.
         atol: largest allowed difference between onnxruntime and PyTorch (points in
             normalised crop units, confidence).
         metadata: extra ``facemark.*`` metadata entries (strings, or JSON-encoded).
@@ -223,7 +232,8 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
                           "the model was built and trained for")
     if isinstance(opset, bool) or not isinstance(opset, int) or not 13 <= opset <= 21:
         raise ConfigError(f"--opset: expected an integer from 13 to 21, got {opset!r}")
-    scheme = scheme or (info.scheme if info is not None else None) or _default_scheme(model.num_points)
+    scheme = scheme or (info.landmark_scheme() if info is not None else None) \
+        or _default_scheme(model.num_points)
     crop_rule = crop_rule or (info.crop_rule if info is not None else None) or "300w"
     scheme = _check_scheme(scheme, model.num_points)
     _check_crop_rule(crop_rule)
