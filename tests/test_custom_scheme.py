@@ -221,3 +221,10 @@ trainer: {{out_dir: runs, accelerator: cpu, devices: 1, log_every_n_steps: 1,
         (face,) = doc["faces"]
         assert np.asarray(face["points"]).shape == (10, 2)
         assert any((out / "overlays").iterdir())
+    # evaluating reads the dataset in the scheme the file declares (as the model stores it)
+    write_scheme(tmp_path / "own10.yaml")
+    capsys.readouterr()
+    assert main(["evaluate", str(pt), "--data", f"pts:{data}", "--scheme",
+                 str(tmp_path / "own10.yaml"), "--flip-test"]) == 0
+    out = capsys.readouterr().out
+    assert "scheme test_own10" in out and "eye_r_outer and eye_l_outer" in out

@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, metavar="DATASET",
                    help="ground-truth dataset: a path or FORMAT:PATH")
     p.add_argument("--format", default=None, help="format of --data (sniffed when omitted)")
+    p.add_argument("--scheme", default=None, metavar="SCHEME",
+                   help="landmark scheme of --data: a name or a scheme file (.yaml/.json); "
+                        "default: the format's, or the one with the file's number of points")
     p.add_argument("--norm", choices=NME_NORMS, default=None,
                    help="NME normalisation (default: the scheme's, e.g. inter_ocular for 68 points)")
     p.add_argument("--convert-to", default=None, metavar="SCHEME",
@@ -86,7 +89,7 @@ def run(args) -> int:
     from facemark.evaluation.cross_domain import convert_dataset, resolve_crop_rule
     from facemark.evaluation.predictions import write_predictions
     from facemark.evaluation.report import evaluate
-    from facemark.evaluation.sources import resolve_predictions
+    from facemark.inference.sources import resolve_predictions
 
     resolve_crop_rule(args.crop_rule, args.data, args.format, None)   # a bad rule stops first
     refine = refine_of(args)
@@ -99,7 +102,7 @@ def run(args) -> int:
 
         output_folder(args.out, "--out")   # a bad --out stops before any work
     log = SkipLog(args.skip_bad)
-    samples = open_dataset(args.data, format=args.format, skip_bad=log)
+    samples = open_dataset(args.data, format=args.format, scheme=args.scheme, skip_bad=log)
     unlabelled = [s for s in samples if s.landmarks is None]
     if unlabelled:
         from facemark.errors import DataError
