@@ -5,6 +5,7 @@
     facemark analyze prior a.ckpt [--images DIR] --out DIR                              # Fig. 9
     facemark analyze similarity brute.ckpt --out DIR       # SepBN Eq. 2 / Fig. 4: BN branches
     facemark analyze oracle brute.ckpt --data DATASET --out DIR   # SepBN Table II best-of-K
+    facemark analyze oracle brute.ckpt --data DATASET --convert-to my24.yaml   # another markup
 
 Each prints a table and writes it as Markdown plus a PNG into --out.
 """
@@ -41,6 +42,9 @@ def register(sub) -> None:
                                           "SepBN model (an oracle: picks by the ground truth)")
     a.add_argument("models", nargs=1, metavar="[NAME=]MODEL", help="a sepbn_brute model")
     a.add_argument("--data", required=True, help="labelled test dataset (path or FORMAT:PATH)")
+    a.add_argument("--convert-to", default=None, metavar="SCHEME",
+                   help="convert the dataset's ground truth to this scheme first (a name or "
+                        "a scheme file), as 'facemark evaluate --convert-to'")
     a.add_argument("--out", default=None)
     a.add_argument("--skip-bad", action="store_true")
     a.set_defaults(handler=run_oracle)
@@ -183,10 +187,14 @@ def run_similarity(args) -> int:
 
 def run_oracle(args) -> int:
     from facemark.errors import ConfigError
+    from facemark.evaluation.cross_domain import convert_dataset
     from facemark.evaluation.sepbn import best_of_k
 
     (name, (model, info)), = _models(args).items()
     samples, log = _samples(args)
+    samples, notes = convert_dataset(samples, args.convert_to)
+    for note in notes:
+        print(note)
     try:
         result = best_of_k(model, samples, crop_rule=info.crop_rule, input_size=info.input_size,
                            scheme=info.scheme, on_error=log)

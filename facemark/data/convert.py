@@ -20,6 +20,12 @@ Known conversions:
   contour, nose tip, mouth corners (outer lip corners).
 - ``cofw29``, ``aflw19 -> face5``: the annotated pupils / eye centres, nose tip, mouth
   corners.
+- built-in scheme ``->`` a subset of it: a scheme of your own (a scheme file) whose point
+  names are all names of exactly one built-in scheme is that scheme's subset; each of its
+  points is a copy of the point of the same name (:func:`subset_conversion`), e.g. 24 of
+  the 300-W 68 points (``experiments/sepbn_shared/ytf24.yaml``). Built-in schemes share
+  names with other meanings (``eye_l_03`` is an outer corner in 300w68, a lid point in
+  wflw98), so names that two built-in schemes both hold convert from neither.
 
 A point that is NaN (not annotated) in the source makes every target point that uses it
 NaN; target points that do not use it are unaffected.
@@ -136,21 +142,58 @@ def list_conversions() -> list[tuple[str, str]]:
     return sorted(_CONVERSIONS)
 
 
+_SUBSETS: dict[tuple[str, str], LandmarkConversion] = {}
+
+
+def subset_conversion(src: str | LandmarkScheme, dst: str | LandmarkScheme
+                      ) -> LandmarkConversion | None:
+    """The copy-by-name conversion from built-in scheme ``src`` to ``dst``, a scheme of
+    your own (e.g. from a scheme file) whose point names are all names of ``src`` and of no
+    other built-in scheme; None when ``dst`` is built-in or the same scheme, has a name
+    that ``src`` lacks, or has all its names in another built-in scheme too (ambiguous).
+
+    A scheme of one name is one scheme per process (:func:`~facemark.data.schemes.adopt_scheme`),
+    so the conversion is built once per pair of names.
+    """
+    from facemark.data.schemes import list_schemes
+
+    s, d = get_scheme(src), get_scheme(dst)
+    builtin = set(list_schemes())
+    if s.name == d.name or s.name not in builtin or d.name in builtin:
+        return None
+    key = (s.name, d.name)
+    if key not in _SUBSETS:
+        owners = [n for n in builtin if set(d.names) <= set(get_scheme(n).names)]
+        if owners != [s.name]:
+            return None
+        conv = LandmarkConversion(s.name, d.name, {n: _copy(n) for n in d.names},
+                                  f"{d.num_points} of the {s.num_points} {s.name} points, "
+                                  "copied by name")
+        conv.validate()
+        _SUBSETS[key] = conv
+    return _SUBSETS[key]
+
+
 def get_conversion(src: str | LandmarkScheme, dst: str | LandmarkScheme) -> LandmarkConversion:
-    """The conversion from ``src`` to ``dst``; ValueError listing the known ones if none."""
+    """The conversion from ``src`` to ``dst`` (registered, or :func:`subset_conversion`);
+    ValueError listing the known ones if none."""
     key = (get_scheme(src).name, get_scheme(dst).name)
     if key not in _CONVERSIONS:
+        subset = subset_conversion(src, dst)
+        if subset is not None:
+            return subset
         known = ", ".join(f"{a}->{b}" for a, b in list_conversions())
         raise ValueError(f"no landmark conversion from {key[0]!r} to {key[1]!r}; "
-                         f"known conversions: {known}")
+                         f"known conversions: {known} (and any built-in scheme -> a scheme "
+                         "file whose point names are all names of it)")
     return _CONVERSIONS[key]
 
 
 def can_convert(src: str | LandmarkScheme, dst: str | LandmarkScheme) -> bool:
     """Whether :func:`convert_landmarks` can take points of ``src`` to ``dst`` (the same
-    scheme, or a registered conversion)."""
+    scheme, a registered conversion, or a subset of ``src`` by name)."""
     s, d = get_scheme(src).name, get_scheme(dst).name
-    return s == d or (s, d) in _CONVERSIONS
+    return s == d or (s, d) in _CONVERSIONS or subset_conversion(src, dst) is not None
 
 
 def convert_landmarks(points, src: str | LandmarkScheme, dst: str | LandmarkScheme) -> np.ndarray:

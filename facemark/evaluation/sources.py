@@ -150,7 +150,7 @@ def _meanface_resolve(arg: str, samples, *, train=None, train_format: str | None
             log(DataError(s.source or s.image, "training face has no landmarks (unlabelled)"))
             continue
         labelled.append(s)
-    train = labelled
+    train = _to_scheme_of(labelled, samples)
     try:
         model = MeanFaceBaseline(crop_rule=crop_rule or "300w").fit(train)
     except KeyError as e:  # unknown crop rule
@@ -158,6 +158,21 @@ def _meanface_resolve(arg: str, samples, *, train=None, train_format: str | None
     except ValueError as e:
         raise ConfigError(f"--train: {e}") from None
     return model.predict(samples)
+
+
+def _to_scheme_of(train: list, samples) -> list:
+    """Training faces converted to the evaluated faces' scheme where they differ and a
+    conversion exists (``--convert-to``: the mean face of the converted training points)."""
+    from facemark.data.convert import can_convert, convert_samples
+    from facemark.data.schemes import get_scheme
+
+    if not train or not samples:
+        return train
+    target = get_scheme(samples[0].scheme)
+    if all(get_scheme(s.scheme).name == target.name for s in train) or \
+            not all(can_convert(s.scheme, target) for s in train):
+        return train      # same scheme, or MeanFaceBaseline reports the mismatch
+    return convert_samples(train, target)
 
 
 register_source(PredictionSource("file", _file_accepts, _file_resolve,
