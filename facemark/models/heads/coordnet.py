@@ -16,6 +16,11 @@ at the beginning of each branch" so the shared features adapt to each landmark d
 activation before the pooling (no norm: a branch may see a single face on a 1 x 1 map); a head of its own per dataset, so each branch has its own
 (the paper gives no kernel size; 0, the default, leaves it out).
 
+``init_mean_face=True`` starts the regression at the training mean face: the last layer's
+weights zero and its bias the mean face (``mean_face``, which training passes in), so the
+first prediction is the mean shape instead of points scattered around the crop's corner
+(useful when a budget is a few hundred steps; not in either paper).
+
 Codec: outputs are the coordinates themselves, (B, N, 2) in [0, 1]; encode returns the
 landmarks; decode returns them unchanged. This head has no score output, so its
 confidence is 1 for every point (documented, not estimated).
@@ -122,8 +127,12 @@ def _create_coordnet(variant: str, *, num_points: int, input_size: int = 256,
                      pool: str = "flatten", activation: str = "relu",
                      coord_weight: float = 1.0, norm_layer: str | None = None,
                      norm_placement: dict | None = None, branch_conv: int = 0,
+                     init_mean_face: bool = False, mean_face=None,
                      **unknown: Any) -> LandmarkModel:
     reject_unknown(variant, unknown, _create_coordnet)
+    if not isinstance(init_mean_face, bool):
+        raise ConfigError(f"{variant}: init_mean_face: expected true or false, "
+                          f"got {init_mean_face!r}")
     trunk = create_backbone(backbone, norm_layer=norm_layer,
                             norm_placement=norm_placement)
     input_size = check_input_size(input_size, trunk.stride if pool == "flatten" else 1,
@@ -132,6 +141,18 @@ def _create_coordnet(variant: str, *, num_points: int, input_size: int = 256,
                      input_size=input_size, hidden=tuple(hidden), pool=pool,
                      activation=activation, coord_weight=coord_weight,
                      branch_conv=branch_conv)
+    if init_mean_face:
+        if mean_face is None:
+            raise ConfigError(f"{variant}: init_mean_face needs mean_face, (N, 2) in [0, 1] "
+                              "(training passes the training set's)")
+        mf = torch.as_tensor(mean_face, dtype=torch.float32)
+        if mf.shape != (num_points, 2):
+            raise ConfigError(f"{variant}: mean_face of shape {tuple(mf.shape)}, expected "
+                              f"({num_points}, 2)")
+        last = head.fc[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.copy_(mf.reshape(-1))
     model = LandmarkModel(trunk, head, input_size=input_size)
     model.config = dict(name=variant, num_points=num_points, input_size=input_size,
                         backbone=backbone, hidden=list(hidden), pool=pool,
@@ -141,6 +162,8 @@ def _create_coordnet(variant: str, *, num_points: int, input_size: int = 256,
         model.config["norm_placement"] = norm_placement
     if branch_conv:
         model.config["branch_conv"] = branch_conv
+    if init_mean_face:   # rebuilding from the config (checkpoints, model files) starts so too
+        model.config.update(init_mean_face=True, mean_face=mf)
     return model
 
 
