@@ -1,6 +1,7 @@
 """Training config: YAML, overrides, and errors that name the key."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from facemark.errors import ConfigError
@@ -46,6 +47,8 @@ def test_environment_variables_in_dataset_paths(tmp_path, monkeypatch):
     ("nosection.key=1", ["nosection"]),
     ("data.skip_bad=maybe", ["data.skip_bad", "true/false"]),
     ("data.context=0.8", ["data.context", "[1, 4]"]),
+    ("data.repeat=[0]", ["data.repeat", "at least one of them > 0"]),
+    ("data.repeat=[-1]", ["data.repeat", ">= 0"]),
 ])
 def test_bad_values_name_the_key(tmp_path, override, words):
     with pytest.raises(ConfigError) as err:
@@ -96,3 +99,16 @@ def test_cache_folders_differ_by_context_and_keep_their_old_names():
     assert plain.name == "afw-300w-128-" + __import__("hashlib").sha1(
         b"pts:x/afw|300w68|300w|128").hexdigest()[:10]
     assert cache_path("c", "pts:x/afw", "300w68", "300w", 128, 1.5) != plain
+
+
+def test_repeat_zero_keeps_a_set_in_the_split_but_trains_on_none_of_it(tmp_path):
+    """data.repeat 0: the set's faces still take part in the seeded validation split (so the
+    validation faces are those of the run with repeat 1) but none of them is trained on."""
+    from facemark.training.datamodule import LandmarkDataModule
+
+    cfg = load_config(write(tmp_path, "data:\n  train: [a, b]\n  repeat: [2, 0]\n"))
+    assert cfg.data.repeat == [2, 0]
+    module = LandmarkDataModule.__new__(LandmarkDataModule)
+    module.data = cfg.data
+    module.train_caches = [[None] * 3, [None] * 4]      # two sets of 3 and 4 faces
+    assert module._repeated(np.arange(7)) == [0, 0, 1, 1, 2, 2]

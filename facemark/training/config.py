@@ -47,7 +47,9 @@ class DataConfig:
     augment_args: dict[str, Any] = field(default_factory=dict)  # overrides of the preset
     repeat: list[int] = field(default_factory=list)  # per ``train`` entry: times each of its
                                 # training faces is seen per epoch (default 1; validation
-                                # faces are split off before repeating, never repeated)
+                                # faces are split off before repeating, never repeated; 0
+                                # keeps a set in the split, so the validation faces stay the
+                                # same, but trains on none of its faces)
     num_workers: int = 2
     skip_bad: bool = False
     blank_images: bool = False  # train on plain black crops (the paper's implicit-prior test)
@@ -302,7 +304,9 @@ def _check_ranges(cfg: TrainConfig) -> None:
         ("data.num_workers", cfg.data.num_workers >= 0, "must be >= 0"),
         ("data.repeat", not cfg.data.repeat or len(cfg.data.repeat) == len(cfg.data.train),
          f"must have one entry per data.train entry ({len(cfg.data.train)})"),
-        ("data.repeat", all(r >= 1 for r in cfg.data.repeat), "entries must be >= 1"),
+        ("data.repeat", all(isinstance(r, int) and r >= 0 for r in cfg.data.repeat)
+         and (not cfg.data.repeat or any(cfg.data.repeat)),
+         "entries must be integers >= 0, at least one of them > 0"),
     ]
     for key, ok, why in checks:
         if not ok:
