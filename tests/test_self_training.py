@@ -184,6 +184,24 @@ def test_config_errors_name_the_key(tmp_path, override, message):
         check_self_training(load_config(path, [override]))
 
 
+def test_detector_boxes_use_the_registered_detectors(tmp_path, monkeypatch):
+    import facemark.data.face_finders as face_finders
+
+    path = write_config(tmp_path, "data: {train: [a], unlabelled: [b]}\n")
+    # facemark.inference.detectors (imported by facemark selftrain) registers them
+    monkeypatch.setattr(face_finders, "FACE_FINDERS", {})
+    with pytest.raises(ConfigError, match=r"self_training.boxes.*import "
+                                          r"facemark.inference.detectors first"):
+        check_self_training(load_config(path, ["self_training.boxes=detector"]))
+    monkeypatch.undo()
+    import facemark.inference.detectors as detectors
+
+    assert isinstance(face_finders.create_face_finder("detector", "haar"), detectors.HaarDetector)
+    with pytest.raises(ConfigError, match=r"self_training.boxes.*unknown name 'nope'"):
+        check_self_training(load_config(path, ["self_training.boxes=detector:nope"]))
+    check_self_training(load_config(path, ["self_training.boxes=detector:opencv_haar"]))
+
+
 def test_refuses_a_supervised_run_folder(tmp_path):
     path = write_config(tmp_path, f"experiment: sup\ntrainer: {{out_dir: {tmp_path}}}\n"
                                   "data: {train: [a], unlabelled: [b]}\n"

@@ -65,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"self_training.method={args.method}")
     cfg = load_config(resolve_config(args.config), overrides)
 
+    # registers the face detectors for self_training.boxes=detector[:NAME] (the trainers sit
+    # a layer below them and find them through facemark.data.face_finders)
+    import facemark.inference.detectors  # noqa: F401
+
     if cfg.self_training.method == "dann":
         from facemark.training.dann import train_dann
 

@@ -40,7 +40,9 @@ The ``self_training`` config section (:class:`facemark.training.config.SelfTrain
     landmarks, if any, are never used), ``image`` (the whole image is the box: for
     already-cropped faces), ``detector`` or ``detector:NAME`` (a face detector from
     :mod:`facemark.inference.detectors`, every face it finds; images where it finds none
-    are listed in the run summary).
+    are listed in the run summary). Training reaches the detectors through the face-finder
+    registry (:mod:`facemark.data.face_finders`), which that package fills when imported:
+    ``facemark selftrain`` imports it, a Python caller imports it before :func:`self_train`.
 ``crop_rule``
     how an unlabelled box becomes a crop: a rule name of ``facemark.data.crops.CROP_RULES``
     or a mapping of :class:`~facemark.data.crops.CropRule` fields (``scale``, ``shift_y``,
@@ -82,6 +84,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from facemark.data.face_finders import create_face_finder
 from facemark.errors import ConfigError, DataError, FacemarkError, SkipLog
 from facemark.models.registry import model_from_config
 from facemark.training.config import TrainConfig, save_config
@@ -165,7 +168,12 @@ def check_unlabelled(cfg: TrainConfig) -> None:
         ConfigError: naming the key.
     """
     st = cfg.self_training
-    box_mode(st.boxes)
+    mode, name = box_mode(st.boxes)
+    if mode == "detector":      # the detectors registered, NAME known: before caches are built
+        try:
+            create_face_finder("detector", name)
+        except ConfigError as e:
+            raise ConfigError(f"config key 'self_training.boxes' ({st.boxes!r}): {e}") from None
     if not cfg.data.unlabelled:
         raise ConfigError("config key 'data.unlabelled' is empty: name the unlabelled datasets "
                           "to learn from (e.g. folder:path/to/images)")
@@ -262,7 +270,8 @@ def unlabelled_samples(spec: str, scheme: str, boxes: str, log: SkipLog,
         scheme: the scheme the samples are given (the model's: their crops are all NaN).
         boxes: ``dataset``, ``image`` or ``detector[:NAME]`` (see the module docstring).
         log: SkipLog for unreadable records and images.
-        detector: a loaded FaceDetector for ``detector`` boxes (None: built from ``boxes``).
+        detector: a face detector for ``detector`` boxes (None: the registered one that
+            ``boxes`` names, :mod:`facemark.data.face_finders`).
         progress: show a progress bar while the detector runs.
 
     Returns:
@@ -275,9 +284,7 @@ def unlabelled_samples(spec: str, scheme: str, boxes: str, log: SkipLog,
     raw = open_dataset(spec, skip_bad=log)
     out, no_face = [], []
     if mode == "detector" and detector is None:
-        from facemark.inference.detectors import DEFAULT_DETECTOR, create_detector
-
-        detector = create_detector(name or DEFAULT_DETECTOR).load()
+        detector = create_face_finder("detector", name).load()
     seen: dict[tuple, list] = {}
     bar = None
     if progress and mode == "detector":
@@ -770,11 +777,7 @@ def prepare_inputs(cfg: TrainConfig, progress: bool) -> _Inputs:
     log = base.skip_log
     model_cfg = build_model_config(cfg, base.mean_face())
     mode, name = box_mode(cfg.self_training.boxes)
-    detector = None
-    if mode == "detector":
-        from facemark.inference.detectors import DEFAULT_DETECTOR, create_detector
-
-        detector = create_detector(name or DEFAULT_DETECTOR)
+    detector = create_face_finder("detector", name) if mode == "detector" else None
     unlabelled, no_face = [], {}
     for spec, rule in zip(cfg.data.unlabelled, unlabelled_rules(cfg)):
         cache, missing = open_or_build_unlabelled_cache(spec, rule, cfg, log, detector, progress)

@@ -16,12 +16,16 @@ Names (``list_detectors()``), each with the text a ``NAME:VALUE`` spec may carry
 The modules import their optional packages only in ``load()``, so listing and creating
 detectors is cheap and never fails for a missing extra; ``available_detectors()`` says which
 can run here and why the others cannot.
+
+Importing this package also registers the detectors as the ``detector`` face finder
+(:mod:`facemark.data.face_finders`): ``self_training.boxes: detector[:NAME]``.
 """
 from __future__ import annotations
 
 import difflib
 from typing import Any
 
+from facemark.data.face_finders import register_face_finder
 from facemark.errors import ConfigError
 from facemark.inference.detectors.base import (DetectedFace, FaceDetector, box_iou,
                                                check_image, nms)
@@ -161,3 +165,11 @@ def describe_detectors() -> str:
         lines.append(f"{name}{arg}: {cls.summary} ({state})")
     return "\n".join(lines)
 
+
+def _face_finder(name: str | None) -> FaceDetector:
+    """``self_training.boxes: detector[:NAME]``: the named detector (``auto`` when none);
+    ``create_detector`` is looked up when called, so a patched one is used."""
+    return create_detector(name or DEFAULT_DETECTOR)
+
+
+register_face_finder("detector", _face_finder)
