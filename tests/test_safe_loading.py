@@ -94,6 +94,10 @@ def test_crafted_file_on_the_command_line(evil, tmp_path, capsys):
     ({"format": "facemark.model", "version": 1, "model_config": {"name": "nope"},
       "state_dict": {}, "scheme": "300w68", "input_size": 64}, "does not describe a model"),
     ([1, 2, 3], "not a facemark model file or training checkpoint"),
+    ({"state_dict": {}, "hyper_parameters": {"model_config": {"name": "pipnet_r18",
+                                                               "num_points": 68},
+                                             "scheme": "300w68", "data_info": {}}},
+     "checkpoint that names no input size"),
 ])
 def test_wrong_contents_are_one_line(contents, message, tmp_path, capsys):
     path = tmp_path / "model.ckpt"

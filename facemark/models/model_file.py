@@ -125,8 +125,12 @@ def _checkpoint(path: Path, blob: dict) -> tuple[dict, dict, ModelInfo]:
     state = {k[len("model."):]: v for k, v in weights.items() if str(k).startswith("model.")}
     data = dict(hp.get("data_info") or {})
     name, definition = _stored(path, data.pop("scheme_definition", None))
-    meta = ModelInfo(scheme=name or str(hp["scheme"]),
-                     input_size=int(config.get("input_size", 256)),
+    input_size = config.get("input_size", data.get("input_size"))
+    if input_size is None:      # every facemark train checkpoint has it in both places
+        raise DataError(path, "training checkpoint that names no input size (neither "
+                              "model_config nor data_info has input_size): not written by "
+                              "facemark train")
+    meta = ModelInfo(scheme=name or str(hp["scheme"]), input_size=int(input_size),
                      crop_rule=data.get("crop_rule", "300w"), model_config=config,
                      info={"epoch": blob.get("epoch"), **data}, path=str(path),
                      scheme_definition=definition)
