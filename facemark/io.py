@@ -8,7 +8,7 @@ traceback; an interrupted or failed write leaves the old file (or none).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,20 +56,29 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     """
     # surrogateescape: a file name that is not UTF-8 (Python holds its bytes as surrogates)
     # is written as its own bytes instead of failing with UnicodeEncodeError
-    return _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8",
-                                                          errors="surrogateescape"))
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8",
+                                                         errors="surrogateescape"))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """:func:`atomic_write_text` for bytes (e.g. an encoded image), with the same
     guarantees and the same DataError."""
-    return _atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
-def _atomic_write(path: str | Path, write) -> Path:
-    """``write(tmp)`` a temporary file beside ``path``, then rename it into place."""
+def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """``write(tmp)`` a temporary file beside ``path``, then rename it into place.
+
+    For writers that need a path or a file (``torch.save``, ``onnx.save``, ``np.savez``
+    into ``open(tmp, "wb")``), with the guarantees and the DataError of
+    :func:`atomic_write_text`. An exception other than OSError from ``write`` (a check
+    that fails) propagates as it is, and ``path`` is left as it was.
+
+    ``tmp`` is a hidden sibling of ``path`` (same folder, so the rename stays on one disk);
+    ``write`` must create that file and may leave it half-written when it fails.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
@@ -83,6 +92,13 @@ def _atomic_write(path: str | Path, write) -> Path:
         except OSError:
             pass
     return path
+
+
+def temp_path(path: str | Path) -> Path:
+    """The temporary sibling :func:`atomic_write` writes before the rename (same folder:
+    same disk; hidden; one per process)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
 def markdown_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]],

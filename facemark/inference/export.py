@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import torch
 
 from facemark import __version__
 from facemark.errors import ConfigError, FacemarkError
+from facemark.io import atomic_write, temp_path  # noqa: F401  (temp_path: quantize.py uses it)
 from facemark.inference.onnx_fusion import fuse_pads_into_convs
 
 INPUT_NAME = "images"
@@ -50,11 +50,6 @@ PARITY_ATOL = 1e-4
 
 class ExportError(FacemarkError):
     """The exported file does not reproduce the PyTorch model (or cannot be written)."""
-
-
-def temp_path(path: Path) -> Path:
-    """A sibling of ``path`` to write into before ``os.replace`` (same folder: same disk)."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
 def _default_scheme(num_points: int) -> str:
@@ -220,6 +215,7 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
     Raises:
         ExportError: the exporter, the checker or the parity check failed.
         ConfigError: a bad opset or input size.
+        DataError: the file cannot be written (the old file, if any, is kept).
     """
     import onnx
 
@@ -272,17 +268,15 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
         model.train(was_training)
         raise ExportError(f"{path}: onnx.checker rejected the export ({e})") from None
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
+    def write_checked(tmp: Path) -> None:   # the file that passed is the one renamed
         onnx.save(proto, str(tmp))
         session = ort_session(tmp, threads=1)
         check_parity(session, model, example.numpy(), atol, where=str(path))
         if dynamic_batch:  # a batch size other than the traced one goes through the same file
             check_parity(session, model, parity_inputs(int(size), batch=3, seed=1), atol,
                          where=f"{path} (batch 3)")
-        os.replace(tmp, path)
+
+    try:
+        return atomic_write(path, write_checked)
     finally:
-        tmp.unlink(missing_ok=True)
         model.train(was_training)
-    return path

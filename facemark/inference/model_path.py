@@ -67,10 +67,12 @@ def bundled_onnx(name: str, pt_file: Path) -> Path:
 
     model, info = load_model(pt_file)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(model, path, info=info, metadata={"exported_from": pt_file.name})
-    except OSError as e:
+    except (OSError, DataError) as e:   # DataError: the folder is there but the file is not
+        why = e.message if isinstance(e, DataError) else (e.strerror or e)
         raise FacemarkError(f"cannot write the ONNX export of the bundled model {name!r} to "
-                            f"{path.parent} ({e.strerror or e}); set FACEMARK_CACHE to a "
+                            f"{path.parent} ({why}); set FACEMARK_CACHE to a "
                             "writable folder or use engine='torch'") from None
     return path
 

@@ -17,7 +17,6 @@ checkpoint keeps the definition in ``hyper_parameters["data_info"]["scheme_defin
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 from facemark.data.schemes import (LandmarkScheme, adopt_scheme, get_scheme, scheme_from_dict,
                                    scheme_to_dict)
 from facemark.errors import ConfigError, DataError
+from facemark.io import atomic_write
 from facemark.models.serialization import safe_load
 
 FORMAT = "facemark.model"
@@ -183,11 +183,12 @@ def save_model(model, info: ModelInfo, path: str | Path, extra: dict[str, Any] |
     Args:
         half: store floating-point weights as float16 (half the file; :func:`load_model`
             turns them back into float32, so results change by about 1e-3 of a pixel).
+
+    Raises:
+        DataError: the file cannot be written (the old file, if any, is kept).
     """
     from facemark.models.registry import model_config
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}
@@ -197,7 +198,4 @@ def save_model(model, info: ModelInfo, path: str | Path, extra: dict[str, Any] |
             "scheme": scheme.name, "scheme_definition": scheme_to_dict(scheme),
             "input_size": int(info.input_size),
             "crop_rule": info.crop_rule, "info": {**info.info, **(extra or {})}}
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(blob, tmp))

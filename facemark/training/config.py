@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from facemark.errors import ConfigError
+from facemark.io import atomic_write_text
 
 
 @dataclass
@@ -430,9 +431,4 @@ def _resolve(spec: str, base: Path) -> str:
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     """Write a config as YAML (atomically), e.g. next to a run's checkpoints."""
-    import os
-
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -15,12 +15,12 @@ Lightning writes checkpoints atomically, so a kill never leaves a broken resume 
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 from pathlib import Path
 
 from facemark.errors import ConfigError, FacemarkError
+from facemark.io import atomic_write_text
 from facemark.training.config import TrainConfig, save_config
 from facemark.training.fit import (TrainResult, build_model_config, init_from,
                                    load_backbone_init, make_trainer)
@@ -150,9 +150,7 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
         summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(result).items()
                    if k != "is_global_zero"}
         summary["skipped"] = [str(e) for e in data.skip_log.skipped]
-        tmp = run_dir / f"summary.json.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, run_dir / "summary.json")
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return result
 
 

@@ -73,7 +73,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -86,6 +85,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from facemark.data.face_finders import create_face_finder
 from facemark.errors import ConfigError, DataError, FacemarkError, SkipLog
+from facemark.io import atomic_write, atomic_write_text
 from facemark.models.registry import model_from_config
 from facemark.training.config import TrainConfig, save_config
 from facemark.training.datamodule import LandmarkDataModule, cache_path, open_or_build_cache
@@ -351,7 +351,7 @@ def open_or_build_unlabelled_cache(spec: str, rule, cfg: TrainConfig, log: SkipL
         raise DataError(spec, f"no unlabelled face to crop ({len(no_face)} image(s) without a "
                               f"detected face, {len(log.skipped)} skipped)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(side, json.dumps({"spec": spec, "no_face": no_face}, indent=1))
+    atomic_write_text(side, json.dumps({"spec": spec, "no_face": no_face}, indent=1))
     cache = build_cache(samples, path, size=data.input_size, rule=rule, skip_bad=log,
                         progress=progress, scheme=scheme,
                         source=f"unlabelled {spec} ({cfg.self_training.boxes} boxes)")
@@ -406,10 +406,12 @@ def save_pseudo_labels(path: Path, caches, points: list[np.ndarray],
     arrays = {"caches": np.array([str(c.path) for c in caches]), "source": np.array(source)}
     for i, (p, c) in enumerate(zip(points, confidence)):
         arrays[f"points_{i}"], arrays[f"confidence_{i}"] = p, c
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:      # a file, not a path: np.savez would add ".npz" to it
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
 
 
 def load_pseudo_labels(path: Path, caches) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -621,12 +623,6 @@ class SelfTrainResult:
         lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
         lines += [f"model: {self.model_path}", f"time: {self.seconds / 60:.1f} min"]
         return "\n".join(lines)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -884,7 +880,7 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
                         best_val_nme=None, init_checkpoint=True,
                         test=evaluate_caches(model, inp.tests, cfg.data.scheme,
                                              st.pseudo_batch_size))
-            _atomic_write(done_file, json.dumps(info, indent=1))
+            atomic_write_text(done_file, json.dumps(info, indent=1))
             rounds.append(info)
             prev_ckpt = Path(st.init_checkpoint)
             print(f"round 0: using {st.init_checkpoint} instead of training")
@@ -922,7 +918,7 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
                     labelled=data.n_labelled, pseudo=data.n_pseudo,
                     test=evaluate_caches(module.model.eval(), inp.tests, cfg.data.scheme,
                                    st.pseudo_batch_size))
-        _atomic_write(done_file, json.dumps(info, indent=1))
+        atomic_write_text(done_file, json.dumps(info, indent=1))
         rounds.append(info)
         prev_ckpt = last
 
@@ -937,7 +933,7 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
     summary = {"run_dir": str(run_dir), "model": str(model_path), "rounds": rounds,
                "seconds": result.seconds, "no_face": inp.no_face,
                "skipped": [str(e) for e in inp.log.skipped]}
-    _atomic_write(run_dir / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return result
 
 
