@@ -53,7 +53,7 @@ class PeakScore(torch.nn.Module):
 def measure(samples, model_path: Path | None, predictions: Path | None, flip_test: bool):
     """name -> (conf, nerr) for the model's confidence and, when run here, the peak score."""
     from facemark.evaluation.confidence import confidence_errors
-    from facemark.evaluation.predictions import PredictionSet, read_predictions
+    from facemark.data.predictions import PredictionSet, read_predictions
     from facemark.inference.sources import resolve_predictions
 
     if predictions is not None:

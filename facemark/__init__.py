@@ -24,7 +24,7 @@ no modules import each other in a cycle; tests/test_architecture.py checks both.
 
 1. ``errors`` (the one-line user errors), then ``io`` (atomic writes) and ``configs``
    (the bundled YAML configs)
-2. ``data`` (datasets, formats, landmark schemes, crops)
+2. ``data`` (datasets, formats, landmark schemes, crops, the prediction file)
 3. ``models`` (backbones, heads, the registry)
 4. ``training`` and ``evaluation``
 5. ``inference`` (detectors, the landmarker, export, outputs)

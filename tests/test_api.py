@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import facemark
 from facemark.data.crops import crop_box, get_crop_rule
 from facemark.errors import ConfigError, DataError, FacemarkError
-from facemark.evaluation.predictions import read_predictions, write_predictions
+from facemark.data.predictions import read_predictions, write_predictions
 from facemark.inference.detectors import DetectedFace, FaceDetector
 from facemark.inference.landmarker import Face, Landmarker, as_boxes, as_rgb
 

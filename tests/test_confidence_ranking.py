@@ -16,7 +16,7 @@ import pytest
 from facemark.cli import main
 from facemark.data.formats import open_dataset
 from facemark.evaluation.confidence import binned, confidence_errors, ranking
-from facemark.evaluation.predictions import read_predictions
+from facemark.data.predictions import read_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 LFPW_TEST = ROOT / ".." / "shared" / "data" / "300w" / "lfpw" / "testset"

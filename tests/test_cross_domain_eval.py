@@ -17,7 +17,7 @@ from facemark.data.formats import open_dataset
 from facemark.data.sample import Sample
 from facemark.errors import ConfigError
 from facemark.evaluation.cross_domain import convert_dataset, resolve_crop_rule
-from facemark.evaluation.predictions import PredictionSet, write_predictions
+from facemark.data.predictions import PredictionSet, write_predictions
 from synthetic import make_cofw68_dataset, make_wflw_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

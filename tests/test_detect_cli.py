@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from facemark.cli import main
-from facemark.evaluation.predictions import read_predictions
+from facemark.data.predictions import read_predictions
 from facemark.inference.detectors import DetectedFace, FaceDetector, register_detector
 from facemark.inference.outputs import collect_inputs, parse_shard, read_parts, shard
 

@@ -12,7 +12,7 @@ import pytest
 
 from facemark.api import bundled_models
 from facemark.cli import main
-from facemark.evaluation.predictions import read_predictions
+from facemark.data.predictions import read_predictions
 
 PHOTOS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "photos"
 pytestmark = [pytest.mark.skipif(".pt" not in bundled_models().get("default", {}),

@@ -12,7 +12,7 @@ from facemark.cli import main
 from facemark.data.formats import open_dataset
 from facemark.evaluation import sources
 from facemark.evaluation.meanface import MeanFaceBaseline
-from facemark.evaluation.predictions import PredictedFace, PredictionSet, write_predictions
+from facemark.data.predictions import PredictedFace, PredictionSet, write_predictions
 from facemark.evaluation.report import evaluate
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

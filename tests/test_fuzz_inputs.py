@@ -304,7 +304,7 @@ def test_reader_gets_bad_utf8_path_names(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".json", ".csv"])
 def test_prediction_file_keeps_a_non_utf8_image_name(tmp_path, suffix):
-    from facemark.evaluation.predictions import PredictedFace, read_predictions, write_predictions
+    from facemark.data.predictions import PredictedFace, read_predictions, write_predictions
     name = os.fsdecode(b"ph\xffoto.jpg")
     path = write_predictions(tmp_path / f"p{suffix}", [PredictedFace(name, _points(68))],
                              "300w68")
@@ -428,7 +428,7 @@ def test_detect_refuses_bad_input_alone_with_a_line(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def eval_files(tmp_path_factory):
-    from facemark.evaluation.predictions import PredictedFace, write_predictions
+    from facemark.data.predictions import PredictedFace, write_predictions
     root = tmp_path_factory.mktemp("eval")
     spec, _, _ = seed_csv(root)
     samples = open_dataset(spec)

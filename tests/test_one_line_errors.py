@@ -13,7 +13,7 @@ import pytest
 
 from facemark.cli import main
 from facemark.errors import DataError
-from facemark.evaluation.predictions import PredictedFace, read_predictions, write_predictions
+from facemark.data.predictions import PredictedFace, read_predictions, write_predictions
 
 from test_detect_cli import detect, folder, model_file, write_image  # noqa: F401 (fixtures)
 

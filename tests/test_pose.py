@@ -18,7 +18,7 @@ from facemark.api import bundled_models
 from facemark.data.schemes import get_scheme
 from facemark.data.templates import FACE_MODELS, MEAN_FACE_3D
 from facemark.errors import FacemarkError
-from facemark.evaluation.predictions import PredictedFace, read_predictions, write_predictions
+from facemark.data.predictions import PredictedFace, read_predictions, write_predictions
 from facemark.inference.landmarker import Face
 from facemark.inference.pose import (angles_from_rotation, estimate_pose, guess_camera,
                                      rotation_from_angles)

@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 from facemark.data.sample import Sample
 from facemark.errors import DataError
-from facemark.evaluation.predictions import (PredictedFace, PredictionSet, assign_predictions,
+from facemark.data.predictions import (PredictedFace, PredictionSet, assign_predictions,
                                              match_predictions, read_predictions,
                                              write_predictions)
 

@@ -87,7 +87,7 @@ def run(args) -> int:
     from facemark.errors import ConfigError, SkipLog
     from facemark.evaluation import plots
     from facemark.evaluation.cross_domain import convert_dataset, resolve_crop_rule
-    from facemark.evaluation.predictions import write_predictions
+    from facemark.data.predictions import write_predictions
     from facemark.evaluation.report import evaluate
     from facemark.inference.sources import resolve_predictions
 

@@ -2,7 +2,7 @@
 
 A confidence is useful when the points it trusts least are the ones that are most wrong.
 This module measures that on a labelled dataset, from any
-:class:`~facemark.evaluation.predictions.PredictionSet` with ``point_scores`` (a model
+:class:`~facemark.data.predictions.PredictionSet` with ``point_scores`` (a model
 source of ``facemark evaluate``, or a file written by ``--save-predictions``):
 
 * :func:`confidence_errors`: confidence (B, N) and normalised point error (B, N) of the
@@ -48,7 +48,7 @@ def confidence_errors(pset, samples: Sequence, norm: str | None = None
         DataError: the set has no point scores, or its scheme is not the samples'.
     """
     from facemark.evaluation import metrics
-    from facemark.evaluation.predictions import assign_predictions
+    from facemark.data.predictions import assign_predictions
 
     scheme = get_scheme(samples[0].scheme)
     if get_scheme(pset.scheme).name != scheme.name:

@@ -24,9 +24,9 @@ import numpy as np
 from facemark.data.crops import (CropRule, box_to_affine, crop_box, get_crop_rule, invert_affine,
                                  transform_points)
 from facemark.data.meanface import mean_face
+from facemark.data.predictions import PredictionSet
 from facemark.data.schemes import get_scheme
 from facemark.errors import DataError
-from facemark.evaluation.predictions import PredictionSet
 
 
 def _where(sample) -> str:

@@ -1,7 +1,7 @@
 """Evaluate several methods on one dataset: summary, per-subset tables, per-landmark NME.
 
 :func:`evaluate` matches each method's predictions to the ground truth
-(:func:`~facemark.evaluation.predictions.match_predictions`) and computes the metrics of
+(:func:`~facemark.data.predictions.match_predictions`) and computes the metrics of
 :mod:`facemark.evaluation.metrics`. The :class:`Report` prints as an aligned table, and
 writes Markdown and JSON; :mod:`facemark.evaluation.plots` draws its figures.
 
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from facemark.data.predictions import PredictionSet, assign_predictions
 from facemark.data.schemes import get_scheme
 from facemark.errors import DataError
 from facemark.evaluation import metrics
-from facemark.evaluation.predictions import PredictionSet, assign_predictions
 from facemark.io import atomic_write_text, markdown_table
 
 

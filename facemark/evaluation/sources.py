@@ -1,7 +1,7 @@
 """Where a method's predictions come from: a file, a baseline, or a model.
 
 ``facemark evaluate`` takes SOURCE arguments and turns each into a
-:class:`~facemark.evaluation.predictions.PredictionSet` with :func:`resolve_predictions`.
+:class:`~facemark.data.predictions.PredictionSet` with :func:`resolve_predictions`.
 The kinds of source live in the ``SOURCES`` registry, tried in order; the first whose
 ``accepts(arg)`` is true resolves it. Built in here (they need no inference):
 
@@ -40,8 +40,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from facemark.data.predictions import SUFFIXES, PredictionSet, read_predictions
 from facemark.errors import ConfigError, DataError, SkipLog
-from facemark.evaluation.predictions import SUFFIXES, PredictionSet, read_predictions
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,7 @@ class BatchDetector:
         """FacemarkError before any work if this run would replace prediction files that
         hold faces of other images (an earlier run into the same OUT), unless --overwrite."""
         from facemark.errors import DataError, FacemarkError
-        from facemark.evaluation.predictions import read_predictions
+        from facemark.data.predictions import read_predictions
         from facemark.inference.outputs import prediction_files
 
         names = {inp.name for inp in inputs if inp.kind == "image"}

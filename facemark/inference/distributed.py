@@ -85,7 +85,7 @@ def _face_from_record(r: dict, image: str):
     ``outputs.read_part`` reads it."""
     import numpy as np
 
-    from facemark.evaluation.predictions import PredictedFace
+    from facemark.data.predictions import PredictedFace
 
     return PredictedFace(image=image, points=np.array(r["points"], dtype=np.float64),
                          frame=r.get("frame"), box=r.get("box"), score=r.get("score"),

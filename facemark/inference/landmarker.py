@@ -126,7 +126,7 @@ class Face:
     def to_prediction(self, image: str, frame: int | None = None, pose: bool = False):
         """This face as a ``PredictedFace`` of the prediction file format; ``pose=True``
         adds its head pose fields (:attr:`pose`)."""
-        from facemark.evaluation.predictions import PredictedFace
+        from facemark.data.predictions import PredictedFace
 
         return PredictedFace(image=str(image), points=self.points, frame=frame, box=self.box,
                              score=self.score, point_scores=self.point_scores,

@@ -14,7 +14,7 @@
   the face records being those of the prediction file format (``pose`` only with
   ``--pose``).
 * The results themselves are prediction files (``docs/prediction-format.md``) written with
-  ``facemark.evaluation.predictions.write_predictions``; overlays are PNG/JPEG images and
+  ``facemark.data.predictions.write_predictions``; overlays are PNG/JPEG images and
   MP4 videos drawn by :mod:`facemark.inference.draw`.
 """
 from __future__ import annotations
@@ -291,7 +291,7 @@ def write_part(path: Path, part: Part) -> None:
 
 def read_part(path: str | Path) -> Part:
     """Read a part file; DataError naming it when it is not one."""
-    from facemark.evaluation.predictions import PredictedFace
+    from facemark.data.predictions import PredictedFace
 
     path = Path(path)
     try:
@@ -347,7 +347,7 @@ def prediction_files(out: str | Path, stem: str, formats: str) -> list[Path]:
 def write_prediction_files(out: str | Path, stem: str, faces: Iterable, *, scheme: str,
                            method: str, formats: str = "json") -> list[Path]:
     """Write the faces as prediction files (the documented format), atomically."""
-    from facemark.evaluation.predictions import write_predictions
+    from facemark.data.predictions import write_predictions
 
     faces = list(faces)
     return [write_predictions(p, faces, scheme=scheme, method=method)

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from facemark.data.predictions import PredictionSet
 from facemark.errors import ConfigError, SkipLog
-from facemark.evaluation.predictions import PredictionSet
 from facemark.evaluation.sources import PredictionSource, register_source, resolve_predictions
 
 
