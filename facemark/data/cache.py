@@ -39,6 +39,7 @@ from facemark import __version__
 from facemark.data.crops import CROP_RULES, CropRule, box_to_affine, crop_box, get_crop_rule, \
     invert_affine, transform_points, warp_image
 from facemark.data.images import read_image
+from facemark.data.meanface import mean_face
 from facemark.data.sample import Sample
 from facemark.data.schemes import LandmarkScheme, get_scheme
 from facemark.errors import ConfigError, DataError, SkipLog
@@ -202,18 +203,19 @@ class CropCache:
         return transform_points(self.landmarks, box_to_affine(self.crop_region(), 1)) + 0.5
 
     def mean_face(self) -> np.ndarray:
-        """float64 (N, 2): mean of the normalised landmarks, ignoring NaN.
+        """float64 (N, 2): :func:`facemark.data.meanface.mean_face` of the normalised
+        landmarks (points not annotated in a crop are left out of their mean).
 
         Raises:
             DataError: some landmark is annotated in no crop (no mean exists for it).
         """
         pts = self.normalised_landmarks()
         counts = np.isfinite(pts).all(axis=2).sum(axis=0)
-        if (counts == 0).any():
+        if (counts == 0).any():     # checked here too, for an error that names the cache
             missing = [self.landmark_scheme.names[i] for i in np.flatnonzero(counts == 0)]
             raise DataError(self.path, f"no crop annotates landmark(s) {missing[:5]}"
                                        f"{' ...' if len(missing) > 5 else ''}; cannot compute a mean face")
-        return np.nanmean(pts, axis=0)
+        return mean_face(pts)
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> "CropCache":
         """A view of some crops (indices into this cache, or a bool mask); images are shared."""
