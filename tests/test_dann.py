@@ -144,6 +144,8 @@ def test_config_parse_errors_and_the_other_trainer(tmp_path):
 
 
 def test_bundled_dann_configs():
+    import facemark.inference.detectors  # noqa: F401  (registers the "detector" face finder)
+
     names = [n for n in bundled_config_names() if "/selftrain/" in n and "dann" in n]
     assert {"300w/selftrain/dann_cofw68_wflw68", "300w/selftrain/dann_celeba",
             "300w/selftrain/shared68_dann"} <= set(names)

@@ -277,7 +277,7 @@ def train_dann(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
 
     from facemark.models.model_file import ModelInfo, load_model, save_model
     from facemark.training.checkpoints import RunCheckpoints
-    from facemark.training.fit import init_from, load_backbone_init, make_trainer
+    from facemark.training.fit import initialise_model, make_trainer
     from facemark.training.memory_format import ChannelsLast
     from facemark.training.module import fit
     from facemark.training.run import check_same_recipe
@@ -323,10 +323,7 @@ def train_dann(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
     if ckpt_path:
         print(f"resuming from {ckpt_path}")
     else:
-        if cfg.model.backbone_weights:
-            load_backbone_init(module.model, cfg.model.backbone_weights)
-        if cfg.model.init_weights:
-            init_from(module.model, cfg.model.init_weights)
+        initialise_model(module.model, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     print(f"DANN {cfg.experiment}: {data.n_labelled} labelled (source) and {data.n_pseudo} "

@@ -95,6 +95,15 @@ def init_from(model, path: str) -> None:
     print(f"initialised from {path}")
 
 
+def initialise_model(model, cfg) -> None:
+    """A fresh (not resumed) run's start: ``model.backbone_weights`` (ImageNet) into the
+    backbone, then ``model.init_weights`` (a trained model) over the whole model."""
+    if cfg.model.backbone_weights:
+        load_backbone_init(model, cfg.model.backbone_weights)
+    if cfg.model.init_weights:
+        init_from(model, cfg.model.init_weights)
+
+
 class EpochSeed:
     """Lightning callback: tell the training data which epoch starts (fresh augmentation)."""
 

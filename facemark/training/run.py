@@ -22,8 +22,8 @@ from pathlib import Path
 from facemark.errors import ConfigError, FacemarkError
 from facemark.io import atomic_write_text
 from facemark.training.config import TrainConfig, save_config
-from facemark.training.fit import (TrainResult, build_model_config, init_from,
-                                   load_backbone_init, make_trainer)
+from facemark.training.fit import (TrainResult, build_model_config, initialise_model,
+                                   make_trainer)
 
 
 #: config keys that may change between a run and its resumption (where and how it runs).
@@ -125,10 +125,7 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
                      "scheme_definition": scheme_to_dict(scheme)}
         module = LandmarkModule(model_cfg, scheme.name, cfg.to_dict()["optim"],
                                 data_info=data_info, sample_names=data.train_names)
-        if cfg.model.backbone_weights:
-            load_backbone_init(module.model, cfg.model.backbone_weights)
-        if cfg.model.init_weights:
-            init_from(module.model, cfg.model.init_weights)
+        initialise_model(module.model, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
 
