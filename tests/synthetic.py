@@ -72,6 +72,20 @@ def make_pts_dataset(folder: Path, n: int = 24, seed: int = 0, size: int = 160) 
 # ---------------------------------------------------------------------------------------
 # Tiny datasets in the benchmarks' native layouts (the paths the bundled configs read)
 # ---------------------------------------------------------------------------------------
+def make_unlabelled_crops(folder: Path, n: int, seed: int = 7, size: int = 96) -> Path:
+    """``n`` ready-cut face crops (``size`` px PNGs, 300-W crop rule) without annotations, as
+    ``ytf68/unlabeled``: the unlabelled input of self-training and DANN tests."""
+    from facemark.data.crops import crop_box, crop_face
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        img, pts = make_face(rng, 160)
+        crop, _ = crop_face(img, crop_box("300w", landmarks=pts), size)
+        cv2.imwrite(str(folder / f"u{i}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    return folder
+
+
 def scheme_points(pts68: np.ndarray, num_points: int) -> np.ndarray:
     """``num_points`` distinct points on a synthetic face from its 68 template points: a
     spread-out subset for smaller schemes, the 68 plus midpoints for larger ones. They are

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -13,11 +12,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synthetic import make_face, make_pts_dataset
+from synthetic import make_pts_dataset, make_unlabelled_crops
 
 from facemark.cli import main
 from facemark.configs import bundled_config_names, resolve_config
-from facemark.data.crops import crop_box, crop_face
 from facemark.errors import ConfigError, DataError, SkipLog
 from facemark.models import create_model
 from facemark.models.heads.pip import PIPHead
@@ -293,13 +291,7 @@ def test_mixed_batch_sampler_properties(n_lab, n_pseudo, batch, fraction, seed, 
 # ---------------------------------------------------------------------------------------
 def tiny_setup(tmp_path: Path) -> Path:
     labelled = make_pts_dataset(tmp_path / "faces", n=12)
-    unlabelled = tmp_path / "unlabelled"            # ready-cut faces, as ytf68/unlabeled
-    unlabelled.mkdir()
-    rng = np.random.default_rng(7)
-    for i in range(8):
-        img, pts = make_face(rng, 160)
-        crop, _ = crop_face(img, crop_box("300w", landmarks=pts), 96)
-        cv2.imwrite(str(unlabelled / f"u{i}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    unlabelled = make_unlabelled_crops(tmp_path / "unlabelled", 8)   # as ytf68/unlabeled
     return write_config(tmp_path, f"""
 experiment: tiny_stc
 data:
