@@ -20,6 +20,16 @@ from facemark.inference.distributed import detect_files_on_ray  # noqa: E402
 PHOTOS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "photos"
 
 
+def assert_same_predictions(ray_out: Path, local_out: Path) -> None:
+    """The Ray run wrote the standard prediction files, with the faces a local run finds."""
+    ray_doc = json.loads((ray_out / "predictions.json").read_text())
+    local_doc = json.loads((local_out / "predictions.json").read_text())
+    assert [f["image"] for f in ray_doc["faces"]] == [f["image"] for f in local_doc["faces"]]
+    for a, b in zip(ray_doc["faces"], local_doc["faces"]):
+        np.testing.assert_allclose(a["points"], b["points"], atol=1e-3)
+    assert (ray_out / "predictions.csv").is_file()
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     try:
@@ -55,12 +65,7 @@ def test_ray_run_matches_local_run_and_resumes(tmp_path, local_ray):
     assert summary.images == 3 and summary.cached == 0
     assert len(summary.skipped) == 1 and "broken.jpg" in str(summary.skipped[0])
     # the standard prediction files, with the same faces a local run finds
-    ray_doc = json.loads((tmp_path / "ray" / "predictions.json").read_text())
-    local_doc = json.loads((tmp_path / "local" / "predictions.json").read_text())
-    assert [f["image"] for f in ray_doc["faces"]] == [f["image"] for f in local_doc["faces"]]
-    for a, b in zip(ray_doc["faces"], local_doc["faces"]):
-        np.testing.assert_allclose(a["points"], b["points"], atol=1e-3)
-    assert (tmp_path / "ray" / "predictions.csv").is_file()
+    assert_same_predictions(tmp_path / "ray", tmp_path / "local")
     assert summary.faces == local.faces
     # resumable: a second run finds every image's part and sends nothing to Ray
     again = detect_files_on_ray([str(folder)], tmp_path / "ray", workers=2, detector="opencv",
@@ -110,12 +115,7 @@ def test_pipeline_in_process(tmp_path, monkeypatch):
                                   formats="both")
     assert (summary.images, summary.cached, summary.faces) == (3, 0, local.faces)
     assert len(summary.skipped) == 1 and "broken.jpg" in str(summary.skipped[0])
-    ray_doc = json.loads((tmp_path / "ray" / "predictions.json").read_text())
-    local_doc = json.loads((tmp_path / "local" / "predictions.json").read_text())
-    assert [f["image"] for f in ray_doc["faces"]] == [f["image"] for f in local_doc["faces"]]
-    for a, b in zip(ray_doc["faces"], local_doc["faces"]):
-        np.testing.assert_allclose(a["points"], b["points"], atol=1e-3)
-    assert (tmp_path / "ray" / "predictions.csv").is_file()
+    assert_same_predictions(tmp_path / "ray", tmp_path / "local")
     again = detect_files_on_ray([str(folder)], tmp_path / "ray", detector="opencv",
                                 formats="both")
     assert (again.images, again.cached) == (0, 3)
@@ -125,7 +125,7 @@ def test_pipeline_in_process(tmp_path, monkeypatch):
     assert main(["detect", str(folder), "-o", str(tmp_path / "cli"), "--ray", "-q",
                  "--detector", "opencv", "--ray-workers", "1"]) == 0
     assert json.loads((tmp_path / "cli" / "predictions.json").read_text())["faces"] == \
-        local_doc["faces"]
+        json.loads((tmp_path / "local" / "predictions.json").read_text())["faces"]
 
 
 def test_ray_refuses_what_it_does_not_make(tmp_path):
