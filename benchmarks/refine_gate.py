@@ -35,10 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     import facemark
-    from facemark.data.crops import crop_box
     from facemark.data.formats import open_dataset
+    from facemark.data.predictions import MATCH_IOU
     from facemark.data.images import read_image
     from facemark.evaluation.metrics import nme
+    from facemark.inference.detectors.base import box_iou
     from facemark.inference.landmarker import refined_crop_box
 
     lm = facemark.load(args.model, refine=0, threads=1)
@@ -49,16 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         image = read_image(rec.image)
         gt = np.asarray(rec.landmarks, dtype=np.float64)
         gbox = np.asarray(rec.landmark_box(), dtype=np.float64)
-        dets = lm.detect_faces(image)
-        best, best_iou = None, 0.25
-        for d in dets:
-            b = np.asarray(d.box, dtype=np.float64)
-            iw = max(0.0, min(b[2], gbox[2]) - max(b[0], gbox[0]))
-            ih = max(0.0, min(b[3], gbox[3]) - max(b[1], gbox[1]))
-            inter = iw * ih
-            union = (b[2] - b[0]) * (b[3] - b[1]) + (gbox[2] - gbox[0]) * (gbox[3] - gbox[1]) - inter
-            if inter / union >= best_iou:
-                best, best_iou = b, inter / union
+        dets = [np.asarray(d.box, dtype=np.float64) for d in lm.detect_faces(image)]
+        overlap = box_iou(np.asarray(dets).reshape(-1, 4), gbox)[:, 0] if dets else np.zeros(0)
+        best = dets[int(overlap.argmax())] if dets and overlap.max() >= MATCH_IOU else None
         if best is None:
             missed += 1
             continue
