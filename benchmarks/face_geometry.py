@@ -110,7 +110,7 @@ def chips_section(limit: int | None) -> list[str]:
 # ---------------------------------------------------------------------------------------
 def _poses(points: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, list]:
     """(T, 3) yaw/pitch/roll and the T rotation matrices (None where no face)."""
-    from facemark.inference.pose import estimate_pose
+    from facemark.data.pose import estimate_pose
 
     angles, rotations = [], []
     for p in points:
@@ -207,7 +207,7 @@ def ear_section(limit: int | None) -> list[str]:
     from facemark.data.formats import open_dataset
     from facemark.data.images import read_image
     from facemark.evaluation.bench import dlib_landmarks, find_dlib_predictor
-    from facemark.inference.measures import eye_aspect_ratio, mouth_aspect_ratio
+    from facemark.data.measures import eye_aspect_ratio, mouth_aspect_ratio
 
     lm = facemark.load()
     predictor, _ = find_dlib_predictor()
@@ -250,7 +250,7 @@ def blink_section(photo: Path, out_dir: Path) -> list[str]:
     from blink_clip import (dlib_landmarker, dlib_predictor, eye_outlines, shut_frames,
                             write_blink_clip)
     from facemark.data.images import read_image
-    from facemark.inference.measures import detect_blinks, ear_series
+    from facemark.data.measures import detect_blinks, ear_series
     from facemark.inference.video import VideoSource, track_video
 
     image = cv2.resize(read_image(photo), None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
@@ -297,8 +297,8 @@ def speed_section(photo: Path, runs: int) -> list[str]:
     from facemark.data.images import read_image
     from facemark.evaluation.bench import machine_line
     from facemark.inference.align import align
-    from facemark.inference.measures import BlinkDetector, eye_aspect_ratio, mouth_aspect_ratio
-    from facemark.inference.pose import estimate_pose
+    from facemark.data.measures import BlinkDetector, eye_aspect_ratio, mouth_aspect_ratio
+    from facemark.data.pose import estimate_pose
 
     image = read_image(photo)
     lm = facemark.load(threads=1)

@@ -24,7 +24,7 @@ no modules import each other in a cycle; tests/test_architecture.py checks both.
 
 1. ``errors`` (the one-line user errors), then ``io`` (atomic writes) and ``configs``
    (the bundled YAML configs)
-2. ``data`` (datasets, formats, landmark schemes, crops, the prediction file)
+2. ``data`` (datasets, formats, landmark schemes, crops, the prediction file, ``Face``)
 3. ``models`` (backbones, heads, the registry)
 4. ``training`` and ``evaluation``
 5. ``inference`` (detectors, the landmarker, export, outputs)
@@ -41,12 +41,12 @@ __all__ = ["__version__", "load", "Landmarker", "Face", "align", "estimate_pose"
            "detect_files", "BatchDetector", "calibrate"]
 
 _LAZY = {"load": "facemark.api", "Landmarker": "facemark.inference.landmarker",
-         "Face": "facemark.inference.landmarker", "align": "facemark.inference.align",
-         "estimate_pose": "facemark.inference.pose", "HeadPose": "facemark.inference.pose",
-         "eye_aspect_ratio": "facemark.inference.measures",
-         "mouth_aspect_ratio": "facemark.inference.measures",
-         "BlinkDetector": "facemark.inference.measures",
-         "detect_blinks": "facemark.inference.measures",
+         "Face": "facemark.data.face", "align": "facemark.inference.align",
+         "estimate_pose": "facemark.data.pose", "HeadPose": "facemark.data.pose",
+         "eye_aspect_ratio": "facemark.data.measures",
+         "mouth_aspect_ratio": "facemark.data.measures",
+         "BlinkDetector": "facemark.data.measures",
+         "detect_blinks": "facemark.data.measures",
          "detect_files": "facemark.inference.batch", "BatchDetector": "facemark.inference.batch",
          "calibrate": "facemark.inference.calibration"}
 

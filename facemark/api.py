@@ -15,9 +15,9 @@ and the ``.onnx`` is exported from it into the user cache on first use (:func:`b
 
 What comes after the landmarks is public too, imported lazily by ``facemark/__init__.py``
 from its one home: ``facemark.align`` (aligned chips, ``facemark.inference.align``),
-``Face.pose`` / ``facemark.estimate_pose`` (head pose, ``facemark.inference.pose``),
+``Face.pose`` / ``facemark.estimate_pose`` (head pose, ``facemark.data.pose``),
 ``Face.eye_aspect_ratio`` / ``facemark.eye_aspect_ratio``, ``facemark.mouth_aspect_ratio``,
-``facemark.BlinkDetector`` and ``facemark.detect_blinks`` (``facemark.inference.measures``).
+``facemark.BlinkDetector`` and ``facemark.detect_blinks`` (``facemark.data.measures``).
 """
 from __future__ import annotations
 

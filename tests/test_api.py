@@ -21,8 +21,9 @@ import facemark
 from facemark.data.crops import crop_box, get_crop_rule
 from facemark.errors import ConfigError, DataError, FacemarkError
 from facemark.data.predictions import read_predictions, write_predictions
+from facemark.data.face import Face
 from facemark.inference.detectors import DetectedFace, FaceDetector
-from facemark.inference.landmarker import Face, Landmarker, as_boxes, as_rgb
+from facemark.inference.landmarker import Landmarker, as_boxes, as_rgb
 
 from synthetic import make_face, template68
 
@@ -332,3 +333,19 @@ def test_import_facemark_stays_light():
     assert facemark.__version__ and facemark.Face is Face
     with pytest.raises(AttributeError):
         facemark.not_a_thing  # noqa: B018
+
+
+def test_the_old_homes_of_face_pose_and_measures_still_import():
+    # Face, the head pose and the eye/mouth measures live in facemark.data (issue 11)
+    import facemark.data.measures
+    import facemark.data.pose
+    import facemark.inference.landmarker
+    import facemark.inference.measures
+    import facemark.inference.pose
+
+    assert facemark.inference.landmarker.Face is Face
+    assert facemark.inference.pose.estimate_pose is facemark.data.pose.estimate_pose
+    assert facemark.inference.pose.HeadPose is facemark.data.pose.HeadPose
+    assert facemark.inference.measures.BlinkDetector is facemark.data.measures.BlinkDetector
+    for module in (facemark.inference.pose, facemark.inference.measures):
+        assert all(getattr(module, name) is not None for name in module.__all__)

@@ -18,8 +18,8 @@ from facemark.api import bundled_models
 from facemark.data.convert import convert_landmarks
 from facemark.data.schemes import get_scheme
 from facemark.errors import ConfigError, FacemarkError
-from facemark.inference.measures import (BlinkDetector, detect_blinks, ear_series,
-                                         eye_aspect_ratio, mouth_aspect_ratio)
+from facemark.data.measures import (BlinkDetector, detect_blinks, ear_series,
+                                    eye_aspect_ratio, mouth_aspect_ratio)
 
 from blink_clip import (close_eyes, dlib_landmarker, dlib_predictor, eye_outlines,
                         shut_frames, write_blink_clip)
@@ -113,7 +113,7 @@ def test_other_schemes_with_lids_work_and_those_without_are_refused():
 
 
 def test_face_methods_and_public_names():
-    from facemark.inference.landmarker import Face
+    from facemark.data.face import Face
 
     face = Face(box=[0, 0, 1, 1], score=None, points=face68(1.0, 1.0), point_scores=np.ones(68),
                 scheme="300w68")

@@ -19,9 +19,9 @@ from facemark.data.schemes import get_scheme
 from facemark.data.templates import FACE_MODELS, MEAN_FACE_3D
 from facemark.errors import FacemarkError
 from facemark.data.predictions import PredictedFace, read_predictions, write_predictions
-from facemark.inference.landmarker import Face
-from facemark.inference.pose import (angles_from_rotation, estimate_pose, guess_camera,
-                                     rotation_from_angles)
+from facemark.data.face import Face
+from facemark.data.pose import (angles_from_rotation, estimate_pose, guess_camera,
+                                rotation_from_angles)
 
 PHOTOS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "photos"
 needs_model = pytest.mark.skipif(".pt" not in bundled_models().get("default", {}),

@@ -63,7 +63,7 @@ class PredictedFace:
         point_scores: float64 (N,) per-landmark confidence, or None.
         pose: the head pose, or None: ``{"yaw", "pitch", "roll"}`` in degrees, ``"rvec"``
             (3 numbers, Rodrigues rotation in radians) and ``"tvec"`` (3 numbers, mm), as
-            ``facemark.inference.pose.HeadPose.to_record`` gives it.
+            ``facemark.data.pose.HeadPose.to_record`` gives it.
     """
 
     image: str

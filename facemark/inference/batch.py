@@ -158,7 +158,7 @@ class BatchDetector:
         if args.keep_exif_orientation:  # (absent by default: earlier runs' parts stay valid)
             settings["exif_orientation"] = "ignored"
         if args.pose:
-            from facemark.inference.pose import face_model_for
+            from facemark.data.pose import face_model_for
 
             face_model_for(lm.scheme)            # a scheme without pose points stops here
             settings["pose"] = True

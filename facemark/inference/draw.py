@@ -6,7 +6,7 @@ goes from red (low mean landmark confidence) to green (high), labelled ``score /
 (detector score and mean landmark confidence; the confidence alone when there is no score).
 Labels are sized to their face (:func:`label_layout`), kept inside the image, and placed
 above, below or inside their box where they cover no other label.
-With ``pose=True`` each face's head pose (``facemark.inference.pose``) is drawn as three
+With ``pose=True`` each face's head pose (``facemark.data.pose``) is drawn as three
 axes from the nose tip (:func:`draw_pose`).
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ def draw_faces(image: np.ndarray, faces: Sequence, *, radius: int | None = None,
 
     Args:
         image: RGB uint8 (H, W, 3).
-        faces: :class:`~facemark.inference.landmarker.Face` objects (anything with ``box``,
+        faces: :class:`~facemark.data.face.Face` objects (anything with ``box``,
             ``score``, ``points`` (N, 2) pixels, ``point_scores`` and ``scheme``).
         radius: landmark dot radius in pixels; None scales it with the face size.
         skeleton: draw the scheme's skeleton lines.
@@ -196,7 +196,7 @@ def draw_pose(image: np.ndarray, pose, length_mm: float = 60.0, thickness: int =
 
     Args:
         image: RGB uint8 (H, W, 3), changed in place.
-        pose: a :class:`facemark.inference.pose.HeadPose` (its camera projects the axes).
+        pose: a :class:`facemark.data.pose.HeadPose` (its camera projects the axes).
         length_mm: axis length in the 3D face's millimetres (the eyes' outer corners are
             90 mm apart).
         thickness: line width in pixels.

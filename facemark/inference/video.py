@@ -132,7 +132,7 @@ def track_video(landmarker, source: VideoSource, *, detect_every: int = 10,
     """
     import time
 
-    from facemark.inference.landmarker import Face
+    from facemark.data.face import Face
     from facemark.inference.tracking import FaceTracker
 
     params = landmarker.smoothing_params_
