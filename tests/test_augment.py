@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from facemark.data.augment import Augment
-from facemark.data.crops import box_to_affine, compose_affine, invert_affine, transform_points
+from facemark.data.crops import (box_to_affine, compose_affine, crop_face, crop_faces,
+                                 invert_affine, map_back, transform_points)
 from facemark.data.schemes import IBUG68, get_scheme
 from facemark.errors import ConfigError
 
@@ -78,6 +79,24 @@ def test_compose_affine_order():
     p = np.random.default_rng(0).uniform(0, 100, (7, 2))
     want = transform_points(transform_points(p, a), b)
     assert np.allclose(transform_points(p, compose_affine(a, b)), want)
+
+
+def test_crop_faces_and_map_back_are_crop_face_and_its_inverse_per_box():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (90, 120, 3), dtype=np.uint8) for _ in range(2)]
+    boxes = [np.array([10.0, 5.0, 70.0, 65.0]), np.array([-8.0, 20.0, 52.0, 80.0])]
+    crops, inverses = crop_faces([images[0], images[1], images[0]], boxes + [boxes[1]], 32)
+    assert crops.shape == (3, 32, 32, 3) and inverses.shape == (3, 2, 3)
+    for crop, inverse, image, box in zip(crops, inverses, [images[0], images[1], images[0]],
+                                         boxes + [boxes[1]]):
+        want, matrix = crop_face(image, box, 32)
+        assert np.array_equal(crop, want) and np.array_equal(inverse, invert_affine(matrix))
+    points = rng.uniform(0, 32, (3, 5, 2))
+    back = map_back(points, inverses)
+    assert np.array_equal(back[2], transform_points(points[2], inverses[2]))
+    empty, none = crop_faces([], [], 32)
+    assert empty.shape == (0, 32, 32, 3) and none.shape == (0, 2, 3)
+    assert map_back(np.zeros((0, 5, 2)), none).shape == (0, 5, 2)
 
 
 # ----------------------------------------------------------------------- image vs points

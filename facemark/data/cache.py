@@ -36,8 +36,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from facemark import __version__
-from facemark.data.crops import CROP_RULES, CropRule, box_to_affine, crop_box, get_crop_rule, \
-    invert_affine, transform_points, warp_image
+from facemark.data.crops import CROP_RULES, CropRule, box_to_affine, crop_box, crop_face, \
+    get_crop_rule, invert_affine, transform_points
 from facemark.data.images import read_image
 from facemark.data.meanface import mean_face
 from facemark.data.sample import Sample
@@ -500,8 +500,7 @@ def _cut(sample: Sample, image: np.ndarray, sch: LandmarkScheme, rule: CropRule,
     if not (np.isfinite(box).all() and box[2] - box[0] > 1 and box[3] - box[1] > 1):
         raise DataError(where, f"degenerate crop box {np.round(box, 2).tolist()} (face box "
                                f"{None if sample.box is None else sample.box.tolist()})")
-    matrix = box_to_affine(box, size)
-    crop = warp_image(image, matrix, size)
+    crop, matrix = crop_face(image, box, size)
     if sample.landmarks is None:
         pts = np.full((n, 2), np.nan, np.float32)
     else:

@@ -8,6 +8,7 @@ detector boxes x1.2 moved down by 0.1 h; :func:`gsl_crop_rule` picks the cross-d
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -144,6 +145,37 @@ def crop_face(image: np.ndarray, box: np.ndarray, size: int = 256) -> tuple[np.n
     """Cut a crop box out of an image: returns (crop (size, size, C) uint8, 2x3 affine)."""
     matrix = box_to_affine(box, size)
     return warp_image(image, matrix, size), matrix
+
+
+def crop_faces(images: Sequence[np.ndarray], boxes: Sequence[np.ndarray],
+               size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut crop box ``boxes[i]`` out of ``images[i]`` for every i (one image may repeat).
+
+    Args:
+        images: F images (H, W, 3) uint8, one per box.
+        boxes: F crop boxes ``x1, y1, x2, y2`` in pixels of their image.
+        size: crop side S in pixels.
+
+    Returns:
+        (crops uint8 (F, S, S, 3), inverse affines float64 (F, 2, 3) crop -> image, the
+        matrices :func:`map_back` takes); F = 0 gives empty arrays of those shapes.
+    """
+    crops, inverses = [], []
+    for image, box in zip(images, boxes, strict=True):
+        crop, matrix = crop_face(image, box, size)
+        crops.append(crop)
+        inverses.append(invert_affine(matrix))
+    if not crops:
+        return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, 2, 3))
+    return np.stack(crops), np.stack(inverses)
+
+
+def map_back(points: np.ndarray, inverses: Sequence[np.ndarray]) -> np.ndarray:
+    """Crop-pixel points (F, N, 2) of F crops to image pixels with their inverse affines
+    (F, 2, 3) (:func:`crop_faces`): float64 (F, N, 2); F = 0 gives (0, N, 2)."""
+    if not len(points):
+        return np.zeros(np.shape(points), dtype=np.float64)
+    return np.stack([transform_points(p, m) for p, m in zip(points, inverses, strict=True)])
 
 
 def compose_affine(*matrices: np.ndarray) -> np.ndarray:

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from facemark.data.crops import (CropRule, box_to_affine, crop_box, get_crop_rule, invert_affine,
-                                 transform_points)
+from facemark.data.crops import (CropRule, box_to_affine, crop_box, denormalise_points,
+                                 get_crop_rule, invert_affine, normalise_points, transform_points)
 from facemark.data.meanface import mean_face
 from facemark.data.predictions import PredictionSet
 from facemark.data.schemes import get_scheme
@@ -76,7 +76,7 @@ class MeanFaceBaseline:
             if s.landmarks is None:
                 raise DataError(_where(s), "training face has no landmarks (unlabelled sample)")
             matrix = box_to_affine(self._box(s, rule), self.size)
-            normalised[i] = (transform_points(s.landmarks, matrix) + 0.5) / self.size
+            normalised[i] = normalise_points(transform_points(s.landmarks, matrix), self.size)
         self.mean_ = mean_face(normalised, names=scheme.names)
         self.scheme_ = scheme.name
         self.n_train_ = len(samples)
@@ -90,7 +90,7 @@ class MeanFaceBaseline:
         """Mean face placed in each sample's crop: float64 (B, N, 2) image pixels."""
         self._check_fitted()
         rule = get_crop_rule(self.crop_rule)
-        crop_px = self.mean_ * self.size - 0.5
+        crop_px = denormalise_points(self.mean_, self.size)
         out = np.empty((len(samples), len(self.mean_), 2))
         for i, s in enumerate(samples):
             if get_scheme(s.scheme).name != self.scheme_:

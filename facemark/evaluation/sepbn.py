@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from facemark.data.crops import transform_points
+from facemark.data.crops import normalise_points, transform_points
 from facemark.data.schemes import get_scheme
 from facemark.evaluation.plots import _save
 from facemark.io import markdown_table
@@ -274,8 +274,8 @@ def best_of_k(model: nn.Module, samples: Sequence, *, crop_rule: str, input_size
     for idx, crops, mats in iter_crops(samples, crop_rule=crop_rule, input_size=input_size,
                                        batch_size=batch_size, on_error=on_error):
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
-        gt = np.stack([(transform_points(samples[i].landmarks, mats[j]) + 0.5) / input_size
-                       for j, i in enumerate(idx)])
+        gt = np.stack([normalise_points(transform_points(samples[i].landmarks, mats[j]),
+                                        input_size) for j, i in enumerate(idx)])
         _, errors = best_of_k_points(model, x, gt, scheme)
         rows.append(errors)
     errors = np.concatenate(rows) if rows else np.zeros((0, k))

@@ -28,34 +28,20 @@ from facemark.io import markdown_table
 # ---------------------------------------------------------------------------------------
 # Detection + landmarks on photos
 # ---------------------------------------------------------------------------------------
-def crop_faces(image: np.ndarray, boxes: Sequence[np.ndarray], size: int,
-               crop_rule: str = "detector") -> tuple[np.ndarray, list[np.ndarray]]:
-    """Cut the crops for detected face boxes: (uint8 (F, S, S, 3), F inverse affines)."""
-    from facemark.data.crops import box_to_affine, crop_box, invert_affine, warp_image
-
-    crops, inverses = [], []
-    for box in boxes:
-        matrix = box_to_affine(crop_box(crop_rule, box=box), size)
-        crops.append(warp_image(image, matrix, size))
-        inverses.append(invert_affine(matrix))
-    if not crops:
-        return np.zeros((0, size, size, 3), np.uint8), []
-    return np.stack(crops), inverses
-
-
 def landmarks_for_boxes(engine, image: np.ndarray, boxes: Sequence[np.ndarray],
                         crop_rule: str = "detector") -> np.ndarray:
-    """Image-pixel landmarks (F, N, 2) of the faces in ``boxes``, one batch through ``engine``."""
-    from facemark.data.crops import transform_points
+    """Image-pixel landmarks (F, N, 2) of the face boxes (F, 4) ``boxes``, cropped by
+    ``crop_rule``, in one batch through ``engine`` (no flip test, points scaled in float64)."""
+    from facemark.data.crops import crop_box, crop_faces, denormalise_points, map_back
     from facemark.models.crop_predict import crops_to_images
 
     size = engine.input_size
-    crops, inverses = crop_faces(image, boxes, size, crop_rule)
+    crops, inverses = crop_faces([image] * len(boxes),
+                                 [crop_box(crop_rule, box=box) for box in boxes], size)
     if not len(crops):
         return np.zeros((0, engine.num_points, 2))
     points, _ = engine.predict(crops_to_images(crops))
-    points = np.asarray(points, dtype=np.float64) * size - 0.5
-    return np.stack([transform_points(p, inv) for p, inv in zip(points, inverses)])
+    return map_back(denormalise_points(points, size), inverses)
 
 
 def _landmark_fn(engine, crop_rule: str, landmarker=None, box_style: str | None = None):

@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from facemark.data.crops import CropRule, box_to_affine, crop_box, get_crop_rule, invert_affine, \
-    transform_points, warp_image
+from facemark.data.crops import CropRule, crop_box, get_crop_rule
 from facemark.data.face import Face
 from facemark.errors import ConfigError, DataError
 
@@ -384,18 +383,11 @@ class Landmarker:
 
     def _predict(self, images: list[np.ndarray], crops_of) -> tuple[np.ndarray, np.ndarray]:
         """Points (K, N, 2) in image pixels and confidence (K, N) for (image index, crop box)."""
-        from facemark.models.crop_predict import predict_crops
+        from facemark.models.crop_predict import predict_boxes
 
-        size = self.info_.input_size
-        crops, inverses = [], []
-        for i, cbox in crops_of:
-            matrix = box_to_affine(cbox, size)
-            crops.append(warp_image(images[i], matrix, size))
-            inverses.append(invert_affine(matrix))
-        points, conf = predict_crops(self.engine_, np.stack(crops), self.flip_test,
-                                     self.scheme_, self.device_)
-        points = np.stack([transform_points(p, m) for p, m in zip(points, inverses)])
-        return points, np.asarray(conf)
+        return predict_boxes(self.engine_, [images[i] for i, _ in crops_of],
+                             [cbox for _, cbox in crops_of], self.info_.input_size,
+                             self.flip_test, self.scheme_, self.device_)
 
 
 MAX_REFINE = 5   # extra passes; measured gains stop well before this (docs/results.md)

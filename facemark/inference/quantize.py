@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from facemark.data.crops import denormalise_points
 from facemark.errors import ConfigError, DataError, SkipLog
 from facemark.models.crop_predict import crops_to_images
 
@@ -103,7 +104,7 @@ def load_calibration_crops(source: str | Path, input_size: int, crop_rule: str, 
         DataError: no usable face, a missing path, a scheme mismatch.
     """
     from facemark.data.cache import CropCache, is_cache
-    from facemark.data.crops import box_to_affine, crop_box, transform_points, warp_image
+    from facemark.data.crops import crop_box, crop_face, transform_points
     from facemark.data.formats import open_dataset
     from facemark.data.images import read_image
     from facemark.data.schemes import get_scheme
@@ -152,8 +153,8 @@ def load_calibration_crops(source: str | Path, input_size: int, crop_rule: str, 
         except (DataError, ValueError) as e:
             log(e if isinstance(e, DataError) else DataError(s.source or s.image, str(e)))
             continue
-        matrix = box_to_affine(box, input_size)
-        crops.append(warp_image(image, matrix, input_size))
+        crop, matrix = crop_face(image, box, input_size)
+        crops.append(crop)
         points.append(None if s.landmarks is None else transform_points(s.landmarks, matrix))
     if log.skipped:
         notes.append(f"{len(log.skipped)} record(s) skipped (unreadable image or no usable "
@@ -300,7 +301,7 @@ def predict_points(engine, crops: np.ndarray, batch_size: int = 32) -> tuple[np.
     points, conf = [], []
     for i in range(0, len(crops), batch_size):
         p, c = engine.predict(crops_to_images(np.asarray(crops[i:i + batch_size])))
-        points.append(np.asarray(p, dtype=np.float64) * size - 0.5)
+        points.append(denormalise_points(p, size))
         conf.append(np.asarray(c, dtype=np.float64))
     return np.concatenate(points), np.concatenate(conf)
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from facemark.data.crops import box_to_affine, crop_box, get_crop_rule, invert_affine, \
-    transform_points, warp_image
+from facemark.data.crops import crop_box, crop_face, crop_faces, get_crop_rule, invert_affine, \
+    map_back, transform_points
 from facemark.data.images import read_image
 from facemark.data.schemes import get_scheme
 from facemark.errors import DataError
@@ -44,6 +44,21 @@ def predict_crops(model, crops: np.ndarray, flip_test: bool = False, scheme=None
         p2[..., 0] = 1.0 - p2[..., 0]
         points, conf = (points + p2) / 2, (conf + c2) / 2
     return points * size - 0.5, conf
+
+
+def predict_boxes(model, images: Sequence[np.ndarray], crop_boxes: Sequence[np.ndarray],
+                  size: int, flip_test: bool = False, scheme=None,
+                  device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """The whole pipeline for F faces: cut crop box ``crop_boxes[i]`` (pixels) out of
+    ``images[i]`` (RGB uint8, one image may repeat) at ``size`` px, run the model on the
+    crops together (:func:`predict_crops`) and map the points back to their image.
+
+    Returns:
+        points float64 (F, N, 2) in pixels of each face's image, confidence (F, N).
+    """
+    crops, inverses = crop_faces(images, crop_boxes, size)
+    points, conf = predict_crops(model, crops, flip_test, scheme, device)
+    return map_back(points, inverses), np.asarray(conf)
 
 
 def crops_to_images(crops: np.ndarray) -> np.ndarray:
@@ -95,9 +110,9 @@ def iter_crops(samples: Sequence, *, crop_rule: str, input_size: int, batch_size
             on_error(err)
             image_key = None
             continue
-        matrix = box_to_affine(box, input_size)
+        crop, matrix = crop_face(image, box, input_size)
         idx.append(i)
-        crops.append(warp_image(image, matrix, input_size))
+        crops.append(crop)
         mats.append(matrix)
         if bar is not None:
             bar.update(1)
