@@ -441,3 +441,60 @@ def test_cli_lists_configs_and_reports_errors(tmp_path, capsys):
     path = write_config(tmp_path, "data: {train: [a], unlabelled: [b]}\n")
     assert main(["selftrain", str(path), "self_training.curriculm=[1]"]) == 2
     assert "did you mean 'self_training.curriculum'" in capsys.readouterr().err
+
+
+@pytest.mark.slow   # trains a model for one epoch
+def test_a_teacher_of_another_input_size_labels_its_own_crops(tmp_path, capsys):
+    """Distillation (issue #9 item 5): a 96 px teacher as round 0 labels 96 px crops of the
+    unlabelled faces; its points reach the 64 px student's crops through the image, and the
+    student starts from model.init_weights."""
+    from facemark.data.cache import CropCache
+    from facemark.models.model_file import ModelInfo, load_model, save_model
+
+    cfg_path = tiny_setup(tmp_path)
+    torch.manual_seed(1)
+    kw = dict(num_points=N, net_stride=32, num_nb=4, mean_face=MEAN_FACE,
+              backbone="mobilenet_v2")
+    teacher = create_model("pipnet", input_size=96, **kw).eval()
+    save_model(teacher, ModelInfo("300w68", 96, "300w", {}),
+               tmp_path / "teacher.pt")
+    student0 = create_model("pipnet", input_size=64, **kw)
+    save_model(student0, ModelInfo("300w68", 64, "300w", {}),
+               tmp_path / "student0.pt")
+    cfg = load_config(cfg_path, [
+        f"self_training.init_checkpoint={tmp_path / 'teacher.pt'}",
+        f"model.init_weights={tmp_path / 'student0.pt'}", "model.name=pipnet",
+        "model.net_stride=32", "self_training.curriculum=[0]", "self_training.reinit=true",
+        "optim.epochs=1"])
+    starts = []
+
+    import lightning as L
+
+    class Start(L.Callback):
+        def on_train_start(self, trainer, module):
+            starts.append({k: v.clone() for k, v in module.model.state_dict().items()})
+
+    result = self_train(cfg, callbacks=[Start()], progress=False)
+    run = tmp_path / "runs" / "tiny_stc"
+    assert result.rounds[0]["init_checkpoint"] and result.rounds[0]["test"] is None
+    assert "n/a" in result.table()                          # round 0 has no test numbers
+    # the student started from model.init_weights, not from the teacher
+    ref = load_model(tmp_path / "student0.pt")[0].state_dict()
+    assert all(torch.equal(starts[0][k], ref[k]) for k in ref if ref[k].is_floating_point())
+    # the teacher labelled its own 96 px crops; the student's labels are the same points
+    names = [str(x) for x in np.load(run / "round_1" / "pseudo_labels.npz")["caches"]]
+    student_cache = CropCache.open(names[0])
+    assert student_cache.size == 64
+    teacher_dir = [p for p in (tmp_path / "cache").rglob("meta.json")
+                   if json.loads(p.read_text())["size"] == 96]
+    assert len(teacher_dir) == 1
+    teacher_cache = CropCache.open(teacher_dir[0].parent)
+    assert len(teacher_cache) == len(student_cache) == 8
+    crops = np.stack([teacher_cache.image(i) for i in range(8)])
+    with torch.no_grad():
+        expected, _ = teacher.predict(torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255)
+    expected = expected.numpy() * 96 - 0.5                  # teacher crop pixels
+    points, _ = load_pseudo_labels(run / "round_1" / "pseudo_labels.npz", [student_cache])
+    # same crop region at two sizes: student pixel = (teacher pixel + 0.5) * 64 / 96 - 0.5
+    np.testing.assert_allclose(points[0], (expected + 0.5) * 64 / 96 - 0.5, atol=2e-3)
+    assert load_model(result.model_path)[1].input_size == 64

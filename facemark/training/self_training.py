@@ -34,7 +34,14 @@ The ``self_training`` config section (:class:`facemark.training.config.SelfTrain
     round r starts from round r-1's weights (fine-tuning; needs the same architecture).
 ``init_checkpoint``
     a model (``.ckpt`` of ``facemark train`` or ``.pt``) used as round 0 instead of
-    training it: it only pseudo-labels, so any landmark model of the scheme will do.
+    training it: it only pseudo-labels, so any landmark model of the scheme will do. A
+    model of another input size is a *teacher* (distillation, issue #9 item 5): it labels
+    its own crops of the same unlabelled faces (same boxes and crop rule, cached at its
+    size) and its points are mapped through the image into the student's crops. Round 0
+    then reports no test numbers (the test crops are cached at the student's size). The
+    student of round 1 starts from ``model.init_weights`` when given (e.g. the model being
+    distilled into), else from ``model.backbone_weights``, else from scratch; with
+    ``reinit: false`` it starts from the teacher's weights (same architecture only).
 ``boxes``
     where the unlabelled faces' boxes come from: ``dataset`` (the dataset's own boxes;
     landmarks, if any, are never used), ``image`` (the whole image is the box: for
@@ -325,8 +332,10 @@ def unlabelled_samples(spec: str, scheme: str, boxes: str, log: SkipLog,
 
 
 def open_or_build_unlabelled_cache(spec: str, rule, cfg: TrainConfig, log: SkipLog,
-                                   detector=None, progress: bool = True):
-    """The crop cache of one unlabelled dataset (built once, like the labelled caches).
+                                   detector=None, progress: bool = True,
+                                   size: int | None = None):
+    """The crop cache of one unlabelled dataset (built once, like the labelled caches), at
+    ``size`` px (None: ``data.input_size``; a teacher of another size asks for its own).
 
     Returns:
         (CropCache, list of no-face messages), the latter kept beside the cache in
@@ -336,11 +345,12 @@ def open_or_build_unlabelled_cache(spec: str, rule, cfg: TrainConfig, log: SkipL
     from facemark.data.schemes import get_scheme
 
     data = cfg.data
+    size = size or data.input_size
     scheme = get_scheme(data.scheme).name
     rule_text = json.dumps(dataclasses.asdict(rule), sort_keys=True)
     tag = "unl" + hashlib.sha1(rule_text.encode()).hexdigest()[:6]
     path = cache_path(data.cache_dir, f"{spec}|unlabelled|{cfg.self_training.boxes}|{rule_text}",
-                      scheme, tag, data.input_size)
+                      scheme, tag, size)
     side = path.with_name(path.name + ".boxes.json")
     if (path / "meta.json").is_file():
         no_face = json.loads(side.read_text()).get("no_face", []) if side.is_file() else []
@@ -352,7 +362,7 @@ def open_or_build_unlabelled_cache(spec: str, rule, cfg: TrainConfig, log: SkipL
                               f"detected face, {len(log.skipped)} skipped)")
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(side, json.dumps({"spec": spec, "no_face": no_face}, indent=1))
-    cache = build_cache(samples, path, size=data.input_size, rule=rule, skip_bad=log,
+    cache = build_cache(samples, path, size=size, rule=rule, skip_bad=log,
                         progress=progress, scheme=scheme,
                         source=f"unlabelled {spec} ({cfg.self_training.boxes} boxes)")
     return cache, no_face
@@ -398,6 +408,35 @@ def pseudo_label(model, cache, batch_size: int = 64, flip_test: bool = False,
     if bar is not None:
         bar.close()
     return points, conf
+
+
+def to_student_crops(points: np.ndarray, teacher_cache, student_cache) -> np.ndarray:
+    """Map a teacher's pseudo-labels from its crops to the student's crops of the same faces.
+
+    Args:
+        points: float32 (M, N, 2) in pixels of ``teacher_cache``'s crops.
+        teacher_cache, student_cache: CropCaches of the same unlabelled faces in the same
+            order (same boxes and crop rule, different crop sizes).
+
+    Returns:
+        float32 (M, N, 2) in pixels of ``student_cache``'s crops (through image pixels).
+
+    Raises:
+        DataError: the two caches do not hold the same faces.
+    """
+    from facemark.data.crops import transform_points
+
+    same = len(teacher_cache) == len(student_cache) and all(
+        (a.get("image"), a.get("frame")) == (b.get("image"), b.get("frame"))
+        for a, b in zip(teacher_cache.records, student_cache.records))
+    if not same:
+        raise DataError(teacher_cache.path, f"the teacher's crops ({len(teacher_cache)}) are "
+                        f"not the student's crops ({len(student_cache)}, {student_cache.path}) "
+                        "of the same faces; delete both caches to rebuild them")
+    out = np.empty_like(points)
+    for i in range(len(points)):
+        out[i] = transform_points(teacher_cache.to_image(i, points[i]), student_cache.affine[i])
+    return out
 
 
 def save_pseudo_labels(path: Path, caches, points: list[np.ndarray],
@@ -608,7 +647,7 @@ class SelfTrainResult:
 
     def table(self) -> str:
         """One line per round: level, epochs, validation NME, pseudo-label numbers, tests."""
-        tests = sorted({k for r in self.rounds for k in r.get("test", {})})
+        tests = sorted({k for r in self.rounds for k in (r.get("test") or {})})
         head = ["round", "task", "epochs", "val NME", "pseudo conf", "pseudo shift"] + \
             [f"test {Path(t).name[:18]}" for t in tests]
         rows = [head]
@@ -617,7 +656,7 @@ class SelfTrainResult:
             row = [str(r["round"]), r["task"], str(r["epochs"]), pct(r.get("best_val_nme")),
                    "n/a" if r.get("pseudo_confidence") is None else f"{r['pseudo_confidence']:.3f}",
                    "n/a" if r.get("pseudo_shift") is None else f"{100 * r['pseudo_shift']:.2f}%"]
-            row += [pct(r.get("test", {}).get(t, {}).get("nme")) for t in tests]
+            row += [pct((r.get("test") or {}).get(t, {}).get("nme")) for t in tests]
             rows.append(row)
         widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
         lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
@@ -695,7 +734,7 @@ def _fit_round(cfg: TrainConfig, rdir: Path, data: SelfTrainingData, model_cfg: 
     """Train one round in ``rdir`` (resuming from its last.ckpt); returns (trainer,
     module, RunCheckpoints)."""
     from facemark.training.checkpoints import RunCheckpoints
-    from facemark.training.fit import load_backbone_init, make_trainer
+    from facemark.training.fit import initialise_model, make_trainer
 
     ckpt_dir = rdir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
@@ -715,8 +754,8 @@ def _fit_round(cfg: TrainConfig, rdir: Path, data: SelfTrainingData, model_cfg: 
                               f"fit model {model_cfg['name']!r} ({str(e).splitlines()[0]}); use "
                               "reinit=true or an init_checkpoint of the same "
                               "architecture") from None
-    elif cfg.model.backbone_weights:   # a fresh round starts from the ImageNet backbone
-        load_backbone_init(module.model, cfg.model.backbone_weights)
+    else:        # a fresh round: model.backbone_weights (ImageNet), then model.init_weights
+        initialise_model(module.model, cfg)
     has_val = data.val_set is not None and len(data.val_set) > 0
     checkpoints = RunCheckpoints(ckpt_dir, has_val)
     trainer = make_trainer(cfg, rdir, data, checkpoints, callbacks or [], devices=1,
@@ -760,6 +799,7 @@ class _Inputs:
     unlabelled: list
     no_face: dict[str, list[str]]
     tests: dict[str, Any]
+    teacher_unlabelled: list | None = None   # the same faces at a teacher's input size
 
 
 def prepare_inputs(cfg: TrainConfig, progress: bool) -> _Inputs:
@@ -774,21 +814,38 @@ def prepare_inputs(cfg: TrainConfig, progress: bool) -> _Inputs:
     model_cfg = build_model_config(cfg, base.mean_face())
     mode, name = box_mode(cfg.self_training.boxes)
     detector = create_face_finder("detector", name) if mode == "detector" else None
-    unlabelled, no_face = [], {}
+    unlabelled, no_face, teacher = [], {}, []
+    teacher_size = _teacher_size(cfg)
     for spec, rule in zip(cfg.data.unlabelled, unlabelled_rules(cfg)):
         cache, missing = open_or_build_unlabelled_cache(spec, rule, cfg, log, detector, progress)
         unlabelled.append(cache)
         no_face[spec] = missing
+        if teacher_size:
+            teacher.append(open_or_build_unlabelled_cache(spec, rule, cfg, log, detector,
+                                                          progress, size=teacher_size)[0])
     tests = {spec: open_or_build_cache(spec, cfg.data, log) for spec in cfg.data.test}
-    return _Inputs(base, log, model_cfg, unlabelled, no_face, tests)
+    return _Inputs(base, log, model_cfg, unlabelled, no_face, tests, teacher or None)
 
 
-def _load_round_model(path: Path, cfg: TrainConfig):
-    """A round's model (or the init checkpoint), checked against the data it must label."""
+def _teacher_size(cfg: TrainConfig) -> int | None:
+    """The input size of ``self_training.init_checkpoint`` when it differs from the
+    student's (a teacher that labels its own crops), else None."""
+    if not cfg.self_training.init_checkpoint:
+        return None
+    from facemark.models.model_file import load_model
+
+    model, _ = load_model(cfg.self_training.init_checkpoint)
+    return model.input_size if model.input_size != cfg.data.input_size else None
+
+
+def _load_round_model(path: Path, cfg: TrainConfig, any_size: bool = False):
+    """A round's model (or the init checkpoint), checked against the data it must label
+    (``any_size``: a teacher of another input size, which labels its own crops)."""
     from facemark.models.model_file import load_model
 
     model, info = load_model(path)
-    if model.input_size != cfg.data.input_size or info.scheme != cfg.data.scheme:
+    wrong_size = model.input_size != cfg.data.input_size and not any_size
+    if wrong_size or info.scheme != cfg.data.scheme:
         raise ConfigError(f"{path}: a model of {info.scheme} at {model.input_size} px cannot "
                           f"label {cfg.data.scheme} crops of data.input_size="
                           f"{cfg.data.input_size}")
@@ -796,18 +853,25 @@ def _load_round_model(path: Path, cfg: TrainConfig):
 
 
 def _round_pseudo_labels(rdir: Path, prev_ckpt: Path, cfg: TrainConfig, caches: list,
-                         progress: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                         progress: bool, teacher_caches: list | None = None
+                         ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The round's pseudo-labels: read back when saved (a resumed round), else made by the
-    previous round's model and saved before training starts."""
+    previous round's model and saved before training starts. A model of another input size
+    (a teacher) labels ``teacher_caches``, the same faces at its size, and its points are
+    mapped into ``caches``' crops."""
     path = rdir / "pseudo_labels.npz"
     if path.is_file():
         return load_pseudo_labels(path, caches)
     st = cfg.self_training
-    model = _load_round_model(prev_ckpt, cfg)
-    print(f"{rdir.name}: pseudo-labelling {sum(len(c) for c in caches)} crops with {prev_ckpt}")
+    model = _load_round_model(prev_ckpt, cfg, any_size=teacher_caches is not None)
+    teacher = teacher_caches if model.input_size != cfg.data.input_size else None
+    print(f"{rdir.name}: pseudo-labelling {sum(len(c) for c in caches)} crops with {prev_ckpt}"
+          + (f" (a teacher at {model.input_size} px)" if teacher else ""))
     out = [pseudo_label(model, c, st.pseudo_batch_size, st.flip_test, progress=progress)
-           for c in caches]
+           for c in (teacher or caches)]
     points, conf = [p for p, _ in out], [c for _, c in out]
+    if teacher:
+        points = [to_student_crops(p, t, c) for p, t, c in zip(points, teacher, caches)]
     save_pseudo_labels(path, caches, points, conf, str(prev_ckpt))
     return points, conf
 
@@ -875,11 +939,12 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
         rdir.mkdir(parents=True, exist_ok=True)
         info = {"round": r, "level": level, "task": describe_level(level, grid)}
         if r == 0 and st.init_checkpoint:                         # round 0 given, not trained
-            model = _load_round_model(Path(st.init_checkpoint), cfg)
+            teacher = inp.teacher_unlabelled is not None
+            model = _load_round_model(Path(st.init_checkpoint), cfg, any_size=teacher)
             info.update(checkpoint=str(Path(st.init_checkpoint).resolve()), epochs=0,
                         best_val_nme=None, init_checkpoint=True,
-                        test=evaluate_caches(model, inp.tests, cfg.data.scheme,
-                                             st.pseudo_batch_size))
+                        test=None if teacher else evaluate_caches(
+                            model, inp.tests, cfg.data.scheme, st.pseudo_batch_size))
             atomic_write_text(done_file, json.dumps(info, indent=1))
             rounds.append(info)
             prev_ckpt = Path(st.init_checkpoint)
@@ -888,7 +953,8 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
 
         pseudo = []
         if r >= 1:
-            points, conf = _round_pseudo_labels(rdir, prev_ckpt, cfg, inp.unlabelled, progress)
+            points, conf = _round_pseudo_labels(rdir, prev_ckpt, cfg, inp.unlabelled, progress,
+                                                inp.teacher_unlabelled if r == 1 else None)
             info["pseudo_confidence"] = float(np.mean([c.mean() for c in conf]))
             if prev_points is not None:       # how far this round's labels moved (crop sides)
                 info["pseudo_shift"] = float(np.mean(
@@ -905,7 +971,7 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
         data.setup("fit")
         init_state = None
         if r >= 1 and not st.reinit:
-            init_state = _load_round_model(prev_ckpt, cfg).state_dict()
+            init_state = _load_round_model(prev_ckpt, cfg, any_size=r == 1).state_dict()
         trainer, module, checkpoints = _fit_round(cfg, rdir, data, inp.model_cfg, init_state,
                                               {"round": r, "level": level}, callbacks)
         last = rdir / "checkpoints" / "last.ckpt"
