@@ -37,7 +37,7 @@ from functools import cached_property
 
 import numpy as np
 
-from facemark.data.schemes import LandmarkScheme, get_scheme
+from facemark.data.schemes import LandmarkScheme, get_scheme, list_schemes
 
 # One term of a target point: (source point name, weight on x, weight on y).
 Term = tuple[str, float, float]
@@ -155,8 +155,6 @@ def subset_conversion(src: str | LandmarkScheme, dst: str | LandmarkScheme
     A scheme of one name is one scheme per process (:func:`~facemark.data.schemes.adopt_scheme`),
     so the conversion is built once per pair of names.
     """
-    from facemark.data.schemes import list_schemes
-
     s, d = get_scheme(src), get_scheme(dst)
     builtin = set(list_schemes())
     if s.name == d.name or s.name not in builtin or d.name in builtin:

@@ -27,6 +27,7 @@ from facemark.data.schemes import (LandmarkScheme, adopt_scheme, get_scheme, sch
                                    scheme_to_dict)
 from facemark.errors import ConfigError, DataError
 from facemark.io import atomic_write
+from facemark.models.registry import model_config, model_from_config
 from facemark.models.serialization import safe_load
 
 FORMAT = "facemark.model"
@@ -147,8 +148,6 @@ def load_model(path: str | Path, device: str = "cpu"):
         DataError: the file is missing, unsafe, unreadable or holds something else (one line
             naming the file).
     """
-    from facemark.models.registry import model_from_config
-
     path = Path(path)
     blob = safe_load(path)
     if not isinstance(blob, dict):
@@ -187,8 +186,6 @@ def save_model(model, info: ModelInfo, path: str | Path, extra: dict[str, Any] |
     Raises:
         DataError: the file cannot be written (the old file, if any, is kept).
     """
-    from facemark.models.registry import model_config
-
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}

@@ -78,7 +78,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from facemark.data.images import IMAGE_EXTENSIONS, read_image
 from facemark.errors import DataError
+from facemark.io import atomic_write_bytes
+from facemark.models.backbones.mobilenet import Conv2dSame, mobilenet_v2_tf
+from facemark.models.model import IMAGENET_MEAN, IMAGENET_STD
 
 #: sigma of a channel is floored at this fraction of its layer's median sigma (see module doc).
 DEAD_CHANNEL_FRACTION = 1e-2
@@ -312,8 +316,6 @@ def _read_convolution(reader: _Reader, op, entry: TFLiteOp) -> None:
 
 def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
     """TF SAME padding (before, after) of one spatial dimension (Conv2dSame's rule)."""
-    from facemark.models.backbones.mobilenet import Conv2dSame
-
     return Conv2dSame._pad(size, kernel, stride, dilation)
 
 
@@ -559,7 +561,6 @@ def _check_connections(graph: TFLiteGraph, layers: list[_Layer], classifier: TFL
 
 
 def _imagenet_mean_std() -> tuple[np.ndarray, np.ndarray]:
-    from facemark.models.model import IMAGENET_MEAN, IMAGENET_STD
     return np.asarray(IMAGENET_MEAN, np.float64), np.asarray(IMAGENET_STD, np.float64)
 
 
@@ -656,8 +657,6 @@ def read_calibration_images(source: str | Path | Sequence[str | Path], size: int
     """
     import cv2
 
-    from facemark.data.images import IMAGE_EXTENSIONS, read_image
-
     if isinstance(source, (str, Path)):
         folder = Path(source)
         if not folder.is_dir():
@@ -684,8 +683,6 @@ def read_calibration_images(source: str | Path | Sequence[str | Path], size: int
 def _convert(path: str | Path, calibration_images, batch_size: int = 8
              ) -> tuple[dict[str, Tensor], ImportSummary]:
     import time
-
-    from facemark.models.backbones.mobilenet import mobilenet_v2_tf
 
     started = time.perf_counter()
     path = Path(path)
@@ -750,8 +747,6 @@ def save_state_dict(state: dict[str, Tensor], path: str | Path) -> Path:
         DataError: ``path`` cannot be written (the old file, if any, is kept).
     """
     import io
-
-    from facemark.io import atomic_write_bytes
 
     buffer = io.BytesIO()
     torch.save(state, buffer)
