@@ -19,9 +19,13 @@ import numpy as np
 import torch
 
 from facemark.data.crops import transform_points
+from facemark.data.images import list_images, read_image
 from facemark.data.schemes import get_scheme
+from facemark.evaluation.metrics import nme, point_var, summarize
 from facemark.evaluation.plots import _save
 from facemark.io import markdown_table
+from facemark.models.crop_predict import iter_crops, predict_samples
+from facemark.models.heads.base import argmax_cells
 
 
 def _score_map(outputs: dict) -> torch.Tensor | None:
@@ -39,9 +43,6 @@ def grid_accuracy(model, samples: Sequence, *, crop_rule: str, input_size: int,
     clamped to the grid (the PIP encoding); a landmark outside the crop counts in its
     border cell. Raises ValueError for a head without a score map (CoordNet).
     """
-    from facemark.models.crop_predict import iter_crops
-    from facemark.models.heads.base import argmax_cells
-
     hits, total = 0, 0
     for idx, crops, mats in iter_crops(samples, crop_rule=crop_rule, input_size=input_size,
                                        batch_size=batch_size, on_error=on_error):
@@ -100,9 +101,6 @@ class HeadComparison:
 def compare_heads(models: dict, samples: Sequence, *, batch_size: int = 32,
                   on_error=None) -> HeadComparison:
     """Evaluate several loaded models ``{name: (model, ModelInfo)}`` on the same faces."""
-    from facemark.evaluation.metrics import nme, point_var, summarize
-    from facemark.models.crop_predict import predict_samples
-
     gt = np.stack([s.landmarks for s in samples]).astype(np.float64)
     scheme = get_scheme(samples[0].scheme)
     out = HeadComparison([], [], [], [])
@@ -129,8 +127,6 @@ def probe_images(size: int, folder=None, limit: int = 8, seed: int = 0) -> dict[
     if folder is not None:
         import cv2
 
-        from facemark.data.images import list_images, read_image
-
         for path in list_images(folder)[:limit]:
             images[path.stem] = cv2.resize(read_image(path), (size, size),
                                            interpolation=cv2.INTER_AREA)
@@ -150,8 +146,6 @@ def implicit_prior(model, info, images: dict[str, np.ndarray], mean_face: np.nda
         dict name -> (points (N, 2) normalised, distance to the mean face in units of the
         mean face's own normalising distance, or NaN when no mean face is known).
     """
-    from facemark.evaluation.metrics import nme
-
     scheme = get_scheme(info.scheme)
     if mean_face is None:
         mean_face = (info.model_config or {}).get("mean_face")

@@ -26,8 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from facemark.data.predictions import assign_predictions
 from facemark.data.schemes import get_scheme
 from facemark.errors import DataError
+from facemark.evaluation import metrics
+from facemark.evaluation.plots import _save
 
 
 def confidence_errors(pset, samples: Sequence, norm: str | None = None
@@ -47,9 +50,6 @@ def confidence_errors(pset, samples: Sequence, norm: str | None = None
     Raises:
         DataError: the set has no point scores, or its scheme is not the samples'.
     """
-    from facemark.evaluation import metrics
-    from facemark.data.predictions import assign_predictions
-
     scheme = get_scheme(samples[0].scheme)
     if get_scheme(pset.scheme).name != scheme.name:
         raise DataError(pset.path or pset.method, f"predictions are {pset.scheme} points, "
@@ -133,8 +133,6 @@ def plot_confidence_ranking(curves: dict[str, list[dict]], path: str | Path,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from facemark.evaluation.plots import _save
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for k, (name, rows) in enumerate(curves.items()):

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from facemark.data.convert import convert_samples, get_conversion
+from facemark.data.crops import CROP_RULES, gsl_crop_rule
+from facemark.data.formats import detect_format, split_options, split_spec
+from facemark.data.schemes import get_scheme
 from facemark.errors import ConfigError, FacemarkError
 
 #: The ``--crop-rule`` value that picks the GSL crop of the evaluated dataset.
@@ -34,9 +38,6 @@ def convert_dataset(samples: Sequence, convert_to: str | None) -> tuple[list, li
         ConfigError: an unknown scheme, or no conversion from the dataset's scheme (the
             message lists the known conversions).
     """
-    from facemark.data.convert import convert_samples, get_conversion
-    from facemark.data.schemes import get_scheme
-
     samples = list(samples)
     if convert_to is None:
         return samples, []
@@ -60,8 +61,6 @@ def convert_dataset(samples: Sequence, convert_to: str | None) -> tuple[list, li
 def dataset_format(data: str, format: str | None = None) -> str | None:
     """The format name of a ``--data`` argument: ``format``, the ``FORMAT:`` prefix, or
     the sniffed format (None when it cannot be told)."""
-    from facemark.data.formats import detect_format, split_options, split_spec
-
     fmt, path = split_spec(data)
     if format or fmt:
         return format or fmt
@@ -86,8 +85,6 @@ def resolve_crop_rule(rule: str | None, data: str, format: str | None,
     Raises:
         ConfigError: an unknown rule (lists the known ones and ``gsl``).
     """
-    from facemark.data.crops import CROP_RULES, gsl_crop_rule
-
     if rule is None or rule in CROP_RULES:
         return rule, []
     if rule == GSL:

@@ -24,8 +24,11 @@ from torch import nn
 
 from facemark.data.crops import normalise_points, transform_points
 from facemark.data.schemes import get_scheme
+from facemark.evaluation.metrics import nme, summarize
 from facemark.evaluation.plots import _save
 from facemark.io import markdown_table
+from facemark.models.crop_predict import iter_crops
+from facemark.models.norm import DomainBN, MixBN, SepBN, domain_context, num_domains
 
 #: the four parameter kinds of Fig. 4, as (state-dict leaf, label)
 PARAMETER_KINDS = (("running_mean", "running mean"), ("running_var", "running var"),
@@ -34,8 +37,6 @@ PARAMETER_KINDS = (("running_mean", "running mean"), ("running_var", "running va
 
 def _branch_sets(layer: nn.Module) -> dict[str, torch.Tensor] | None:
     """{kind: (K, C)} for a layer with K parameter sets; None for any other layer."""
-    from facemark.models.norm import DomainBN, MixBN, SepBN
-
     if isinstance(layer, (DomainBN, MixBN)):
         return {kind: torch.stack([getattr(b, kind).detach().float() for b in layer.branches])
                 for kind, _ in PARAMETER_KINDS}
@@ -122,8 +123,6 @@ def parameter_similarity(model: nn.Module, input_size: int) -> SimilarityResult:
     Raises:
         ValueError: the model has no such layer (a plain BatchNorm model).
     """
-    from facemark.models.norm import domain_context
-
     found = [(name, m, sets) for name, m in model.named_modules()
              if (sets := _branch_sets(m)) is not None]
     if not found:
@@ -181,8 +180,6 @@ class OracleResult:
         return np.nanargmin(self.errors, axis=1)
 
     def to_markdown(self) -> str:
-        from facemark.evaluation.metrics import summarize
-
         best = summarize(self.best)
         rows = [[f"best of {len(self.names)} branches (ORACLE: picked with the ground truth)",
                  f"{100 * best['nme']:.2f}", f"{100 * best['fr']:.2f}", len(self.best)]]
@@ -232,9 +229,6 @@ def best_of_k_points(model: nn.Module, images: torch.Tensor, landmarks: np.ndarr
         points (B, N, 2) of each face's best branch (the oracle's prediction) and
         errors (B, K): NME of each face through each branch.
     """
-    from facemark.evaluation.metrics import nme
-    from facemark.models.norm import domain_context, num_domains
-
     k = num_domains(model)
     if k == 0:
         raise ValueError("best-of-K testing needs a brute-force SepBN model (norm_layer "
@@ -260,9 +254,6 @@ def best_of_k(model: nn.Module, samples: Sequence, *, crop_rule: str, input_size
     Faces are cropped by ``crop_rule`` from their annotation, as in training; the NME is
     computed in crop coordinates (it is scale invariant).
     """
-    from facemark.models.crop_predict import iter_crops
-    from facemark.models.norm import num_domains
-
     scheme = get_scheme(scheme or samples[0].scheme)
     other = {s.scheme for s in samples} - {scheme.name}
     if other:

@@ -40,8 +40,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from facemark.data.convert import can_convert, convert_samples
+from facemark.data.formats import open_dataset
 from facemark.data.predictions import SUFFIXES, PredictionSet, read_predictions
+from facemark.data.schemes import get_scheme
 from facemark.errors import ConfigError, DataError, SkipLog
+from facemark.evaluation.meanface import MeanFaceBaseline
 
 
 @dataclass(frozen=True)
@@ -136,9 +140,6 @@ def _meanface_accepts(arg: str) -> bool:
 def _meanface_resolve(arg: str, samples, *, train=None, train_format: str | None = None,
                       crop_rule: str | None = None, skip_bad: SkipLog | bool = False,
                       **kw) -> PredictionSet:
-    from facemark.data.formats import open_dataset
-    from facemark.evaluation.meanface import MeanFaceBaseline
-
     if train is None:
         raise ConfigError("SOURCE meanface needs training faces: give --train DATASET")
     log = skip_bad if isinstance(skip_bad, SkipLog) else SkipLog(bool(skip_bad))
@@ -163,9 +164,6 @@ def _meanface_resolve(arg: str, samples, *, train=None, train_format: str | None
 def _to_scheme_of(train: list, samples) -> list:
     """Training faces converted to the evaluated faces' scheme where they differ and a
     conversion exists (``--convert-to``: the mean face of the converted training points)."""
-    from facemark.data.convert import can_convert, convert_samples
-    from facemark.data.schemes import get_scheme
-
     if not train or not samples:
         return train
     target = get_scheme(samples[0].scheme)
