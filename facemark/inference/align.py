@@ -25,6 +25,7 @@ from facemark.data.crops import compose_affine, invert_affine, transform_points
 from facemark.data.schemes import get_scheme
 from facemark.data.templates import ChipTemplate, get_template, points_for
 from facemark.errors import ConfigError, FacemarkError
+from facemark.inference.landmarker import as_rgb
 
 DEFAULT_TEMPLATE = "arcface"
 
@@ -211,8 +212,6 @@ def align(image: Any, face: Any, size: int | None = None, padding: float | None 
         if image.ndim not in (2, 3) or image.shape[0] < 1 or image.shape[1] < 1:
             raise ValueError(f"image: expected shape (H, W) or (H, W, C), got {image.shape}")
     else:
-        from facemark.inference.landmarker import as_rgb
-
         image = as_rgb(image)
     _, size, _ = chip_settings(template, size, padding)
     return warp_chip(image, chip_matrix(face, size, padding, template, scheme=scheme), size)
@@ -222,7 +221,5 @@ def align_faces(image: Any, faces, size: int | None = None, padding: float | Non
                 template: str | ChipTemplate = DEFAULT_TEMPLATE) -> list[np.ndarray]:
     """:func:`align` for every face of one image (the image is read once)."""
     if not isinstance(image, np.ndarray):
-        from facemark.inference.landmarker import as_rgb
-
         image = as_rgb(image)
     return [align(image, f, size, padding, template) for f in faces]

@@ -14,6 +14,8 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from facemark.errors import DataError, FacemarkError
+
 DEFAULT_OUT = "facemark_out"
 IMAGES_PER_BATCH = 8  # images decoded and sent through the detector+model together
 
@@ -127,7 +129,6 @@ class BatchDetector:
         """
         import time
 
-        from facemark.errors import FacemarkError
         from facemark.inference.landmarker import Landmarker
         from facemark.inference.outputs import PartCache, collect_inputs, file_digest, shard
         from facemark.io import output_folder
@@ -203,7 +204,6 @@ class BatchDetector:
     def _keep_earlier_results(self, inputs) -> None:
         """FacemarkError before any work if this run would replace prediction files that
         hold faces of other images (an earlier run into the same OUT), unless --overwrite."""
-        from facemark.errors import DataError, FacemarkError
         from facemark.data.predictions import read_predictions
         from facemark.inference.outputs import prediction_files
 
@@ -279,7 +279,6 @@ class BatchDetector:
 
     def _images(self, batch) -> None:
         from facemark.data.images import read_image
-        from facemark.errors import DataError
         from facemark.inference.outputs import Part, overlay_path, write_chips, write_overlay_image
 
         if not batch:
@@ -319,7 +318,6 @@ class BatchDetector:
             self.bar.update(1)
 
     def _video(self, inp) -> None:
-        from facemark.errors import DataError
         from facemark.inference.draw import draw_faces
         from facemark.inference.outputs import (Part, overlay_path, video_output_path,
                                                 write_prediction_files)
@@ -420,7 +418,6 @@ def merge_parts(out, formats: str = "json", quiet: bool = False) -> int:
     import json
     from pathlib import Path
 
-    from facemark.errors import FacemarkError
     from facemark.inference.outputs import (PARTS_FOLDER, read_parts, video_output_path,
                                             write_prediction_files)
 

@@ -20,9 +20,18 @@ from typing import Any
 
 import numpy as np
 
+from facemark.data.crops import crop_box, crop_faces, denormalise_points, map_back
+from facemark.data.images import list_images, read_image
+from facemark.data.schemes import scheme_for_count
+from facemark.errors import DataError
 from facemark.evaluation.bench import (compare_latency, dlib_landmarks, find_dlib_predictor,
                                        machine_line)
+from facemark.inference.export import export_onnx, ort_session
+from facemark.inference.onnx_engine import OnnxLandmarkEngine, TorchLandmarkEngine, engine_kind
 from facemark.io import markdown_table
+from facemark.models.cost import COST_COLUMNS, cost_cells, cost_kwargs, model_cost
+from facemark.models.crop_predict import crops_to_images
+from facemark.models.registry import create_model
 
 
 # ---------------------------------------------------------------------------------------
@@ -32,9 +41,6 @@ def landmarks_for_boxes(engine, image: np.ndarray, boxes: Sequence[np.ndarray],
                         crop_rule: str = "detector") -> np.ndarray:
     """Image-pixel landmarks (F, N, 2) of the face boxes (F, 4) ``boxes``, cropped by
     ``crop_rule``, in one batch through ``engine`` (no flip test, points scaled in float64)."""
-    from facemark.data.crops import crop_box, crop_faces, denormalise_points, map_back
-    from facemark.models.crop_predict import crops_to_images
-
     size = engine.input_size
     crops, inverses = crop_faces([image] * len(boxes),
                                  [crop_box(crop_rule, box=box) for box in boxes], size)
@@ -148,9 +154,6 @@ def folder_throughput(detector, engine, paths: Sequence[str | Path],
     ``crop_rule`` and ``landmarker``: as :func:`pipeline_latency`.
     """
     landmarks = _landmark_fn(engine, crop_rule, landmarker, getattr(detector, "box_style", None))
-    from facemark.data.images import read_image
-    from facemark.errors import DataError
-
     faces, done, bad = 0, 0, []
     t0 = time.perf_counter()
     for path in paths:
@@ -213,10 +216,6 @@ def cost_report(specs: Sequence[tuple[str, dict]], *, num_points: int = 68,
 
     import torch
 
-    from facemark.data.schemes import scheme_for_count
-    from facemark.models.cost import COST_COLUMNS, cost_cells, cost_kwargs, model_cost
-    from facemark.models.registry import create_model
-
     headers = [*COST_COLUMNS, f"PyTorch ms (batch 1, {threads} thr)", "PyTorch FPS"]
     if onnx:
         headers += [f"ONNX Runtime ms ({threads} thr)", "ONNX speed-up"]
@@ -235,8 +234,6 @@ def cost_report(specs: Sequence[tuple[str, dict]], *, num_points: int = 68,
             if onnx and scheme is None:
                 note = f"n/a (no scheme has {num_points} points)"
             elif onnx:
-                from facemark.inference.export import export_onnx, ort_session
-
                 path = export_onnx(model, Path(tmp) / "model.onnx", scheme=scheme.name)
                 session = ort_session(path, threads=threads)
                 xn = x.numpy()
@@ -266,11 +263,6 @@ def _open_engines(model_path: str | Path, thread_counts: Sequence[int],
     The model is loaded and exported once; each thread count gets its own onnxruntime
     sessions (their thread pools are fixed when they are created).
     """
-    from facemark.errors import DataError
-    from facemark.inference.export import export_onnx
-    from facemark.inference.onnx_engine import (OnnxLandmarkEngine, TorchLandmarkEngine,
-                                                engine_kind)
-
     notes: list[str] = []
     torch_engine, onnx_path = None, Path(model_path)
     if engine_kind(model_path) == "torch":
@@ -365,10 +357,6 @@ def _speed_report(model_path: str | Path, *, photos: str | Path | None = None,
     import tempfile
 
     import torch
-
-    from facemark.data.images import list_images, read_image
-    from facemark.errors import DataError
-    from facemark.models.crop_predict import crops_to_images
 
     thread_counts = [threads] if isinstance(threads, int) else list(dict.fromkeys(threads))
     if not thread_counts or any(isinstance(t, bool) or not isinstance(t, int) or t < 1

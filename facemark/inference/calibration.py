@@ -27,7 +27,12 @@ from typing import Any
 import numpy as np
 
 from facemark.data.crops import crop_box
-from facemark.errors import DataError, FacemarkError, SkipLog
+from facemark.data.images import read_image
+from facemark.errors import ConfigError, DataError, FacemarkError, SkipLog
+from facemark.inference.detectors import available_detectors, create_detector
+from facemark.inference.detectors.base import box_iou
+from facemark.models.crop_predict import predict_samples
+from facemark.models.model_file import load_model, save_model
 
 #: key of ``ModelInfo.info`` holding ``{box_style: BoxCalibration.to_dict()}``.
 INFO_KEY = "box_calibration"
@@ -94,7 +99,6 @@ def match_face(boxes: Sequence[np.ndarray], points: np.ndarray,
     """Index of the detector box that is the annotated face (best IoU with its landmark
     box, at least ``min_iou``), or None when the detector missed it."""
     from facemark.evaluation.metrics import landmark_boxes
-    from facemark.inference.detectors.base import box_iou
 
     if not len(boxes):
         return None
@@ -125,8 +129,6 @@ def detect_samples(samples: Sequence, detector, *, on_error: SkipLog | None = No
     a log it raises DataError naming the file.
     """
     import time
-
-    from facemark.data.images import read_image
 
     boxes = np.full((len(samples), 4), np.nan)
     found = np.zeros(len(samples), dtype=bool)
@@ -231,8 +233,6 @@ class CalibrationRun:
 
     def save_model(self, path) -> None:
         """Write the model with its calibrations (a ``.pt`` model file)."""
-        from facemark.models.model_file import save_model
-
         extra = {INFO_KEY: {k: c.to_dict() for k, c in sorted(self.calibrations.items())}}
         save_model(self.model, self.info, path, extra=extra)
 
@@ -240,8 +240,6 @@ class CalibrationRun:
 def default_detectors() -> list[str]:
     """The detectors :func:`calibrate` fits by default: every one that runs here without a
     model path."""
-    from facemark.inference.detectors import available_detectors
-
     return [name for name, reason in available_detectors().items()
             if reason is None and name != "yunet"]
 
@@ -281,11 +279,7 @@ def calibrate(model, data: str, *, detectors: Sequence[str] | None = None, limit
     """
     from pathlib import Path
 
-    from facemark.errors import ConfigError
     from facemark.evaluation.metrics import failure_rate, nme
-    from facemark.models.crop_predict import predict_samples
-    from facemark.inference.detectors import create_detector
-    from facemark.models.model_file import load_model
 
     if output and Path(output).suffix.lower() not in (".pt", ".pth"):
         raise ConfigError(f"output: expected a .pt file, got {str(output)!r}")

@@ -26,8 +26,12 @@ from __future__ import annotations
 import json
 import time
 
+from facemark.data.images import read_image
+from facemark.data.predictions import PredictedFace
 from facemark.errors import ConfigError, DataError
 from facemark.inference.batch import BatchDetector, DetectSummary
+from facemark.inference.landmarker import Landmarker
+from facemark.inference.outputs import Part, _face_record
 
 #: images per ``map_batches`` batch (one ``Landmarker.detect_batch`` call)
 RAY_BATCH = 8
@@ -53,16 +57,11 @@ class LandmarkerActor:
     """
 
     def __init__(self, landmarker: dict, threads: int | None, pose: bool, exif: bool):
-        from facemark.inference.landmarker import Landmarker
-
         self.landmarker = Landmarker(threads=threads, **landmarker).load()
         self.pose = pose
         self.exif = exif
 
     def __call__(self, batch: dict) -> dict:
-        from facemark.data.images import read_image
-        from facemark.inference.outputs import _face_record
-
         names = [str(n) for n in batch["name"]]
         results: list[str | None] = [None] * len(names)
         images, where = [], []
@@ -84,8 +83,6 @@ def _face_from_record(r: dict, image: str):
     """A part face record (what the actor sends back) as a PredictedFace, as
     ``outputs.read_part`` reads it."""
     import numpy as np
-
-    from facemark.data.predictions import PredictedFace
 
     return PredictedFace(image=image, points=np.array(r["points"], dtype=np.float64),
                          frame=r.get("frame"), box=r.get("box"), score=r.get("score"),
@@ -128,8 +125,6 @@ class RayBatchDetector(BatchDetector):
                 ray.shutdown()
 
     def _process(self, inputs) -> None:
-        from facemark.errors import DataError as _DataError
-
         pending = []
         for inp in inputs:
             if self._take_cached(inp):
@@ -137,16 +132,14 @@ class RayBatchDetector(BatchDetector):
             if inp.kind == "image":
                 pending.append(inp)
             else:
-                self._skip(_DataError(inp.path or inp.name, "videos and webcams are not run on "
-                                                            "Ray; run facemark detect on them"))
+                self._skip(DataError(inp.path or inp.name, "videos and webcams are not run on "
+                                                           "Ray; run facemark detect on them"))
         if pending:
             self._run_on_ray(pending)
 
     def _run_on_ray(self, pending) -> None:
         import ray
         import ray.data
-
-        from facemark.inference.outputs import Part
 
         opts = self.options
         lm = self.landmarker

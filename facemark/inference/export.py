@@ -28,9 +28,13 @@ import numpy as np
 import torch
 
 from facemark import __version__
+from facemark.data.crops import CROP_RULES
+from facemark.data.schemes import get_scheme, scheme_for_count, scheme_to_dict
 from facemark.errors import ConfigError, FacemarkError
 from facemark.io import atomic_write, temp_path  # noqa: F401  (temp_path: quantize.py uses it)
 from facemark.inference.onnx_fusion import fuse_pads_into_convs
+from facemark.models.backbones.mobilenet import freeze_same_padding
+from facemark.models.registry import model_config
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("points", "confidence")
@@ -53,8 +57,6 @@ class ExportError(FacemarkError):
 
 
 def _default_scheme(num_points: int) -> str:
-    from facemark.data.schemes import scheme_for_count
-
     scheme = scheme_for_count(num_points)
     if scheme is None:
         raise ConfigError(f"export: no landmark scheme has {num_points} points; pass scheme=")
@@ -64,8 +66,6 @@ def _default_scheme(num_points: int) -> str:
 def _check_scheme(scheme, num_points: int):
     """The LandmarkScheme of ``scheme`` (a name, a scheme file or a scheme), checked against
     the model's number of points."""
-    from facemark.data.schemes import get_scheme
-
     try:
         sch = get_scheme(scheme)
     except KeyError as e:
@@ -77,8 +77,6 @@ def _check_scheme(scheme, num_points: int):
 
 
 def _check_crop_rule(crop_rule: str) -> None:
-    from facemark.data.crops import CROP_RULES
-
     if crop_rule not in CROP_RULES:
         raise ConfigError(f"crop_rule: unknown rule {crop_rule!r}; known: {', '.join(CROP_RULES)}")
 
@@ -87,9 +85,6 @@ def build_metadata(model, input_size: int, *, scheme, crop_rule: str,
                    extra: dict[str, Any] | None = None) -> dict[str, str]:
     """The ``metadata_props`` of an export, keys prefixed ``facemark.``, values strings
     (``scheme``: a name, scheme file or LandmarkScheme; stored by name and whole)."""
-    from facemark.data.schemes import get_scheme, scheme_to_dict
-    from facemark.models.registry import model_config
-
     config = model_config(model) if getattr(model, "config", None) else {}
     scheme = get_scheme(scheme)
     meta = {"scheme": scheme.name,
@@ -236,8 +231,6 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
 
     was_training = model.training
     model.eval()
-    from facemark.models.backbones.mobilenet import freeze_same_padding
-
     frozen = freeze_same_padding(model, int(size))   # constant pads for the fixed crop size
     predictor = model.predictor().eval()
     example = torch.from_numpy(parity_inputs(int(size), batch=2 if dynamic_batch else 1))

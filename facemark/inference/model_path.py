@@ -10,6 +10,8 @@ import importlib.resources
 from pathlib import Path
 
 from facemark.errors import DataError, FacemarkError
+from facemark.inference.export import GRAPH_REVISION, export_onnx
+from facemark.models.model_file import load_model
 
 DEFAULT_MODEL = "default"
 WEIGHTS_FOLDER = "weights"
@@ -55,16 +57,11 @@ def bundled_onnx(name: str, pt_file: Path) -> Path:
     """
     import hashlib
 
-    from facemark.inference.export import GRAPH_REVISION
-
     tag = f"graph-{GRAPH_REVISION}".encode()
     digest = hashlib.sha1(pt_file.read_bytes() + tag).hexdigest()[:12]
     path = cache_folder() / f"{name}-{digest}.onnx"
     if path.is_file():
         return path
-    from facemark.inference.export import export_onnx
-    from facemark.models.model_file import load_model
-
     model, info = load_model(pt_file)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

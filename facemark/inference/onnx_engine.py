@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from facemark.data.schemes import get_scheme
 from facemark.errors import ConfigError, DataError
 from facemark.inference.export import INPUT_NAME, OUTPUT_NAMES, PREFIX, ort_session
+from facemark.models.model_file import ModelInfo, load_model, stored_scheme
 
 ONNX_SUFFIXES = (".onnx",)
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
@@ -78,9 +80,6 @@ class OnnxLandmarkEngine:
     def load(self) -> "OnnxLandmarkEngine":
         """Open the session and read the metadata; DataError for a missing or foreign file."""
         import onnxruntime as ort
-
-        from facemark.data.schemes import get_scheme
-        from facemark.models.model_file import ModelInfo, stored_scheme
 
         path = Path(self.path)
         threads = _check_threads(self.threads)
@@ -197,8 +196,6 @@ class TorchLandmarkEngine:
         self.device = device
 
     def load(self) -> "TorchLandmarkEngine":
-        from facemark.models.model_file import load_model
-
         _check_threads(self.threads)
         self.model_, self.info_ = load_model(self.path, device=self.device)
         return self

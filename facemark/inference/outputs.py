@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facemark.io import atomic_write_text
+from facemark.data.predictions import PredictedFace, write_predictions
+from facemark.io import atomic_write_bytes, atomic_write_text
 from facemark.data.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from facemark.errors import DataError
 
@@ -291,8 +292,6 @@ def write_part(path: Path, part: Part) -> None:
 
 def read_part(path: str | Path) -> Part:
     """Read a part file; DataError naming it when it is not one."""
-    from facemark.data.predictions import PredictedFace
-
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -347,8 +346,6 @@ def prediction_files(out: str | Path, stem: str, formats: str) -> list[Path]:
 def write_prediction_files(out: str | Path, stem: str, faces: Iterable, *, scheme: str,
                            method: str, formats: str = "json") -> list[Path]:
     """Write the faces as prediction files (the documented format), atomically."""
-    from facemark.data.predictions import write_predictions
-
     faces = list(faces)
     return [write_predictions(p, faces, scheme=scheme, method=method)
             for p in prediction_files(out, stem, formats)]
@@ -378,8 +375,6 @@ def write_image(path: Path, rgb: np.ndarray) -> Path:
     """Write an RGB image (format by the suffix: .png, .jpg) atomically; DataError naming
     the file when it cannot be encoded or written."""
     import cv2
-
-    from facemark.io import atomic_write_bytes
 
     image = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     ok, data = cv2.imencode(Path(path).suffix, image)

@@ -30,8 +30,14 @@ from typing import Sequence
 
 import numpy as np
 
-from facemark.data.crops import denormalise_points
+from facemark.data.cache import CropCache, is_cache
+from facemark.data.crops import crop_box, crop_face, denormalise_points, transform_points
+from facemark.data.formats import open_dataset
+from facemark.data.images import read_image
+from facemark.data.schemes import get_scheme
 from facemark.errors import ConfigError, DataError, SkipLog
+from facemark.evaluation.metrics import nme, normalizing_distance
+from facemark.inference.export import read_metadata, set_metadata, temp_path
 from facemark.models.crop_predict import crops_to_images
 
 DEFAULT_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -103,12 +109,6 @@ def load_calibration_crops(source: str | Path, input_size: int, crop_rule: str, 
     Raises:
         DataError: no usable face, a missing path, a scheme mismatch.
     """
-    from facemark.data.cache import CropCache, is_cache
-    from facemark.data.crops import crop_box, crop_face, transform_points
-    from facemark.data.formats import open_dataset
-    from facemark.data.images import read_image
-    from facemark.data.schemes import get_scheme
-
     log = skip_bad if isinstance(skip_bad, SkipLog) else SkipLog(bool(skip_bad))
     notes: list[str] = []
     want = get_scheme(scheme).name if scheme else None
@@ -235,8 +235,6 @@ def quantize_onnx(model_path: str | Path, out_path: str | Path, crops: np.ndarra
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from facemark.inference.export import read_metadata, set_metadata, temp_path
-
     model_path, out_path = Path(model_path), Path(out_path)
     if activation_type not in ACTIVATION_TYPES:
         raise ConfigError(f"activation_type: expected one of {', '.join(ACTIVATION_TYPES)}, "
@@ -319,8 +317,6 @@ def quantization_report(float_engine, int8_engine, crops: np.ndarray,
         ``shift_nme`` (that distance over the normaliser), ``nme_float`` and ``nme_int8``
         (mean NME against the ground truth, fractions) over ``scored`` faces.
     """
-    from facemark.evaluation.metrics import nme, normalizing_distance
-
     pf, cf = predict_points(float_engine, crops)
     pq, cq = predict_points(int8_engine, crops)
     move = np.linalg.norm(pq - pf, axis=2)                      # (M, N) crop pixels

@@ -21,9 +21,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from facemark.data.convert import can_convert
+from facemark.data.crops import crop_box
+from facemark.data.images import read_image
 from facemark.data.predictions import PredictionSet
+from facemark.data.schemes import get_scheme
 from facemark.errors import ConfigError, SkipLog
+from facemark.evaluation.bench import dlib_landmarks, find_dlib_predictor
 from facemark.evaluation.sources import PredictionSource, register_source, resolve_predictions
+from facemark.inference.calibration import calibrations_of, detect_samples, to_crop_boxes
+from facemark.inference.detectors import create_detector
+from facemark.inference.landmarker import refine_passes, refined_crop_box
+from facemark.models.crop_predict import predict_samples
+from facemark.models.model_file import load_model
 
 
 def _model_accepts(arg: str) -> bool:
@@ -38,19 +48,12 @@ def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_tes
     (``Landmarker(refine=...)``)."""
     import numpy as np
 
-    from facemark.data.crops import crop_box
-    from facemark.inference.calibration import calibrations_of, detect_samples, to_crop_boxes
-    from facemark.models.crop_predict import predict_samples
-    from facemark.inference.detectors import create_detector
-
     det = create_detector(detector).load()
     found = detect_samples(samples, det, on_error=log, progress=True)
     cal = calibrations_of(meta.info).get(det.box_style)
     to_crop = cal.crop_box if cal is not None else (lambda b: crop_box("detector", box=b))
     boxes = to_crop_boxes(found.boxes, to_crop)
     crops = f"{det.name} boxes, " + ("calibrated" if cal is not None else "crop rule 'detector'")
-    from facemark.inference.landmarker import refine_passes, refined_crop_box
-
     refine = refine_passes(refine, meta.crop_rule, meta.info.get("refine_passes"))
     passes = 1 + refine
     for k in range(passes):
@@ -70,15 +73,9 @@ def _model_resolve(arg: str, samples, *, crop_rule: str | None = None,
                    skip_bad: SkipLog | bool = False, scheme: str | None = None,
                    flip_test: bool = False, batch_size: int = 32, detector: str | None = None,
                    refine: bool | int = False, **kw) -> PredictionSet:
-    from facemark.data.schemes import get_scheme
-    from facemark.models.crop_predict import predict_samples
-    from facemark.models.model_file import load_model
-
     model, meta = load_model(arg)
     wanted = get_scheme(scheme or (samples[0].scheme if len(samples) else meta.scheme)).name
     if get_scheme(meta.scheme).name != wanted:
-        from facemark.data.convert import can_convert
-
         hint = (f"; add --convert-to {meta.scheme} to convert the dataset's points"
                 if can_convert(wanted, meta.scheme) else "")
         raise ConfigError(f"{arg}: the model predicts scheme {meta.scheme} but the dataset is "
@@ -115,11 +112,6 @@ def _dlib_resolve(arg: str, samples, *, skip_bad: SkipLog | bool = False,
     one ``face_recognition_models`` installs."""
     import numpy as np
 
-    from facemark.data.schemes import get_scheme
-    from facemark.evaluation.bench import dlib_landmarks, find_dlib_predictor
-    from facemark.inference.calibration import detect_samples
-    from facemark.inference.detectors import create_detector
-
     wanted = get_scheme(scheme or (samples[0].scheme if len(samples) else DLIB_SCHEME))
     if wanted.name != get_scheme(DLIB_SCHEME).name:
         raise ConfigError(f"SOURCE dlib predicts the {DLIB_SCHEME} points; the dataset is "
@@ -127,8 +119,6 @@ def _dlib_resolve(arg: str, samples, *, skip_bad: SkipLog | bool = False,
     predictor, what = find_dlib_predictor(arg.partition(":")[2] or None)
     if predictor is None:
         raise ConfigError(f"SOURCE dlib: {what}")
-    from facemark.data.images import read_image
-
     log = skip_bad if isinstance(skip_bad, SkipLog) else SkipLog(bool(skip_bad))
     found = detect_samples(samples, create_detector("dlib_hog"), on_error=log, progress=True)
     points = np.full((len(samples), wanted.num_points, 2), np.nan)

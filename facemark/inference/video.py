@@ -18,7 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facemark.data.face import Face
 from facemark.errors import DataError
+from facemark.inference.smoothing import jitter
+from facemark.inference.tracking import FaceTracker
 
 
 class VideoSource:
@@ -132,9 +135,6 @@ def track_video(landmarker, source: VideoSource, *, detect_every: int = 10,
     """
     import time
 
-    from facemark.data.face import Face
-    from facemark.inference.tracking import FaceTracker
-
     params = landmarker.smoothing_params_
     with source:
         tracker = FaceTracker(landmarker.detector_, detect_every=detect_every,
@@ -178,8 +178,6 @@ class JitterMeter:
             self.tracks_.setdefault(face.track_id, []).append((frame.index, raw, face.points, size))
 
     def result(self) -> dict[str, float | int | None]:
-        from facemark.inference.smoothing import jitter
-
         sums = {"raw": 0.0, "smoothed": 0.0}
         steps = 0
         for rows in self.tracks_.values():
