@@ -18,6 +18,9 @@ from typing import Any
 
 import yaml
 
+from facemark.data.cache import MAX_CONTEXT
+from facemark.data.formats import split_spec
+from facemark.data.schemes import get_scheme, is_scheme_file
 from facemark.errors import ConfigError
 from facemark.io import atomic_write_text
 
@@ -292,8 +295,6 @@ def _fill(cls, values: dict[str, Any], prefix: str):
 
 
 def _check_ranges(cfg: TrainConfig) -> None:
-    from facemark.data.cache import MAX_CONTEXT
-
     checks = [
         ("optim.lr", cfg.optim.lr > 0, "must be > 0"),
         ("optim.epochs", cfg.optim.epochs > 0, "must be > 0"),
@@ -396,8 +397,6 @@ def _scheme_spec(spec: str, base: Path, check: bool) -> str:
     (the config's folder); with ``check``, the name or file is checked now (ConfigError)."""
     import os
 
-    from facemark.data.schemes import get_scheme, is_scheme_file
-
     if is_scheme_file(spec):
         p = Path(os.path.expandvars(os.path.expanduser(spec)))
         spec = str(p if p.is_absolute() else (base / p).resolve())
@@ -418,8 +417,6 @@ def _is_bundled(path: Path) -> bool:
 
 def _resolve(spec: str, base: Path) -> str:
     """Make the path part of ``FORMAT:PATH`` absolute against ``base``."""
-    from facemark.data.formats import split_spec
-
     fmt, path = split_spec(spec)  # expands ~ and environment variables
     if "$" in path:
         return spec  # an unset variable: open_dataset reports it with a hint

@@ -73,15 +73,22 @@ import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, WeightedRandomSampler
 
+from facemark.data.crops import CROP_RULES
+from facemark.data.schemes import get_scheme
 from facemark.errors import ConfigError, DataError
+from facemark.evaluation.metrics import nme, summarize
 from facemark.io import atomic_write_text
 from facemark.models.cross_protocol import CrossProtocolNet
+from facemark.models.model_file import ModelInfo, load_model, save_model
 from facemark.models.serialization import safe_load
+from facemark.training.checkpoints import RunCheckpoints
 from facemark.training.config import DataConfig, TrainConfig, save_config
+from facemark.training.datamodule import LandmarkDataModule
 from facemark.training.module import LandmarkModule, NonFiniteLossError, SafeCheckpoints, fit
 from facemark.training.optim import build_optimizer
 from facemark.training.fit import (TrainResult, build_model_config, load_backbone_init,
                                    make_trainer)
+from facemark.training.temperature import TemperatureAnnealing
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 DATASET_KEYS = ("name", "scheme", "train", "val", "test", "crop_rule", "weight")
@@ -129,9 +136,6 @@ def parse_datasets(cfg: TrainConfig) -> list[ProtocolDataset]:
         unknown key, scheme or crop rule, a missing ``train``, a bad ``weight``, a duplicate
         or malformed name, or a non-empty ``data.train``.
     """
-    from facemark.data.crops import CROP_RULES
-    from facemark.data.schemes import get_scheme
-
     entries = cfg.cross_protocol.datasets
     if not entries:
         raise ConfigError("config key 'cross_protocol.datasets' is empty: list the datasets, "
@@ -239,8 +243,6 @@ class CrossProtocolDataModule(L.LightningDataModule):
     def __init__(self, datasets: list[ProtocolDataset], data: DataConfig, batch_size: int = 8,
                  seed: int = 0, sampling: str = "proportional"):
         super().__init__()
-        from facemark.training.datamodule import LandmarkDataModule
-
         if sampling not in ("proportional", "uniform"):
             raise ConfigError(f"config key 'cross_protocol.sampling': {sampling!r} is not one "
                               "of proportional, uniform")
@@ -396,9 +398,6 @@ class CrossProtocolModule(SafeCheckpoints, L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self._val:
             return
-        from facemark.data.schemes import get_scheme
-        from facemark.evaluation.metrics import nme, summarize
-
         means = []
         for name in self.net.names:
             if name not in self._val:
@@ -480,8 +479,6 @@ def _build_net(path: Path, heads: dict[str, Any], blob: dict) -> CrossProtocolNe
 
 def _model_info(path: Path, name: str, head: dict[str, Any], net: CrossProtocolNet,
                 blob: dict):
-    from facemark.models.model_file import ModelInfo
-
     info = {"cross_protocol": str(path), "head": name, "epoch": blob.get("epoch"),
             "heads": list(net.names)}
     info.update({k: v for k, v in head.items()
@@ -500,8 +497,6 @@ def _pick_head(path: Path, heads: dict[str, dict], name: str | None, scheme: str
     if scheme is None:
         raise ConfigError(f"{path}: name the head (name=...) or its scheme (scheme=...); "
                           f"heads: {listing}")
-    from facemark.data.schemes import get_scheme
-
     try:
         wanted = get_scheme(scheme).name
     except KeyError as e:
@@ -539,8 +534,6 @@ def export_heads(path: str | Path, out_dir: str | Path, suffix: str = "") -> dic
     Returns:
         name -> path of its model file (``load_model`` loads each).
     """
-    from facemark.models.model_file import save_model
-
     path = Path(path)
     net, heads, blob = _read_checkpoint(path)
     out = {}
@@ -592,8 +585,6 @@ def _fit(cfg: TrainConfig, module, data, run_dir: Path, epochs: int, has_val: bo
          ckpt_path: str | None, callbacks: list, strategy: str):
     """Lightning fit with the run layout of ``facemark.training.run``; returns (trainer,
     RunCheckpoints)."""
-    from facemark.training.checkpoints import RunCheckpoints
-
     checkpoints = RunCheckpoints(run_dir / "checkpoints", has_val)
     trainer = make_trainer(cfg, run_dir, data, checkpoints, callbacks, epochs=epochs,
                            strategy=strategy)
@@ -619,8 +610,6 @@ def train_cross_protocol(cfg: TrainConfig, *, resume: str | None = "auto",
     same command again resumes stage 1 and then each fine-tuning run from its last complete
     epoch); ``callbacks`` are added to stage 1 only.
     """
-    from facemark.training.temperature import TemperatureAnnealing
-
     start = time.time()
     datasets = parse_datasets(cfg)
     cp = cfg.cross_protocol
@@ -731,8 +720,6 @@ def _finetune(cfg: TrainConfig, dataset: ProtocolDataset, data, net: CrossProtoc
     source = best if best is not None else checkpoints.last_path
     if not (trainer.is_global_zero and source.is_file()):
         return None, None
-    from facemark.models.model_file import load_model, save_model
-
     model, info = load_model(source)
     info.info.update(cross_protocol=str(run_dir.parent.parent), head=dataset.name)
     models = run_dir.parent.parent / "models"

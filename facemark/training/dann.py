@@ -71,10 +71,18 @@ import torch
 import torch.nn.functional as F
 
 from facemark.errors import ConfigError, FacemarkError
+from facemark.io import atomic_write_text
+from facemark.models.adversarial import DomainClassifier, GradientReversal, grl_coefficient
+from facemark.models.model_file import ModelInfo, load_model, save_model
+from facemark.training.checkpoints import RunCheckpoints
 from facemark.training.config import DANNConfig, TrainConfig, save_config
-from facemark.training.fit import TrainResult
-from facemark.training.module import LandmarkModule, NonFiniteLossError
-from facemark.training.self_training import SelfTrainingData, check_unlabelled
+from facemark.training.fit import TrainResult, initialise_model, make_trainer
+from facemark.training.memory_format import ChannelsLast
+from facemark.training.module import LandmarkModule, NonFiniteLossError, fit
+from facemark.training.run import check_same_recipe
+from facemark.training.self_training import (SelfTrainingData, check_unlabelled, evaluate_caches,
+                                             prepare_inputs)
+from facemark.training.temperature import TemperatureAnnealing
 
 
 class TrainingIncomplete(FacemarkError):
@@ -188,8 +196,6 @@ class DANNModule(LandmarkModule):
                  dann: dict[str, Any] | None = None):
         super().__init__(model_config, scheme, optim, data_info=data_info,
                          sample_names=sample_names)
-        from facemark.models.adversarial import DomainClassifier, GradientReversal
-
         self.dann = {**dataclasses.asdict(DANNConfig()), **(dann or {})}
         self.grl = GradientReversal(0.0)
         self.domain_classifier = DomainClassifier(self.model.backbone.out_channels,
@@ -198,8 +204,6 @@ class DANNModule(LandmarkModule):
 
     def grl_coefficient(self) -> float:
         """The reversal coefficient at the current optimiser step (0 outside a fit)."""
-        from facemark.models.adversarial import grl_coefficient
-
         trainer = self._trainer
         if trainer is None:
             return 0.0
@@ -275,15 +279,6 @@ def train_dann(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
     """
     import lightning as L
 
-    from facemark.models.model_file import ModelInfo, load_model, save_model
-    from facemark.training.checkpoints import RunCheckpoints
-    from facemark.training.fit import initialise_model, make_trainer
-    from facemark.training.memory_format import ChannelsLast
-    from facemark.training.module import fit
-    from facemark.training.run import check_same_recipe
-    from facemark.training.self_training import evaluate_caches, prepare_inputs
-    from facemark.training.temperature import TemperatureAnnealing
-
     start = time.time()
     check_dann(cfg)
     st = cfg.self_training
@@ -356,8 +351,6 @@ def train_dann(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
         best_val_nme=checkpoints.best_score(), epochs=int(trainer.current_epoch),
         seconds=time.time() - start, best_by=checkpoints.best_by, model_path=model_path,
         test=test)
-    from facemark.io import atomic_write_text
-
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(result).items()
                if k != "is_global_zero"}
     summary.update(method="dann", labelled=data.n_labelled, unlabelled=data.n_pseudo,

@@ -15,6 +15,12 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Subset
 
+from facemark.data.augment import Augment
+from facemark.data.cache import CropCache, build_cache
+from facemark.data.dataset import LandmarkDataset
+from facemark.data.formats import open_dataset
+from facemark.data.meanface import mean_face
+from facemark.data.schemes import get_scheme, is_scheme_file
 from facemark.errors import ConfigError, SkipLog
 from facemark.training.config import DataConfig
 
@@ -30,10 +36,6 @@ def cache_path(cache_dir: str | Path, spec: str, scheme: str, rule: str, size: i
 
 def open_or_build_cache(spec: str, cfg: DataConfig, log: SkipLog | None = None):
     """The CropCache of a dataset string, building it first if it does not exist yet."""
-    from facemark.data.cache import CropCache, build_cache
-    from facemark.data.formats import open_dataset
-    from facemark.data.schemes import get_scheme, is_scheme_file
-
     if is_scheme_file(cfg.scheme):   # known by its name before a cache's meta.json names it
         get_scheme(cfg.scheme)
     path = cache_path(cfg.cache_dir, spec, cfg.scheme, cfg.crop_rule, cfg.input_size, cfg.context)
@@ -93,8 +95,6 @@ class LandmarkDataModule(L.LightningDataModule):
 
     def _caches(self, specs):
         caches = [open_or_build_cache(s, self.data, self.skip_log) for s in specs]
-        from facemark.data.schemes import get_scheme
-
         wanted = get_scheme(self.data.scheme).name
         for spec, cache in zip(specs, caches):
             if cache.scheme != wanted:
@@ -105,10 +105,6 @@ class LandmarkDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if getattr(self, "train_set", None) is not None:
             return
-        from facemark.data.augment import Augment
-        from facemark.data.dataset import LandmarkDataset
-        from facemark.data.schemes import get_scheme
-
         scheme = get_scheme(self.data.scheme)
         presets = {"pipnet": Augment.pipnet, "sepbn": Augment.sepbn}
         if self.data.augment not in presets and self.data.augment != "none":
@@ -162,8 +158,6 @@ class LandmarkDataModule(L.LightningDataModule):
     def mean_face(self) -> np.ndarray:
         """(N, 2) mean of the training landmarks in normalised crop coordinates."""
         self.setup()
-        from facemark.data.meanface import mean_face
-
         return mean_face(np.concatenate([c.normalised_landmarks() for c in self.train_caches]))
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:

@@ -7,7 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from facemark.errors import ConfigError
+from facemark.data.schemes import get_scheme
+from facemark.errors import ConfigError, DataError
+from facemark.models.backbones import load_backbone_weights
+from facemark.models.model_file import load_model
+from facemark.models.registry import create_model, model_arguments, model_config
 from facemark.training.config import TrainConfig
 
 
@@ -37,9 +41,6 @@ class TrainResult:
 
 def build_model_config(cfg: TrainConfig, mean_face) -> dict:
     """The model registry config for this experiment (mean face from the training data)."""
-    from facemark.data.schemes import get_scheme
-    from facemark.models.registry import create_model, model_arguments, model_config
-
     m = cfg.model
     kwargs = dict(m.kwargs)
     kwargs.update(backbone=m.backbone, net_stride=m.net_stride, num_nb=m.num_nb)
@@ -62,9 +63,6 @@ def load_backbone_init(model, path: str) -> None:
     Raises:
         ConfigError: unreadable or mismatching weights (the message names the file).
     """
-    from facemark.errors import DataError
-    from facemark.models.backbones import load_backbone_weights
-
     try:
         report = load_backbone_weights(model.backbone, path)
     except DataError as e:
@@ -79,9 +77,6 @@ def init_from(model, path: str) -> None:
     Raises:
         ConfigError: the file is missing, or its architecture differs (names the key).
     """
-    from facemark.errors import DataError
-    from facemark.models.model_file import load_model
-
     try:
         source, _ = load_model(path)
     except DataError as e:

@@ -13,7 +13,12 @@ import lightning as L
 import numpy as np
 import torch
 
+from facemark.data.schemes import get_scheme
 from facemark.errors import FacemarkError
+from facemark.evaluation.metrics import nme, summarize
+from facemark.evaluation.sepbn import best_of_k_points
+from facemark.models.norm import num_domains, set_domain
+from facemark.models.registry import model_from_config
 from facemark.models.serialization import read_checkpoint
 from facemark.training.optim import build_optimizer
 
@@ -66,11 +71,7 @@ class LandmarkModule(SafeCheckpoints, L.LightningModule):
                  data_info: dict[str, Any] | None = None, sample_names: list[str] | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["sample_names"])
-        from facemark.models.registry import model_from_config
-
         self.model = model_from_config(model_config)
-        from facemark.models.norm import num_domains
-
         # brute-force SepBN: route each face by its dataset (batch["domain"]); validate
         # best-of-K, an oracle (facemark.evaluation.sepbn)
         self.num_domains = num_domains(self.model)
@@ -86,8 +87,6 @@ class LandmarkModule(SafeCheckpoints, L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if self.num_domains:
-            from facemark.models.norm import set_domain
-
             set_domain(self.model, batch["domain"])
         outputs = self.model(batch["image"])
         targets = self.model.encode(batch["landmarks"], batch["mask"])
@@ -102,8 +101,6 @@ class LandmarkModule(SafeCheckpoints, L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.num_domains:  # no stale labels outside training steps
-            from facemark.models.norm import set_domain
-
             set_domain(self.model, None)
 
     def _nan_message(self, batch, batch_idx: int, loss: torch.Tensor) -> str:
@@ -118,8 +115,6 @@ class LandmarkModule(SafeCheckpoints, L.LightningModule):
         true = batch["landmarks"].clone()
         true[~batch["mask"]] = float("nan")
         if self.num_domains:  # the paper's best-of-K test: an oracle (logged as val/nme too)
-            from facemark.evaluation.sepbn import best_of_k_points
-
             best, _ = best_of_k_points(self.model, batch["image"], true.float().cpu().numpy(),
                                        self.scheme_name)
             points = torch.from_numpy(best)
@@ -131,9 +126,6 @@ class LandmarkModule(SafeCheckpoints, L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self._val_pred:
             return
-        from facemark.data.schemes import get_scheme
-        from facemark.evaluation.metrics import nme, summarize
-
         pred = np.concatenate(self._val_pred)
         true = np.concatenate(self._val_true)
         self._val_pred.clear()

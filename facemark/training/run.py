@@ -19,11 +19,18 @@ import time
 from typing import Any
 from pathlib import Path
 
+from facemark.data.schemes import get_scheme, scheme_to_dict
 from facemark.errors import ConfigError, FacemarkError
 from facemark.io import atomic_write_text
+from facemark.training.checkpoints import RunCheckpoints
 from facemark.training.config import TrainConfig, save_config
+from facemark.training.cross_protocol import train_cross_protocol
+from facemark.training.datamodule import LandmarkDataModule
 from facemark.training.fit import (TrainResult, build_model_config, initialise_model,
                                    make_trainer)
+from facemark.training.memory_format import ChannelsLast
+from facemark.training.module import LandmarkModule, fit
+from facemark.training.temperature import TemperatureAnnealing
 
 
 #: config keys that may change between a run and its resumption (where and how it runs).
@@ -77,16 +84,8 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
         callbacks: extra Lightning callbacks (tests use this to interrupt a run).
     """
     if cfg.cross_protocol.datasets:  # one backbone, a head per dataset (SepBN paper, Sec. IV)
-        from facemark.training.cross_protocol import train_cross_protocol
-
         return train_cross_protocol(cfg, resume=resume, overwrite=overwrite, callbacks=callbacks)
     import lightning as L
-
-    from facemark.training.checkpoints import RunCheckpoints
-    from facemark.training.datamodule import LandmarkDataModule
-    from facemark.training.memory_format import ChannelsLast
-    from facemark.training.module import LandmarkModule, fit
-    from facemark.training.temperature import TemperatureAnnealing
 
     start = time.time()
     run_dir = Path(cfg.trainer.out_dir) / cfg.experiment
@@ -117,8 +116,6 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
                                                      sample_names=data.train_names)
     else:
         model_cfg = build_model_config(cfg, data.mean_face())
-        from facemark.data.schemes import get_scheme, scheme_to_dict
-
         scheme = get_scheme(cfg.data.scheme)   # a name or a scheme file: stored whole
         data_info = {"crop_rule": cfg.data.crop_rule, "input_size": cfg.data.input_size,
                      "train": list(cfg.data.train), "experiment": cfg.experiment,

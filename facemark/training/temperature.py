@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import lightning as L
 
 from facemark.errors import ConfigError
+from facemark.models.norm import attention_layers
 
 SCHEDULES = ("linear", "exponential", "constant")
 
@@ -76,8 +77,6 @@ class TemperatureSchedule:
 
 def set_temperature(module, value: float) -> int:
     """Set tau of every SepBN / MixBN layer in ``module``; returns how many there are."""
-    from facemark.models.norm import attention_layers
-
     layers = list(attention_layers(module))
     for layer in layers:
         layer.temperature = value
