@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from facemark.inference.landmarker import Landmarker
 from facemark.inference.model_path import (DEFAULT_MODEL, MODEL_SUFFIXES, WEIGHTS_FOLDER,
                                            bundled_models, bundled_onnx, cache_folder,
                                            resolve_model_path)
@@ -53,7 +54,5 @@ def load(name_or_path: str | Path | None = None, *, device: str = "cpu", detecto
         FacemarkError / DataError / ConfigError: no model, a bad model file or a bad
             argument, each with a message saying what to change.
     """
-    from facemark.inference.landmarker import Landmarker
-
     return Landmarker(name_or_path, device=device, detector=detector, engine=engine,
                       flip_test=flip_test, smoothing=smoothing, **kwargs).load()

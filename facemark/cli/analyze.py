@@ -14,6 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from facemark.errors import ConfigError, SkipLog
+from facemark.io import atomic_write_text, markdown_table
+
 
 def register(sub) -> None:
     p = sub.add_parser("analyze", help="the paper's analyses: grid accuracy, heads, implicit prior",
@@ -63,7 +66,6 @@ def _models(args):
 
 def _samples(args):
     from facemark.data.formats import open_dataset
-    from facemark.errors import ConfigError, SkipLog
 
     log = SkipLog(args.skip_bad)
     samples = [s for s in open_dataset(args.data, skip_bad=log) if s.landmarks is not None]
@@ -75,8 +77,6 @@ def _samples(args):
 def _write(args, stem: str, markdown: str, plot) -> None:
     print(markdown)
     if args.out:
-        from facemark.io import atomic_write_text
-
         out = Path(args.out)
         atomic_write_text(out / f"{stem}.md", markdown + "\n")   # creates the folder
         plot(out / f"{stem}.png")
@@ -84,9 +84,7 @@ def _write(args, stem: str, markdown: str, plot) -> None:
 
 
 def run_grid(args) -> int:
-    from facemark.errors import ConfigError
     from facemark.evaluation.analyses import grid_accuracy
-    from facemark.io import markdown_table
 
     models = _models(args)
     samples, log = _samples(args)
@@ -139,7 +137,6 @@ def run_prior(args) -> int:
     import numpy as np
 
     from facemark.evaluation.analyses import implicit_prior, plot_prior, probe_images
-    from facemark.io import markdown_table
 
     models = _models(args)
     rows = []
@@ -164,7 +161,6 @@ def run_prior(args) -> int:
 
 
 def run_similarity(args) -> int:
-    from facemark.errors import ConfigError
     from facemark.evaluation.sepbn import parameter_similarity
 
     models = _models(args)
@@ -186,7 +182,6 @@ def run_similarity(args) -> int:
 
 
 def run_oracle(args) -> int:
-    from facemark.errors import ConfigError
     from facemark.evaluation.cross_domain import convert_dataset
     from facemark.evaluation.sepbn import best_of_k
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from facemark.errors import ConfigError
+
 
 def positive_int(text: str) -> int:
     """A whole number >= 1, or an argparse error saying what was expected."""
@@ -41,8 +43,6 @@ def refine_of(args: argparse.Namespace) -> int | None:
     """Extra passes from ``--refine`` / ``--refine-passes N`` / ``--no-refine``: 0 for no
     refining; None (only where the command has ``--no-refine`` and no flag was given) for
     the landmarker's default."""
-    from facemark.errors import ConfigError
-
     off = getattr(args, "no_refine", False)
     if off and (args.refine or args.refine_passes is not None):
         raise ConfigError("--no-refine contradicts --refine / --refine-passes")

@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 
 from facemark.cli.arguments import positive_int
+from facemark.errors import ConfigError
+from facemark.io import atomic_write_text
 
 DEFAULT_COST_MODELS = ("pipnet_r18", "pipnet_nonrm", "coordnet", "mapnet:net_stride=2",
                        "mapnet", "grmi", "pipnet_mbv2", "pipnet_mbv3", "pipnet_r50",
@@ -85,8 +87,6 @@ def parse_model_spec(text: str) -> tuple[str, dict]:
     """``"mapnet:net_stride=2,num_nb=5"`` -> ("mapnet", {"net_stride": 2, "num_nb": 5})."""
     import ast
 
-    from facemark.errors import ConfigError
-
     name, _, rest = text.partition(":")
     kwargs = {}
     for item in filter(None, rest.split(",")):
@@ -101,7 +101,6 @@ def parse_model_spec(text: str) -> tuple[str, dict]:
 
 
 def run_cost(args) -> int:
-    from facemark.io import atomic_write_text
     from facemark.inference.bench import cost_report
 
     specs = [parse_model_spec(m) for m in (args.models or DEFAULT_COST_MODELS)]
@@ -118,7 +117,6 @@ def run_cost(args) -> int:
 # speed
 # ---------------------------------------------------------------------------------------
 def run_speed(args) -> int:
-    from facemark.io import atomic_write_text
     from facemark.inference.bench import speed_report
 
     text = speed_report(args.model, photos=args.photos, max_photos=args.max_photos,

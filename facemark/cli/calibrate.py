@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 
 from facemark.cli.arguments import positive_int
+from facemark.errors import ConfigError, SkipLog
+from facemark.io import atomic_write_text
 
 
 def register(subparsers) -> None:
@@ -47,7 +49,6 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from facemark.errors import ConfigError, SkipLog
     from facemark.inference.calibration import calibrate
 
     if args.output and Path(args.output).suffix.lower() not in (".pt", ".pth"):
@@ -61,8 +62,6 @@ def run(args) -> int:
         print(f"NME: {result.scheme} normalisation, on the test faces the detector found "
               f"({result.test_faces} faces in --test)")
     if args.report:
-        from facemark.io import atomic_write_text
-
         atomic_write_text(args.report, table + "\n")
     if args.output:
         result.save_model(args.output)

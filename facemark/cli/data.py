@@ -17,7 +17,9 @@ from collections import Counter
 from pathlib import Path
 
 from facemark.cli.arguments import positive_int
-from facemark.errors import ConfigError, DataError, FacemarkError
+from facemark.data.crops import CROP_RULES
+from facemark.data.schemes import get_scheme, list_schemes
+from facemark.errors import ConfigError, DataError, FacemarkError, SkipLog
 
 
 
@@ -84,14 +86,12 @@ def _reading_options(p) -> None:
 
 
 def _crop_rules() -> list[str]:
-    from facemark.data.crops import CROP_RULES
     return list(CROP_RULES)
 
 
 def _check_scheme(name: str | None) -> str | None:
     if name is None:
         return None
-    from facemark.data.schemes import get_scheme
     try:
         return get_scheme(name).name
     except KeyError as e:
@@ -126,7 +126,6 @@ def _format_name(spec: str, given: str | None) -> str:
 
 # ----------------------------------------------------------------------- schemes
 def cmd_schemes(args) -> int:
-    from facemark.data.schemes import get_scheme, list_schemes
     rows = [("name", "points", "NME norm", "flip", "aliases", "description")]
     for name in list_schemes():
         s = get_scheme(name)
@@ -150,9 +149,6 @@ def _table(rows) -> str:
 # ----------------------------------------------------------------------- info
 def cmd_info(args) -> int:
     import numpy as np
-
-    from facemark.data.schemes import get_scheme
-    from facemark.errors import SkipLog
 
     log = SkipLog(args.skip_bad)
     samples = _read(args.dataset, args, log)
@@ -205,7 +201,6 @@ def cmd_check(args) -> int:
     from tqdm import tqdm
 
     from facemark.data.images import read_image
-    from facemark.errors import SkipLog
 
     if not args.tolerance >= 0:
         raise ConfigError(f"--tolerance: expected a fraction >= 0, got {args.tolerance}")
@@ -234,7 +229,6 @@ def cmd_check(args) -> int:
 
 
 def _point_problems(s, w: int, h: int, tolerance: float, np) -> list[str]:
-    from facemark.data.schemes import get_scheme
     where = s.source or s.image
     out = []
     names = get_scheme(s.scheme).names
@@ -280,7 +274,6 @@ def _context(text: str) -> float:
 
 def cmd_cache(args) -> int:
     from facemark.data.cache import build_cache
-    from facemark.errors import SkipLog
 
     _check_rule(args.crop_rule)
     log = SkipLog(args.skip_bad)
@@ -321,8 +314,6 @@ def cmd_show(args) -> int:
 
     from facemark.data.cache import CropCache, crop_sample, is_cache
     from facemark.data.images import read_image
-    from facemark.data.schemes import get_scheme
-    from facemark.errors import SkipLog
     from facemark.inference.draw import draw_grid
 
     output = Path(args.output)

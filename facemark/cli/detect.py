@@ -79,7 +79,8 @@ from __future__ import annotations
 import argparse
 
 from facemark.cli.arguments import nonnegative_float, positive_int, refine_of
-from facemark.inference.batch import DEFAULT_OUT
+from facemark.errors import ConfigError
+from facemark.inference.batch import DEFAULT_OUT, merge_parts
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -183,16 +184,12 @@ def register(subparsers) -> None:
 
 # ---------------------------------------------------------------------------------------
 def run(args) -> int:
-    from facemark.errors import ConfigError
-
     if args.list_detectors:
         from facemark.inference.detectors import describe_detectors
 
         print(describe_detectors())
         return 0
     if args.merge is not None:
-        from facemark.inference.batch import merge_parts
-
         if args.paths:
             raise ConfigError("--merge OUT takes no PATH arguments (it joins OUT/.parts)")
         return merge_parts(args.merge, args.format, quiet=args.quiet)

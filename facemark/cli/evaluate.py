@@ -26,11 +26,12 @@ from __future__ import annotations
 import argparse
 
 from facemark.cli.arguments import positive_float, positive_int, refine_of
+from facemark.data.schemes import NME_NORMS
+from facemark.errors import ConfigError, DataError, SkipLog
+from facemark.io import output_folder
 
 
 def register(subparsers) -> None:
-    from facemark.data.schemes import NME_NORMS
-
     p = subparsers.add_parser(
         "evaluate", help="NME, failure rate, AUC and plots of predictions against a dataset",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,7 +85,6 @@ def run(args) -> int:
     from pathlib import Path
 
     from facemark.data.formats import open_dataset
-    from facemark.errors import ConfigError, SkipLog
     from facemark.evaluation import plots
     from facemark.evaluation.cross_domain import convert_dataset, resolve_crop_rule
     from facemark.data.predictions import write_predictions
@@ -98,14 +98,11 @@ def run(args) -> int:
     if args.save_predictions and not args.out:
         raise ConfigError("--save-predictions needs --out DIR")
     if args.out:
-        from facemark.io import output_folder
-
         output_folder(args.out, "--out")   # a bad --out stops before any work
     log = SkipLog(args.skip_bad)
     samples = open_dataset(args.data, format=args.format, scheme=args.scheme, skip_bad=log)
     unlabelled = [s for s in samples if s.landmarks is None]
     if unlabelled:
-        from facemark.errors import DataError
         for s in unlabelled:
             log(DataError(s.source or s.image, "face has no ground-truth landmarks to evaluate"))
         samples = [s for s in samples if s.landmarks is not None]

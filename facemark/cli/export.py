@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 
 from facemark.cli.arguments import positive_int
+from facemark.errors import ConfigError, DataError, SkipLog
 
 FORMATS = ("onnx", "pt")
 _SUFFIX_FORMAT = {".onnx": "onnx", ".pt": "pt", ".pth": "pt"}
@@ -65,8 +66,6 @@ def register(subparsers) -> None:
 def _format(args) -> str:
     from pathlib import Path
 
-    from facemark.errors import ConfigError
-
     suffix = Path(args.out).suffix.lower()
     fmt = args.format.lower() if args.format else _SUFFIX_FORMAT.get(suffix)
     if fmt is None:
@@ -91,8 +90,6 @@ def _size(path) -> str:
 def run(args) -> int:
     import tempfile
     from pathlib import Path
-
-    from facemark.errors import ConfigError, DataError
 
     fmt = _format(args)
     src, out = Path(args.model), Path(args.out)
@@ -153,7 +150,6 @@ def run(args) -> int:
 def _quantise(args, float_path, out) -> None:
     import sys
 
-    from facemark.errors import SkipLog
     from facemark.inference.onnx_engine import OnnxLandmarkEngine
     from facemark.inference.quantize import (load_calibration_crops, quantization_report,
                                              quantize_onnx)

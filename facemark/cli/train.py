@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from facemark.configs import bundled_config_names, resolve_config
+from facemark.errors import ConfigError
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -26,8 +29,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facemark.configs import bundled_config_names, resolve_config
-    from facemark.errors import ConfigError
     from facemark.training.config import load_config
 
     if args.list_configs:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 from facemark.cli.arguments import positive_int
+from facemark.errors import ConfigError
 
 
 def register(subparsers) -> None:
@@ -39,7 +40,6 @@ def register(subparsers) -> None:
 def cmd_import_tflite(args) -> int:
     from pathlib import Path
 
-    from facemark.errors import ConfigError
     from facemark.models.backbones.tflite_import import import_tflite_weights
 
     if Path(args.source).resolve() == Path(args.out).resolve():

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 
 from facemark.errors import DataError, FacemarkError
+from facemark.io import output_folder
 
 DEFAULT_OUT = "facemark_out"
 IMAGES_PER_BATCH = 8  # images decoded and sent through the detector+model together
@@ -131,7 +132,6 @@ class BatchDetector:
 
         from facemark.inference.landmarker import Landmarker
         from facemark.inference.outputs import PartCache, collect_inputs, file_digest, shard
-        from facemark.io import output_folder
 
         args = self.options
         paths = [str(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]

@@ -27,8 +27,10 @@ from typing import Any
 import numpy as np
 
 from facemark.data.crops import crop_box
+from facemark.data.formats import open_dataset
 from facemark.data.images import read_image
 from facemark.errors import ConfigError, DataError, FacemarkError, SkipLog
+from facemark.evaluation.metrics import failure_rate, landmark_boxes, nme
 from facemark.inference.detectors import available_detectors, create_detector
 from facemark.inference.detectors.base import box_iou
 from facemark.models.crop_predict import predict_samples
@@ -98,8 +100,6 @@ def match_face(boxes: Sequence[np.ndarray], points: np.ndarray,
                min_iou: float = MATCH_IOU) -> int | None:
     """Index of the detector box that is the annotated face (best IoU with its landmark
     box, at least ``min_iou``), or None when the detector missed it."""
-    from facemark.evaluation.metrics import landmark_boxes
-
     if not len(boxes):
         return None
     ious = box_iou(np.stack(boxes), landmark_boxes(np.asarray(points)[None]))[:, 0]
@@ -245,8 +245,6 @@ def default_detectors() -> list[str]:
 
 
 def _labelled(spec: str, skip_bad, scheme: str) -> list:
-    from facemark.data.formats import open_dataset
-
     samples = []
     for part in [s for s in spec.split(",") if s]:
         samples += open_dataset(part, scheme=scheme, skip_bad=skip_bad)
@@ -278,8 +276,6 @@ def calibrate(model, data: str, *, detectors: Sequence[str] | None = None, limit
         a :class:`CalibrationRun`.
     """
     from pathlib import Path
-
-    from facemark.evaluation.metrics import failure_rate, nme
 
     if output and Path(output).suffix.lower() not in (".pt", ".pth"):
         raise ConfigError(f"output: expected a .pt file, got {str(output)!r}")

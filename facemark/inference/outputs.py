@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from facemark.data.predictions import PredictedFace, write_predictions
+from facemark.inference.align import align
+from facemark.inference.draw import draw_faces
 from facemark.io import atomic_write_bytes, atomic_write_text
 from facemark.data.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from facemark.errors import DataError
@@ -366,8 +368,6 @@ def overlay_path(out: str | Path, inp_output: str, kind: str) -> Path:
 def write_overlay_image(path: Path, rgb: np.ndarray, faces: Sequence, pose: bool = False) -> Path:
     """Draw ``faces`` on ``rgb`` (and their head pose axes with ``pose``) and write it
     (format by suffix), atomically."""
-    from facemark.inference.draw import draw_faces
-
     return write_image(path, draw_faces(rgb, faces, pose=pose))
 
 
@@ -395,8 +395,6 @@ def write_chips(chips: str | Path, inp_output: str, rgb: np.ndarray, faces: Sequ
                 template: str = "arcface") -> list[Path]:
     """An aligned chip of every face (``facemark.inference.align.align``), one PNG each at
     :func:`chip_paths`, written atomically."""
-    from facemark.inference.align import align
-
     paths = chip_paths(chips, inp_output, len(faces))
     for path, face in zip(paths, faces):
         write_image(path, align(rgb, face, size=size, padding=padding, template=template))
