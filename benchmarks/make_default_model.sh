@@ -10,10 +10,14 @@
 # Needs ../shared/data (and face_recognition_models for dlib's rows). Writes the reports
 # under ${OUT:-/tmp/default-model}. The ONNX file is not committed: facemark.load() makes it
 # from default.pt into the user cache on first use.
+#
+# The same script builds the larger model shipped beside it (facemark.load("accurate")):
+#   NAME=accurate RUN=../fm-runs/finetune_mbv2_160_s32 bash benchmarks/make_default_model.sh
 set -euo pipefail
+NAME=${NAME:-default}
 RUN=${RUN:-../fm-runs/default_mbv2_128_300w_imagenet}
 CKPT=${CKPT:-$RUN/checkpoints/best.ckpt}
-OUT=${OUT:-/tmp/default-model}
+OUT=${OUT:-/tmp/$NAME-model}
 DATA=../shared/data
 TRAIN="pts:$DATA/300w/afw,pts:$DATA/300w/helen/trainset,pts:$DATA/300w/lfpw/trainset,csv:$DATA/ytf68/training_frames_keypoints.csv"
 mkdir -p "$OUT"
@@ -23,12 +27,12 @@ mkdir -p "$OUT"
 facemark calibrate "$CKPT" --data "$TRAIN" --limit 1000 \
     --detector dlib_hog opencv_haar -o "$OUT/calibrated.pt" --report "$OUT/calibration.md"
 # 2. the package's file: float16 weights
-facemark export "$OUT/calibrated.pt" --format pt --half --refine-passes 1 -o facemark/weights/default.pt
+facemark export "$OUT/calibrated.pt" --format pt --half --refine-passes 1 -o "facemark/weights/$NAME.pt"
 # 3. accuracy on the held-out test sets, as a user runs it: facemark detect with every
 #    default, then evaluate against dlib's predictor on its own boxes in the same run
-bash benchmarks/vs_dlib.sh default "$OUT/vs-dlib"
+bash benchmarks/vs_dlib.sh "$NAME" "$OUT/vs-dlib"
 # 4. ground-truth crops (the model alone)
-facemark evaluate default=facemark/weights/default.pt \
+facemark evaluate "$NAME=facemark/weights/$NAME.pt" \
     --data "pts:$DATA/300w/lfpw/testset" --out "$OUT/eval-gt-lfpw"
-facemark evaluate default=facemark/weights/default.pt \
+facemark evaluate "$NAME=facemark/weights/$NAME.pt" \
     --data "csv:$DATA/ytf68/test_frames_keypoints.csv" --out "$OUT/eval-gt-ytf68"
