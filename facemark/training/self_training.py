@@ -90,12 +90,25 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from facemark.data.augment import Augment
+from facemark.data.cache import CropCache, build_cache
+from facemark.data.crops import CropRule, get_crop_rule, normalise_points, transform_points
+from facemark.data.dataset import LandmarkDataset
 from facemark.data.face_finders import create_face_finder
+from facemark.data.formats import open_dataset
+from facemark.data.images import EXIF_ORIENTATION_TAG, read_image
+from facemark.data.sample import Sample
+from facemark.data.schemes import get_scheme
 from facemark.errors import ConfigError, DataError, FacemarkError, SkipLog
+from facemark.evaluation.metrics import nme, summarize
 from facemark.io import atomic_write, atomic_write_text
+from facemark.models.crop_predict import predict_crops
+from facemark.models.model_file import ModelInfo, load_model, save_model
 from facemark.models.registry import model_from_config
+from facemark.training.checkpoints import RunCheckpoints
 from facemark.training.config import TrainConfig, save_config
 from facemark.training.datamodule import LandmarkDataModule, cache_path, open_or_build_cache
+from facemark.training.fit import build_model_config, initialise_model, make_trainer
 from facemark.training.module import LandmarkModule, NonFiniteLossError, fit
 
 BOX_MODES = ("dataset", "image", "detector")
@@ -205,8 +218,6 @@ def box_mode(boxes: str) -> tuple[str, str | None]:
 
 
 def _rule(value: Any, key: str, default: str):
-    from facemark.data.crops import CropRule, get_crop_rule
-
     if value is None:
         value = default
     if isinstance(value, str):
@@ -253,8 +264,6 @@ def _whole_image_box(sample) -> np.ndarray:
         try:
             from PIL import Image
 
-            from facemark.data.images import EXIF_ORIENTATION_TAG
-
             with Image.open(sample.image) as im:
                 w, h = im.size
                 if im.getexif().get(EXIF_ORIENTATION_TAG, 1) in (5, 6, 7, 8):
@@ -262,8 +271,6 @@ def _whole_image_box(sample) -> np.ndarray:
             return np.array([-0.5, -0.5, w - 0.5, h - 0.5], dtype=np.float32)
         except Exception:   # not a format PIL reads: decode it the facemark way (clear errors)
             pass
-    from facemark.data.images import read_image
-
     h, w = read_image(sample.image, sample.frame).shape[:2]
     return np.array([-0.5, -0.5, w - 0.5, h - 0.5], dtype=np.float32)
 
@@ -284,9 +291,6 @@ def unlabelled_samples(spec: str, scheme: str, boxes: str, log: SkipLog,
     Returns:
         (samples, messages naming the images where the detector found no face).
     """
-    from facemark.data.formats import open_dataset
-    from facemark.data.sample import Sample
-
     mode, name = box_mode(boxes)
     raw = open_dataset(spec, skip_bad=log)
     out, no_face = [], []
@@ -313,8 +317,6 @@ def unlabelled_samples(spec: str, scheme: str, boxes: str, log: SkipLog,
             else:
                 key = (s.image, s.frame)
                 if key not in seen:      # a dataset may list an image once per face
-                    from facemark.data.images import read_image
-
                     seen[key] = [f.box for f in detector.detect(read_image(s.image, s.frame))]
                     if not seen[key]:
                         who = getattr(detector, "name", "the detector")
@@ -341,9 +343,6 @@ def open_or_build_unlabelled_cache(spec: str, rule, cfg: TrainConfig, log: SkipL
         (CropCache, list of no-face messages), the latter kept beside the cache in
         ``<cache>.boxes.json`` so a reopened cache still reports them.
     """
-    from facemark.data.cache import CropCache, build_cache
-    from facemark.data.schemes import get_scheme
-
     data = cfg.data
     size = size or data.input_size
     scheme = get_scheme(data.scheme).name
@@ -384,8 +383,6 @@ def pseudo_label(model, cache, batch_size: int = 64, flip_test: bool = False,
         points float32 (M, N, 2) in crop pixels (the cache's ``landmarks`` convention) and
         confidence float32 (M, N) in [0, 1].
     """
-    from facemark.models.crop_predict import predict_crops
-
     if model.input_size != cache.size:
         raise ConfigError(f"pseudo-labels: the model takes {model.input_size} px crops, the "
                           f"cache {cache.path} holds {cache.size} px crops")
@@ -424,8 +421,6 @@ def to_student_crops(points: np.ndarray, teacher_cache, student_cache) -> np.nda
     Raises:
         DataError: the two caches do not hold the same faces.
     """
-    from facemark.data.crops import transform_points
-
     same = len(teacher_cache) == len(student_cache) and all(
         (a.get("image"), a.get("frame")) == (b.get("image"), b.get("frame"))
         for a, b in zip(teacher_cache.records, student_cache.records))
@@ -561,10 +556,6 @@ class SelfTrainingData(LandmarkDataModule):
         if getattr(self, "mixed_set", None) is not None:
             return
         super().setup(stage)
-        from facemark.data.augment import Augment
-        from facemark.data.dataset import LandmarkDataset
-        from facemark.data.schemes import get_scheme
-
         labelled = self.train_set
         if isinstance(labelled, torch.utils.data.Subset):
             names = [self.train_names[j] for j in labelled.indices]
@@ -715,9 +706,6 @@ def _round_config(cfg: TrainConfig) -> TrainConfig:
 def evaluate_caches(model, caches: dict[str, Any], scheme: str,
                     batch_size: int) -> dict[str, dict]:
     """NME / FR / AUC at 0.1 of ``model`` on each labelled cache (crops as cached)."""
-    from facemark.data.crops import normalise_points
-    from facemark.evaluation.metrics import nme, summarize
-
     out = {}
     for spec, cache in caches.items():
         points, _ = pseudo_label(model, cache, batch_size)
@@ -733,9 +721,6 @@ def _fit_round(cfg: TrainConfig, rdir: Path, data: SelfTrainingData, model_cfg: 
                init_state: dict | None, round_info: dict, callbacks: list | None):
     """Train one round in ``rdir`` (resuming from its last.ckpt); returns (trainer,
     module, RunCheckpoints)."""
-    from facemark.training.checkpoints import RunCheckpoints
-    from facemark.training.fit import initialise_model, make_trainer
-
     ckpt_dir = rdir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if last.is_file() else None
@@ -770,9 +755,6 @@ def _check_model_levels(cfg: TrainConfig) -> int | None:
     Methods other than STC have no curriculum: None."""
     if cfg.self_training.method != "stc":
         return None
-    from facemark.data.schemes import get_scheme
-    from facemark.training.fit import build_model_config
-
     n = get_scheme(cfg.data.scheme).num_points
     placeholder = np.stack([np.linspace(0.1, 0.9, n), np.linspace(0.2, 0.8, n)], axis=1)
     with torch.device("meta"):
@@ -805,8 +787,6 @@ class _Inputs:
 def prepare_inputs(cfg: TrainConfig, progress: bool) -> _Inputs:
     """Labelled caches (as ``facemark train`` builds them), the model config (mean face of
     the labelled training crops), unlabelled caches (boxes found once) and test caches."""
-    from facemark.training.fit import build_model_config
-
     base = LandmarkDataModule(cfg.data, batch_size=cfg.optim.batch_size, seed=cfg.seed)
     base.prepare_data()
     base.setup("fit")
@@ -832,8 +812,6 @@ def _teacher_size(cfg: TrainConfig) -> int | None:
     student's (a teacher that labels its own crops), else None."""
     if not cfg.self_training.init_checkpoint:
         return None
-    from facemark.models.model_file import load_model
-
     model, _ = load_model(cfg.self_training.init_checkpoint)
     return model.input_size if model.input_size != cfg.data.input_size else None
 
@@ -841,8 +819,6 @@ def _teacher_size(cfg: TrainConfig) -> int | None:
 def _load_round_model(path: Path, cfg: TrainConfig, any_size: bool = False):
     """A round's model (or the init checkpoint), checked against the data it must label
     (``any_size``: a teacher of another input size, which labels its own crops)."""
-    from facemark.models.model_file import load_model
-
     model, info = load_model(path)
     wrong_size = model.input_size != cfg.data.input_size and not any_size
     if wrong_size or info.scheme != cfg.data.scheme:
@@ -894,8 +870,6 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
         ConfigError, DataError: bad config or data (the message names the key or file).
     """
     import lightning as L
-
-    from facemark.models.model_file import ModelInfo, save_model
 
     start = time.time()
     check_self_training(cfg)
