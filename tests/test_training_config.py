@@ -49,6 +49,7 @@ def test_environment_variables_in_dataset_paths(tmp_path, monkeypatch):
     ("data.context=0.8", ["data.context", "[1, 4]"]),
     ("data.repeat=[0]", ["data.repeat", "at least one of them > 0"]),
     ("data.repeat=[-1]", ["data.repeat", ">= 0"]),
+    ("trainer.threads=0", ["trainer.threads", ">= 1"]),
 ])
 def test_bad_values_name_the_key(tmp_path, override, words):
     with pytest.raises(ConfigError) as err:
@@ -112,3 +113,26 @@ def test_repeat_zero_keeps_a_set_in_the_split_but_trains_on_none_of_it(tmp_path)
     module.data = cfg.data
     module.train_caches = [[None] * 3, [None] * 4]      # two sets of 3 and 4 faces
     assert module._repeated(np.arange(7)) == [0, 0, 1, 1, 2, 2]
+
+
+def test_trainer_threads_sets_pytorchs_cpu_threads(tmp_path):
+    import torch
+
+    from facemark.training.fit import make_trainer
+
+    class NoCheckpoints:
+        callbacks = []
+
+    cfg = load_config(write(tmp_path, "data:\n  train: [x]\n"),
+                      ["trainer.threads=1", "trainer.logger=none", "trainer.accelerator=cpu"])
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        make_trainer(cfg, tmp_path / "run", data=None, checkpoints=NoCheckpoints())
+        assert torch.get_num_threads() == 1
+        cfg.trainer.threads = None                  # the default leaves PyTorch's setting alone
+        torch.set_num_threads(2)
+        make_trainer(cfg, tmp_path / "run", data=None, checkpoints=NoCheckpoints())
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -111,6 +111,9 @@ class TrainerConfig:
     limit_train_batches: Any = None
     limit_val_batches: Any = None
     gradient_clip_val: float | None = None
+    # PyTorch's CPU threads for the run (None: its default, one per core). Beside other
+    # CPU-bound work, 1 can be much faster (docs/results.md, "CPU training speed").
+    threads: int | None = None
 
 
 @dataclass
@@ -304,6 +307,9 @@ def _check_ranges(cfg: TrainConfig) -> None:
         ("data.val_fraction", 0 <= cfg.data.val_fraction < 1, "must be in [0, 1)"),
         ("data.context", 1 <= cfg.data.context <= MAX_CONTEXT, f"must be in [1, {MAX_CONTEXT:g}]"),
         ("data.num_workers", cfg.data.num_workers >= 0, "must be >= 0"),
+        ("trainer.threads", cfg.trainer.threads is None
+         or (isinstance(cfg.trainer.threads, int) and cfg.trainer.threads >= 1),
+         "must be an integer >= 1 or null (PyTorch's default)"),
         ("data.repeat", not cfg.data.repeat or len(cfg.data.repeat) == len(cfg.data.train),
          f"must have one entry per data.train entry ({len(cfg.data.train)})"),
         ("data.repeat", all(isinstance(r, int) and r >= 0 for r in cfg.data.repeat)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from facemark.data.schemes import get_scheme
 from facemark.errors import ConfigError, DataError
 from facemark.models.backbones import load_backbone_weights
@@ -134,7 +136,8 @@ def make_trainer(cfg: TrainConfig, run_dir: Path, data, checkpoints, callbacks=(
     """A Lightning Trainer with the run layout every trainer uses.
 
     Args:
-        cfg: the run's config (``trainer`` section: accelerator, precision, logging, limits).
+        cfg: the run's config (``trainer`` section: accelerator, precision, logging, limits;
+            ``threads`` sets PyTorch's CPU thread count for this process here).
         run_dir: the run folder (logs under it).
         data: the data module (told each epoch's number, :class:`EpochSeed`).
         checkpoints: the run's :class:`~facemark.training.checkpoints.RunCheckpoints`.
@@ -147,6 +150,8 @@ def make_trainer(cfg: TrainConfig, run_dir: Path, data, checkpoints, callbacks=(
     from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 
     t = cfg.trainer
+    if t.threads:
+        torch.set_num_threads(t.threads)
     loggers = make_loggers(cfg, run_dir)
     monitor = [LearningRateMonitor("epoch")] if loggers else []   # it needs a logger
     return L.Trainer(
