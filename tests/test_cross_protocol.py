@@ -391,3 +391,15 @@ def test_backbone_weights_initialise_the_shared_backbone(run, tmp_path):
     train(cfg, callbacks=[Grab()])
     for k, v in source.state_dict().items():
         assert torch.equal(seen["state"][k], v), k
+
+
+def test_brute_force_sepbn_is_refused_with_what_to_use(tmp_path):
+    from facemark.errors import ConfigError
+    from facemark.training.run import train
+
+    d68 = make_pts_dataset(tmp_path / "f68", n=6, seed=0)
+    d5 = face5_dataset(tmp_path / "f5", n=6, seed=1)
+    cfg = load_config(write_config(tmp_path, d68, d5), ["model.kwargs.norm_layer=sepbn_brute"])
+    with pytest.raises(ConfigError, match="norm_layer: sepbn"):
+        train(cfg)
+    assert not (tmp_path / "runs" / "cnt" / "checkpoints").exists()

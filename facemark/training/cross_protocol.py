@@ -80,6 +80,7 @@ from facemark.evaluation.metrics import nme, summarize
 from facemark.io import atomic_write_text
 from facemark.models.cross_protocol import CrossProtocolNet
 from facemark.models.model_file import ModelInfo, load_model, save_model
+from facemark.models.norm.domain import num_domains
 from facemark.models.serialization import safe_load
 from facemark.training.checkpoints import RunCheckpoints
 from facemark.training.config import DataConfig, TrainConfig, save_config
@@ -643,6 +644,13 @@ def train_cross_protocol(cfg: TrainConfig, *, resume: str | None = "auto",
                      "sizes": data.sizes, "sampling": cp.sampling}
         module = CrossProtocolModule(heads, cfg.to_dict()["optim"], cp.loss_weighting,
                                      data_info=data_info, sample_names=data.train_names)
+        if num_domains(module.net):
+            raise ConfigError(
+                "brute-force SepBN (norm_layer: sepbn_brute) routes each face by its index in "
+                "data.train, and a cross-protocol network gives each dataset a head instead, "
+                "so no branch could be picked for its exported models: use norm_layer: sepbn "
+                "(the paper's CNT + SepBN), or train brute-force SepBN on one scheme with the "
+                "domains listed in data.train")
         if cfg.model.backbone_weights:   # the one shared backbone starts from ImageNet
             load_backbone_init(module.net, cfg.model.backbone_weights)
     run_dir.mkdir(parents=True, exist_ok=True)
