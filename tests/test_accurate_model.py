@@ -70,3 +70,19 @@ def test_accuracy_on_held_out_lfpw_test_faces():
     # the default model 3.46%, the previous default 4.53%
     print(f"accurate on {len(samples)} LFPW test faces: NME {np.mean(errors[found]):.4f}")
     assert np.mean(errors[found]) < 0.040
+
+
+def test_list_models_names_each_bundled_model(capsys, monkeypatch):
+    from facemark.cli import main
+
+    assert main(["detect", "--list-models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name, size in (("default", 128), ("accurate", 160)):
+        if name in bundled_models():
+            line = next(x for x in lines if x.startswith(name))
+            assert f"{size} px crops" in line and "300w68, 68 points" in line
+    if "default" in bundled_models():
+        assert lines[0].startswith("default (used without --model)")
+    monkeypatch.setattr("facemark.inference.model_path.bundled_models", lambda: {})
+    assert main(["detect", "--list-models"]) == 0
+    assert "no model is bundled" in capsys.readouterr().out

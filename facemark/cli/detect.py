@@ -81,6 +81,7 @@ import argparse
 from facemark.cli.arguments import nonnegative_float, positive_int, refine_of
 from facemark.errors import ConfigError
 from facemark.inference.batch import DEFAULT_OUT, merge_parts
+from facemark.inference.model_path import describe_models
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -116,6 +117,8 @@ def register(subparsers) -> None:
                         "mediapipe, yunet:/path/face_detection_yunet.onnx")
     p.add_argument("--list-detectors", action="store_true",
                    help="list the face detectors and whether each can run here, then exit")
+    p.add_argument("--list-models", action="store_true",
+                   help="list the bundled models (names for --model), then exit")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1")
     p.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto",
                    help="model runtime (default auto: by the model file's suffix)")
@@ -188,6 +191,9 @@ def run(args) -> int:
         from facemark.inference.detectors import describe_detectors
 
         print(describe_detectors())
+        return 0
+    if args.list_models:
+        print(describe_models())
         return 0
     if args.merge is not None:
         if args.paths:

@@ -122,3 +122,30 @@ def resolve_model_path(name_or_path: str | Path | None, engine: str = "auto") ->
         return _pick_bundled(text, bundled[text], engine)
     known = f"; bundled models: {', '.join(bundled)}" if bundled else ""
     raise DataError(path, f"model file not found{known}")
+
+
+def describe_models() -> str:
+    """One line per bundled model (``facemark detect --list-models``): its name, scheme,
+    points, crop size, default refine passes and file size.
+
+    Returns:
+        the lines, or a sentence saying that no model is bundled.
+    """
+    from facemark.models.model_file import load_model
+
+    lines = []
+    bundled = bundled_models()
+    for name in sorted(bundled, key=lambda n: (n != DEFAULT_MODEL, n)):   # the default first
+        files = bundled[name]
+        if ".pt" not in files:
+            lines.append(f"{name}: {', '.join(str(f) for f in files.values())}")
+            continue
+        model, info = load_model(files[".pt"])
+        passes = info.info.get("refine_passes")
+        refine = "" if passes is None else f", {passes} refine pass{'es' if passes != 1 else ''}"
+        mb = files[".pt"].stat().st_size / 2 ** 20
+        tag = " (used without --model)" if name == DEFAULT_MODEL else ""
+        lines.append(f"{name}{tag}: {info.scheme}, {model.num_points} points, "
+                     f"{model.input_size} px crops{refine}, {mb:.1f} MB ({files['.pt']})")
+    return "\n".join(lines) or "no model is bundled with this facemark installation"
+
