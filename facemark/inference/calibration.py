@@ -33,8 +33,6 @@ from facemark.errors import ConfigError, DataError, FacemarkError, SkipLog
 from facemark.evaluation.metrics import failure_rate, landmark_boxes, nme
 from facemark.inference.detectors import available_detectors, create_detector
 from facemark.inference.detectors.base import box_iou
-from facemark.models.crop_predict import predict_samples
-from facemark.models.model_file import load_model, save_model
 
 #: key of ``ModelInfo.info`` holding ``{box_style: BoxCalibration.to_dict()}``.
 INFO_KEY = "box_calibration"
@@ -233,6 +231,8 @@ class CalibrationRun:
 
     def save_model(self, path) -> None:
         """Write the model with its calibrations (a ``.pt`` model file)."""
+        from facemark.models.model_file import save_model
+
         extra = {INFO_KEY: {k: c.to_dict() for k, c in sorted(self.calibrations.items())}}
         save_model(self.model, self.info, path, extra=extra)
 
@@ -276,6 +276,9 @@ def calibrate(model, data: str, *, detectors: Sequence[str] | None = None, limit
         a :class:`CalibrationRun`.
     """
     from pathlib import Path
+
+    from facemark.models.crop_predict import predict_samples
+    from facemark.models.model_file import load_model
 
     if output and Path(output).suffix.lower() not in (".pt", ".pth"):
         raise ConfigError(f"output: expected a .pt file, got {str(output)!r}")

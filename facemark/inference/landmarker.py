@@ -30,8 +30,6 @@ from facemark.errors import ConfigError, DataError
 from facemark.inference.calibration import calibrations_of
 from facemark.inference.detectors import create_detector
 from facemark.inference.model_path import resolve_model_path
-from facemark.inference.onnx_engine import OnnxLandmarkEngine, TorchLandmarkEngine, engine_kind
-from facemark.models.crop_predict import predict_boxes
 
 #: Default crop rule for boxes from a face detector or from the caller.
 DEFAULT_BOX_RULE = "detector"
@@ -226,6 +224,9 @@ class Landmarker:
             DataError: the model file is missing or not a facemark model.
             FacemarkError: no model was given and none is bundled.
         """
+        from facemark.inference.onnx_engine import (OnnxLandmarkEngine, TorchLandmarkEngine,
+                                                    engine_kind)
+
         if not isinstance(self.flip_test, bool):
             raise ConfigError(f"flip_test: expected True or False, got {self.flip_test!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
@@ -381,6 +382,8 @@ class Landmarker:
 
     def _predict(self, images: list[np.ndarray], crops_of) -> tuple[np.ndarray, np.ndarray]:
         """Points (K, N, 2) in image pixels and confidence (K, N) for (image index, crop box)."""
+        from facemark.models.crop_predict import predict_boxes
+
         return predict_boxes(self.engine_, [images[i] for i, _ in crops_of],
                              [cbox for _, cbox in crops_of], self.info_.input_size,
                              self.flip_test, self.scheme_, self.device_)

@@ -10,8 +10,6 @@ import importlib.resources
 from pathlib import Path
 
 from facemark.errors import DataError, FacemarkError
-from facemark.inference.export import GRAPH_REVISION, export_onnx
-from facemark.models.model_file import load_model
 
 DEFAULT_MODEL = "default"
 WEIGHTS_FOLDER = "weights"
@@ -56,6 +54,9 @@ def bundled_onnx(name: str, pt_file: Path) -> Path:
             names the folder; ``FACEMARK_CACHE`` moves it).
     """
     import hashlib
+
+    from facemark.inference.export import GRAPH_REVISION, export_onnx
+    from facemark.models.model_file import load_model
 
     tag = f"graph-{GRAPH_REVISION}".encode()
     digest = hashlib.sha1(pt_file.read_bytes() + tag).hexdigest()[:12]

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-from facemark.data.predictions import PredictedFace, write_predictions
 from facemark.inference.align import align
 from facemark.inference.draw import draw_faces
 from facemark.io import atomic_write_bytes, atomic_write_text
@@ -294,6 +293,8 @@ def write_part(path: Path, part: Part) -> None:
 
 def read_part(path: str | Path) -> Part:
     """Read a part file; DataError naming it when it is not one."""
+    from facemark.data.predictions import PredictedFace
+
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -348,6 +349,8 @@ def prediction_files(out: str | Path, stem: str, formats: str) -> list[Path]:
 def write_prediction_files(out: str | Path, stem: str, faces: Iterable, *, scheme: str,
                            method: str, formats: str = "json") -> list[Path]:
     """Write the faces as prediction files (the documented format), atomically."""
+    from facemark.data.predictions import write_predictions
+
     faces = list(faces)
     return [write_predictions(p, faces, scheme=scheme, method=method)
             for p in prediction_files(out, stem, formats)]

@@ -21,7 +21,6 @@ import numpy as np
 from facemark.data.face import Face
 from facemark.errors import DataError
 from facemark.inference.smoothing import jitter
-from facemark.inference.tracking import FaceTracker
 
 
 class VideoSource:
@@ -134,6 +133,8 @@ def track_video(landmarker, source: VideoSource, *, detect_every: int = 10,
         min_confidence: mean landmark confidence below which a face counts as lost.
     """
     import time
+
+    from facemark.inference.tracking import FaceTracker
 
     params = landmarker.smoothing_params_
     with source:
