@@ -4,7 +4,8 @@ Every ``facemark`` module's imports are read with ``ast`` -- module-level and in
 functions alike -- and resolved to the module they name. The test fails when a module imports
 a layer above its own, or when modules form an import cycle, except for what the two
 allowlists below still name. The lists only ever shrink: an entry that no longer happens
-fails the test too, so remove it when a fix lands.
+fails the test too, so remove it when a fix lands. The facemark imports inside functions are
+counted too, and may not grow past ``MAX_FUNCTION_LEVEL_IMPORTS``.
 """
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ CYCLES_ALLOWED: set[tuple[str, ...]] = {
      "facemark.models.heads.mapnet", "facemark.models.heads.pip", "facemark.models.heads.stc",
      "facemark.models.registry"),
 }
+
+
+# Imports left inside functions: keep --help and load/detect light, fill registries, optional deps.
+MAX_FUNCTION_LEVEL_IMPORTS = 79
 
 
 def _module_name(path: Path) -> str:
@@ -131,6 +136,30 @@ def import_cycles() -> set[tuple[str, ...]]:
     return components
 
 
+def _is_facemark_import(node: ast.AST) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return bool(node.level) or (node.module or "").split(".")[0] == "facemark"
+    return isinstance(node, ast.Import) and any(
+        alias.name.split(".")[0] == "facemark" for alias in node.names)
+
+
+def function_level_imports(source: str) -> list[int]:
+    """Line numbers of the facemark imports inside functions (methods, nested ones) of a
+    module's source."""
+    lines = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inside = in_function or isinstance(
+                node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if inside and _is_facemark_import(child):
+                lines.append(child.lineno)
+            visit(child, inside)
+
+    visit(ast.parse(source), False)
+    return lines
+
+
 def test_every_part_has_a_layer():
     missing = sorted(m for m in MODULES if m != "facemark" and _layer(m) is None)
     assert not missing, f"add these to LAYERS (and the docstring of facemark/__init__.py): {missing}"
@@ -172,3 +201,20 @@ def test_the_checker_catches_an_upward_import():
     module = "facemark.training.self_training"
     assert upward_imports({module: _imports(module, source)}) == {
         (module, "facemark.inference.detectors")}
+
+
+def test_function_level_imports_do_not_grow():
+    found = [f"{path.relative_to(PACKAGE.parent)}:{line}" for path in MODULES.values()
+             for line in function_level_imports(path.read_text(encoding="utf-8"))]
+    assert len(found) <= MAX_FUNCTION_LEVEL_IMPORTS, (
+        f"{len(found)} facemark imports inside functions, at most {MAX_FUNCTION_LEVEL_IMPORTS}: "
+        "import at module level unless it breaks a cycle, keeps a heavy or optional dependency "
+        "off the fast paths or fills a registry (then raise the number, saying why)")
+
+
+def test_the_function_level_import_counter():
+    source = ("import facemark.io\n"
+              "def f():\n    from facemark.cli import main\n    import numpy\n"
+              "class C:\n    def g(self):\n        from . import crops\n"
+              "        h = lambda: __import__('facemark')\n")
+    assert function_level_imports(source) == [3, 7]
