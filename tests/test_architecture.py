@@ -10,6 +10,7 @@ counted too, and may not grow past ``MAX_FUNCTION_LEVEL_IMPORTS``.
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
 
 import facemark
@@ -45,41 +46,19 @@ CYCLES_ALLOWED: set[tuple[str, ...]] = {
 MAX_FUNCTION_LEVEL_IMPORTS = 79
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
+# The graph code has one home, benchmarks/import_graph.py (which also draws the picture and
+# reads older trees without importing them).
+_SPEC = importlib.util.spec_from_file_location(
+    "import_graph", Path(__file__).resolve().parents[1] / "benchmarks" / "import_graph.py")
+import_graph = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(import_graph)
 
-
-MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
-
-
-def _nearest_module(name: str) -> str | None:
-    while name not in MODULES:
-        if "." not in name:
-            return None
-        name = name.rsplit(".", 1)[0]
-    return name
+MODULES = {import_graph.module_name(p, PACKAGE.parent): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
 def _imports(module: str, source: str, is_package: bool = False) -> set[str]:
     """The facemark modules that ``module`` imports, wherever the import statement is."""
-    package = module if is_package else module.rsplit(".", 1)[0]
-    names = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(parts + ([base] if base else []))
-            # ``from pkg import sub`` imports the submodule; ``from mod import name`` the module.
-            names += [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base
-                      for alias in node.names]
-    found = {_nearest_module(n) for n in names if n == "facemark" or n.startswith("facemark.")}
-    return {m for m in found if m and m != module}
+    return import_graph.imported_modules(module, ast.parse(source), is_package, set(MODULES))
 
 
 GRAPH = {module: _imports(module, path.read_text(encoding="utf-8"), path.name == "__init__.py")
@@ -106,34 +85,8 @@ def upward_imports(graph: dict[str, set[str]] = GRAPH) -> set[tuple[str, str]]:
 
 
 def import_cycles() -> set[tuple[str, ...]]:
-    """Strongly connected components of more than one module (Tarjan)."""
-    index, low, stack, on_stack, components = {}, {}, [], set(), set()
-
-    def visit(v):
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in sorted(GRAPH.get(v, ())):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                components.add(tuple(sorted(component)))
-
-    for v in sorted(GRAPH):
-        if v not in index:
-            visit(v)
-    return components
+    """Strongly connected components of more than one module."""
+    return set(import_graph.cycles(GRAPH))
 
 
 def _is_facemark_import(node: ast.AST) -> bool:
