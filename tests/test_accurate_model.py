@@ -19,21 +19,13 @@ needs_model = pytest.mark.skipif(".pt" not in BUNDLED, reason="no bundled accura
 
 
 @needs_model
-def test_loads_by_name_with_both_engines_and_agrees():
-    from facemark.data.images import sample_image
-
+def test_loads_by_name_with_both_engines():
+    # the two engines' agreement on a real face: test_default_model.py, for every bundled model
     assert set(BUNDLED) == {".pt"} and BUNDLED[".pt"].stat().st_size <= 15 * 2 ** 20
-    image = sample_image()
-    found = {}
     for engine in ("torch", "onnx"):
         lm = facemark.load("accurate", engine=engine)
         assert lm.info_.input_size == 160 and lm.scheme_.name == "300w68"
         assert {"dlib_hog", "opencv_haar"} <= set(lm.calibrations_)
-        found[engine] = lm.detect(image)
-    a, b = found["torch"], found["onnx"]
-    assert len(a) == len(b) == 1
-    size = np.sqrt(np.prod(a[0].box[2:] - a[0].box[:2]))
-    assert np.abs(a[0].points - b[0].points).max() < 0.005 * size
 
 
 @needs_model

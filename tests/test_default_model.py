@@ -57,13 +57,15 @@ def test_unwritable_cache_falls_back_to_torch_with_a_warning(tmp_path, monkeypat
         resolve_model_path(None, engine="onnx")
 
 
-@needs_model
-def test_engines_agree_on_a_real_face():
+@pytest.mark.parametrize("name", ["default", "accurate"])
+def test_engines_agree_on_a_real_face(name):
     from facemark.data.images import sample_image
 
+    if ".pt" not in bundled_models().get(name, {}):
+        pytest.skip(f"no bundled {name} model")
     image = sample_image()
-    a = facemark.load(engine="torch").detect(image)
-    b = facemark.load(engine="onnx").detect(image)
+    a = facemark.load(name, engine="torch").detect(image)
+    b = facemark.load(name, engine="onnx").detect(image)
     assert len(a) == len(b) == 1
     size = np.sqrt(np.prod(a[0].box[2:] - a[0].box[:2]))
     # the .onnx is exported from the float16 .pt: within 0.5% of the face size
