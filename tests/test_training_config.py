@@ -32,6 +32,33 @@ def test_overrides_and_relative_paths(tmp_path):
     assert cfg.data.train == [f"pts:{(tmp_path / 'faces').resolve()}"]
 
 
+def test_paths_in_overrides_are_the_current_directorys(tmp_path, monkeypatch):
+    """A path typed at a shell means the shell's folder; one in the file, the file's."""
+    conf = tmp_path / "configs"
+    conf.mkdir()
+    shell = tmp_path / "shell"
+    shell.mkdir()
+    path = conf / "cfg.yaml"
+    path.write_text("data:\n  train: [pts:faces]\n  cache_dir: cache\n"
+                    "model:\n  init_weights: a.ckpt\n")
+    monkeypatch.chdir(shell)
+    cfg = load_config(path, ["model.backbone_weights=../w.pth", "trainer.out_dir=runs",
+                             "self_training.init_checkpoint=t.ckpt",
+                             "data.unlabelled=[folder:photos, folder:/abs/x]"])
+    assert cfg.data.train == [f"pts:{conf.resolve() / 'faces'}"]
+    assert cfg.data.cache_dir == str(conf.resolve() / "cache")
+    assert cfg.model.init_weights == str(conf.resolve() / "a.ckpt")
+    assert cfg.model.backbone_weights == str(tmp_path.resolve() / "w.pth")
+    assert cfg.trainer.out_dir == str(shell.resolve() / "runs")
+    assert cfg.self_training.init_checkpoint == str(shell.resolve() / "t.ckpt")
+    assert cfg.data.unlabelled == [f"folder:{shell.resolve() / 'photos'}", "folder:/abs/x"]
+    cfg = load_config(path, ["data.train=[pts:faces]", "model.init_weights=b.ckpt",
+                             "data.scheme=own.yaml"], check=False)
+    assert cfg.data.train == [f"pts:{shell.resolve() / 'faces'}"]
+    assert cfg.data.scheme == str(shell.resolve() / "own.yaml")
+    assert cfg.model.init_weights == str(shell.resolve() / "b.ckpt")
+
+
 def test_environment_variables_in_dataset_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEMARK_DATA", str(tmp_path))
     cfg = load_config(write(tmp_path, "data:\n  train: [wflw:$FACEMARK_DATA/list.txt]\n"))

@@ -44,8 +44,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from facemark.training.config import load_config
 
     if args.list_configs:
@@ -58,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.precision is not None:
         overrides.append(f"trainer.precision={args.precision}")
-    if args.out is not None:               # a folder typed on the command line: the cwd's
-        overrides.append(f"trainer.out_dir={Path(args.out).resolve()}")
+    if args.out is not None:  # paths in overrides are the current directory's
+        overrides.append(f"trainer.out_dir={args.out}")
     if args.init is not None:
-        overrides.append(f"self_training.init_checkpoint={Path(args.init).resolve()}")
+        overrides.append(f"self_training.init_checkpoint={args.init}")
     if args.method is not None:
         overrides.append(f"self_training.method={args.method}")
     cfg = load_config(resolve_config(args.config), overrides)

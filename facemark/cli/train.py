@@ -41,11 +41,7 @@ def run(args: argparse.Namespace) -> int:
     for flag, key in (("devices", "trainer.devices"), ("num_nodes", "trainer.num_nodes"),
                       ("precision", "trainer.precision"), ("out", "trainer.out_dir")):
         value = getattr(args, flag)
-        if flag == "out" and value is not None:  # a folder typed on the command line: the cwd's
-            from pathlib import Path
-
-            value = str(Path(value).resolve())
-        if value is not None:
+        if value is not None:  # paths in overrides are the current directory's
             overrides.append(f"{key}={value}")
     cfg = load_config(resolve_config(args.config), overrides)
 

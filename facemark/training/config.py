@@ -355,9 +355,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
                 check: bool = True) -> TrainConfig:
     """Read a YAML config (or the defaults when ``path`` is None) and apply overrides.
 
-    Relative paths (datasets, ``data.cache_dir``, ``trainer.out_dir``) are taken relative to
-    the config file, so a run works from any directory; for the configs bundled with
-    facemark they are relative to the current directory instead. Raises ConfigError for unknown keys, wrong types and out-of-range values.
+    Relative paths (datasets, ``data.cache_dir``, ``trainer.out_dir``, weights) written in
+    the file are taken relative to the config file, so a run works from any directory; for
+    the configs bundled with facemark, and for paths given in ``overrides``, they are
+    relative to the current directory instead. Raises ConfigError for unknown keys, wrong types and out-of-range values.
     """
     tree: dict[str, Any] = {}
     base = Path.cwd()
@@ -374,9 +375,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         base = path.resolve().parent
         if _is_bundled(path):  # package configs: data via $FACEMARK_DATA, outputs in the cwd
             base = Path.cwd()
-    for text in overrides:
+    for text in overrides:  # typed at a shell: relative paths mean the current directory
         key, value = parse_override(text)
-        _set_dotted(tree, key, value)
+        _set_dotted(tree, key, _override_paths(key, value))
     cfg = _fill(TrainConfig, tree, "")
     for name in ("train", "val", "test", "unlabelled"):
         setattr(cfg.data, name, [_resolve(s, base) for s in getattr(cfg.data, name)])
@@ -396,6 +397,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     if check:
         _check_ranges(cfg)
     return cfg
+
+
+# Keys whose values are paths (or lists of dataset specs ``FORMAT:PATH``).
+_PATH_KEYS = ("data.train", "data.val", "data.test", "data.unlabelled", "data.cache_dir",
+              "trainer.out_dir", "model.init_weights", "model.backbone_weights",
+              "self_training.init_checkpoint")
+
+
+def _override_paths(key: str, value: Any) -> Any:
+    """An override's value with relative paths made absolute against the current directory
+    (paths written in a config file stay relative to that file)."""
+    cwd = Path.cwd()
+    if key == "data.scheme" and isinstance(value, str) and is_scheme_file(value):
+        return _scheme_spec(value, cwd, check=False)
+    if key not in _PATH_KEYS or not value:
+        return value
+    if isinstance(value, str):
+        return _resolve(value, cwd)
+    if isinstance(value, list):
+        return [_resolve(v, cwd) if isinstance(v, str) else v for v in value]
+    return value
 
 
 def _scheme_spec(spec: str, base: Path, check: bool) -> str:
