@@ -74,6 +74,11 @@ def test_toy_end_to_end_with_missing_face(toy, capsys):
     assert json.loads(saved.read_text())["faces"][0]["image"] == "a.png"   # relative to --data
     md = (out / "report.md").read_text()
     assert "| mine |" in md and "## Per-landmark NME (%)" in md
+    # mine against meanface (exact) on the two faces both predicted: +NME_b / 2 on average
+    paired = report["paired"]["mine"]
+    assert paired["count"] == 2 and paired["better"] == 0.0
+    assert paired["diff"] == pytest.approx(1 / iod_b / 2, rel=1e-3)
+    assert "paired with the first method" in printed and "## Paired differences" in md
 
 
 def test_cli_user_errors_are_one_line(toy, capsys):

@@ -316,3 +316,38 @@ def test_meanface_baseline_errors():
     with pytest.raises(DataError, match="b.jpg: the face has no landmarks"):
         model.predict_points([boxed])
     assert get_scheme(model.scheme_).num_points == 68
+
+
+# ---------------------------------------------------------------------------------------
+# Paired comparison of two methods
+# ---------------------------------------------------------------------------------------
+def test_paired_difference_by_hand():
+    ref = np.array([0.03, 0.04, 0.05, np.inf, np.nan])
+    same = m.paired_difference(ref, ref)
+    assert same["diff"] == 0 and same["low"] == 0 and same["high"] == 0 and same["count"] == 3
+    shifted = m.paired_difference(ref - 0.01, ref)      # better by 1 point on every face
+    assert shifted["diff"] == pytest.approx(-0.01)
+    assert shifted["low"] == pytest.approx(-0.01) and shifted["high"] == pytest.approx(-0.01)
+    assert shifted["better"] == 1.0
+    # faces only one method predicted, or not scored, are left out of the pairing
+    one_missing = m.paired_difference(np.array([0.02, np.inf, 0.05]), np.array([0.03, 0.01, np.nan]))
+    assert one_missing["count"] == 1 and one_missing["diff"] == pytest.approx(-0.01)
+    none = m.paired_difference(np.array([np.inf]), np.array([0.1]))
+    assert none["count"] == 0 and np.isnan(none["diff"])
+    with pytest.raises(ValueError, match="same faces"):
+        m.paired_difference(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="level"):
+        m.paired_difference(np.zeros(3), np.zeros(3), level=1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0.0, 0.2), min_size=2, max_size=40),
+       st.lists(st.floats(-0.05, 0.05), min_size=40, max_size=40))
+def test_paired_interval_holds_the_mean_and_is_reproducible(ref, noise):
+    ref = np.array(ref)
+    a = ref + np.array(noise[:len(ref)])
+    p = m.paired_difference(a, ref, resamples=500, seed=3)
+    assert p["low"] - 1e-12 <= p["diff"] <= p["high"] + 1e-12
+    assert p == m.paired_difference(a, ref, resamples=500, seed=3)
+    d = a - ref
+    assert d.min() - 1e-12 <= p["low"] and p["high"] <= d.max() + 1e-12

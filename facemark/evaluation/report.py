@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,26 @@ class Report:
                          _f(s["auc"], 4), str(s["missing"])])
         return header, rows
 
+    @cached_property
+    def paired(self) -> dict[str, dict]:
+        """Each method after the first against the first (the reference), on the faces
+        both predicted: ``metrics.paired_difference`` (mean NME difference with a 95%
+        paired bootstrap interval, fraction of faces better)."""
+        methods = list(self.methods.values())
+        ref = methods[0]
+        return {m.name: metrics.paired_difference(m.nmes, ref.nmes) for m in methods[1:]}
+
+    def paired_rows(self) -> tuple[list[str], list[list[str]]]:
+        """(header, rows) of :meth:`paired`, NME in percentage points."""
+        ref = next(iter(self.methods))
+        header = ["method", "vs", "faces", "NME diff", "95% interval", "better on %"]
+        rows = []
+        for name, p in self.paired.items():
+            rows.append([name, ref, str(p["count"]), _signed(100 * p["diff"]),
+                         f"[{_signed(100 * p['low'])}, {_signed(100 * p['high'])}]",
+                         _f(100 * p["better"], 1)])
+        return header, rows
+
     def region_rows(self) -> tuple[list[str], list[list[str]]]:
         """(header, rows): mean per-landmark NME (%) of each face region, per method."""
         scheme = get_scheme(self.scheme)
@@ -122,6 +143,9 @@ class Report:
     def print(self, file=None) -> None:
         """Print the summary and per-subset tables as plain aligned text."""
         out = [*self.header_lines(), "", _aligned(*self.summary_rows())]
+        if len(self.methods) > 1:
+            out += ["", "paired with the first method (NME difference in points, negative = "
+                        "lower; paired bootstrap over faces):", _aligned(*self.paired_rows())]
         for name in self.methods:
             header, rows = self.subset_rows(name)
             if len(rows) > 1:  # more than the "all" row
@@ -136,6 +160,14 @@ class Report:
         lines += ["NME and FR in percent; AUC is the exact area under the CED curve on "
                   "[0, threshold] divided by the threshold; faces without a prediction count "
                   "as failures and are left out of the mean NME (see `missing`).", ""]
+        if len(self.methods) > 1:
+            lines += ["## Paired differences", "",
+                      "Each method against the first on the faces both predicted: the mean "
+                      "of the per-face NME differences in percentage points (negative = lower "
+                      "error), its 95% interval from a paired bootstrap over faces (10,000 "
+                      "resamples), and the share of faces with the lower NME. An interval "
+                      "that contains 0 means the test set cannot tell the two apart.", "",
+                      markdown_table(*self.paired_rows(), "ll" + "r" * 4), ""]
         for name in self.methods:
             header, rows = self.subset_rows(name)
             if len(rows) > 1:
@@ -168,7 +200,8 @@ class Report:
         return {"dataset": self.dataset, "scheme": self.scheme, "norm": self.norm,
                 "norm_description": self.norm_description, "threshold": self.threshold,
                 "count": self.count, "subset_counts": self.subset_counts, "notes": self.notes,
-                "methods": methods, "faces": faces}
+                "methods": methods, "paired": {k: _clean(v) for k, v in self.paired.items()},
+                "faces": faces}
 
     def to_json(self, path: str | Path) -> Path:
         """Write :meth:`to_dict` as JSON, atomically (temporary file + os.replace)."""
@@ -283,6 +316,10 @@ def _pct(t: float) -> str:
 
 def _f(v: float, digits: int = 2) -> str:
     return "-" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _signed(v: float) -> str:
+    return "-" if not np.isfinite(v) else f"{v:+.2f}"
 
 
 def _clean(obj):
