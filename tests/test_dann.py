@@ -21,7 +21,8 @@ from facemark.models.adversarial import (DomainClassifier, GradientReversal, grl
                                          reverse_gradient)
 from facemark.training.config import load_config
 from facemark.training.dann import DANNModule, check_dann, train_dann
-from facemark.training.self_training import self_train, unlabelled_rules
+from facemark.training.self_training import self_train
+from facemark.training.unlabelled import unlabelled_rules
 
 N = 68
 

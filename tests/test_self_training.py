@@ -21,9 +21,10 @@ from facemark.models import create_model
 from facemark.models.heads.pip import PIPHead
 from facemark.models.heads.stc import STCHead, level_key, resolve_stc_levels
 from facemark.training.config import load_config
-from facemark.training.self_training import (
-    MixedBatchSampler, check_self_training, curriculum_plan, load_pseudo_labels,
-    self_train, unlabelled_rules, unlabelled_samples)
+from facemark.training.pseudo_labels import load_pseudo_labels
+from facemark.training.self_training import (MixedBatchSampler, check_self_training,
+                                             curriculum_plan, self_train)
+from facemark.training.unlabelled import unlabelled_rules, unlabelled_samples
 
 N = 68
 MEAN_FACE = np.random.default_rng(0).uniform(0.2, 0.8, (N, 2))

@@ -8,7 +8,7 @@ and STC on the same data: 300W labelled, COFW + WFLW training images (UDA) or Ce
 * every batch holds ``optim.batch_size`` labelled crops (the source domain, label 0) and
   ``self_training.dann.target_batch_size`` unlabelled crops (the target domain, label 1),
   from the same crop caches, boxes and crop rules as self-training
-  (:func:`facemark.training.self_training.open_or_build_unlabelled_cache`);
+  (:func:`facemark.training.unlabelled.open_or_build_unlabelled_cache`);
 * the landmark loss counts the labelled crops only (unlabelled crops have no annotated
   point, so the head's masked loss skips them); an epoch is one pass over the labelled
   crops, so the landmark training sees what ``facemark train`` would;
@@ -80,9 +80,9 @@ from facemark.training.fit import TrainResult, initialise_model, make_trainer
 from facemark.training.memory_format import ChannelsLast
 from facemark.training.module import LandmarkModule, NonFiniteLossError, fit
 from facemark.training.run import check_same_recipe
-from facemark.training.self_training import (SelfTrainingData, check_unlabelled, evaluate_caches,
-                                             prepare_inputs)
+from facemark.training.self_training import SelfTrainingData, evaluate_caches, prepare_inputs
 from facemark.training.temperature import TemperatureAnnealing
+from facemark.training.unlabelled import check_unlabelled
 
 
 class TrainingIncomplete(FacemarkError):

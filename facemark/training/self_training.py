@@ -78,7 +78,6 @@ between rounds is not distributed).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 import time
@@ -91,28 +90,25 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from facemark.data.augment import Augment
-from facemark.data.cache import CropCache, build_cache
-from facemark.data.crops import CropRule, get_crop_rule, normalise_points, transform_points
+from facemark.data.crops import normalise_points
 from facemark.data.dataset import LandmarkDataset
 from facemark.data.face_finders import create_face_finder
-from facemark.data.formats import open_dataset
-from facemark.data.images import EXIF_ORIENTATION_TAG, read_image
-from facemark.data.sample import Sample
 from facemark.data.schemes import get_scheme
 from facemark.errors import ConfigError, DataError, FacemarkError, SkipLog
 from facemark.evaluation.metrics import nme, summarize
-from facemark.io import atomic_write, atomic_write_text
-from facemark.models.crop_predict import predict_crops
+from facemark.io import atomic_write_text
 from facemark.models.model_file import ModelInfo, load_model, save_model
 from facemark.models.registry import model_from_config
 from facemark.training.checkpoints import RunCheckpoints
 from facemark.training.config import TrainConfig, save_config
-from facemark.training.datamodule import LandmarkDataModule, cache_path, open_or_build_cache
+from facemark.training.datamodule import LandmarkDataModule, open_or_build_cache
 from facemark.training.fit import build_model_config, initialise_model, make_trainer
 from facemark.training.module import LandmarkModule, NonFiniteLossError, fit
+from facemark.training.pseudo_labels import (load_pseudo_labels, pseudo_label, save_pseudo_labels,
+                                             to_student_crops)
+from facemark.training.unlabelled import (box_mode, check_unlabelled,
+                                          open_or_build_unlabelled_cache, unlabelled_rules)
 
-BOX_MODES = ("dataset", "image", "detector")
-_RULE_FIELDS = ("scale", "shift_y", "top_cut", "square")
 # Config keys whose change makes a run folder's finished rounds belong to another experiment.
 _CHANGES_RESULTS = ("seed", "data.train", "data.val", "data.unlabelled", "data.val_fraction",
                     "data.scheme", "data.crop_rule", "data.input_size", "data.augment",
@@ -178,291 +174,6 @@ def check_self_training(cfg: TrainConfig) -> None:
     if st.init_checkpoint and not Path(st.init_checkpoint).is_file():
         raise ConfigError(f"config key 'self_training.init_checkpoint': file not found: "
                           f"{st.init_checkpoint}")
-
-
-def check_unlabelled(cfg: TrainConfig) -> None:
-    """What every method of ``self_training.method`` needs: unlabelled datasets, how their
-    faces are found and cropped (``boxes``, ``crop_rule``), and one device.
-
-    Raises:
-        ConfigError: naming the key.
-    """
-    st = cfg.self_training
-    mode, name = box_mode(st.boxes)
-    if mode == "detector":      # the detectors registered, NAME known: before caches are built
-        try:
-            create_face_finder("detector", name)
-        except ConfigError as e:
-            raise ConfigError(f"config key 'self_training.boxes' ({st.boxes!r}): {e}") from None
-    if not cfg.data.unlabelled:
-        raise ConfigError("config key 'data.unlabelled' is empty: name the unlabelled datasets "
-                          "to learn from (e.g. folder:path/to/images)")
-    unlabelled_rules(cfg)
-    devices, nodes = cfg.trainer.devices, cfg.trainer.num_nodes
-    many = (isinstance(devices, int) and not isinstance(devices, bool) and devices > 1) or \
-        (isinstance(devices, (list, tuple)) and len(devices) > 1) or \
-        (isinstance(devices, str) and devices.strip() not in ("auto", "1")) or nodes > 1
-    if many:
-        raise ConfigError(f"{st.method}: training with unlabelled data runs on one device "
-                          f"(trainer.devices={devices!r}, "
-                          f"trainer.num_nodes={nodes}): set trainer.devices=1")
-
-
-def box_mode(boxes: str) -> tuple[str, str | None]:
-    """``"detector:dlib_hog"`` -> ("detector", "dlib_hog"); ConfigError for other words."""
-    mode, _, arg = str(boxes).partition(":")
-    if mode not in BOX_MODES or (arg and mode != "detector"):
-        raise ConfigError(f"config key 'self_training.boxes': {boxes!r} is not one of dataset, "
-                          "image, detector, detector:NAME")
-    return mode, (arg or None)
-
-
-def _rule(value: Any, key: str, default: str):
-    if value is None:
-        value = default
-    if isinstance(value, str):
-        try:
-            return get_crop_rule(value)
-        except KeyError as e:
-            raise ConfigError(f"config key {key!r}: {e.args[0]}") from None
-    if isinstance(value, dict):
-        unknown = sorted(set(value) - set(_RULE_FIELDS) - {"source"})
-        if unknown:
-            raise ConfigError(f"config key {key!r}: unknown field {unknown[0]!r} (fields: "
-                              f"{', '.join(_RULE_FIELDS)})")
-        try:
-            fields = {k: (bool(v) if k == "square" else float(v)) for k, v in value.items()
-                      if k in _RULE_FIELDS}
-        except (TypeError, ValueError):
-            raise ConfigError(f"config key {key!r}: expected numbers, got {value!r}") from None
-        if fields.get("scale", 1.0) <= 0:
-            raise ConfigError(f"config key '{key}.scale' must be > 0, got {fields['scale']}")
-        return CropRule("box", **fields)
-    raise ConfigError(f"config key {key!r}: expected a crop rule name or a mapping of "
-                      f"{', '.join(_RULE_FIELDS)}, got {value!r}")
-
-
-def unlabelled_rules(cfg: TrainConfig) -> list:
-    """One CropRule per ``data.unlabelled`` dataset (``self_training.crop_rule``)."""
-    value = cfg.self_training.crop_rule
-    n = len(cfg.data.unlabelled)
-    if isinstance(value, (list, tuple)):
-        if len(value) != n:
-            raise ConfigError(f"config key 'self_training.crop_rule': {len(value)} rules for "
-                              f"{n} unlabelled datasets; give one rule, or one per dataset")
-        return [_rule(v, f"self_training.crop_rule[{i}]", cfg.data.crop_rule)
-                for i, v in enumerate(value)]
-    return [_rule(value, "self_training.crop_rule", cfg.data.crop_rule)] * n
-
-
-# ---------------------------------------------------------------------------------------
-# Unlabelled crops
-# ---------------------------------------------------------------------------------------
-def _whole_image_box(sample) -> np.ndarray:
-    """The image's own frame as a box (pixel-centre convention: edges at -0.5, W - 0.5)."""
-    if sample.frame is None:
-        try:
-            from PIL import Image
-
-            with Image.open(sample.image) as im:
-                w, h = im.size
-                if im.getexif().get(EXIF_ORIENTATION_TAG, 1) in (5, 6, 7, 8):
-                    w, h = h, w  # read_image turns the photo upright: a quarter turn
-            return np.array([-0.5, -0.5, w - 0.5, h - 0.5], dtype=np.float32)
-        except Exception:   # not a format PIL reads: decode it the facemark way (clear errors)
-            pass
-    h, w = read_image(sample.image, sample.frame).shape[:2]
-    return np.array([-0.5, -0.5, w - 0.5, h - 0.5], dtype=np.float32)
-
-
-def unlabelled_samples(spec: str, scheme: str, boxes: str, log: SkipLog,
-                       detector=None, progress: bool = False) -> tuple[list, list[str]]:
-    """The faces of an unlabelled dataset, without landmarks, each with a box.
-
-    Args:
-        spec: a dataset string (``open_dataset``); read with its format's own scheme.
-        scheme: the scheme the samples are given (the model's: their crops are all NaN).
-        boxes: ``dataset``, ``image`` or ``detector[:NAME]`` (see the module docstring).
-        log: SkipLog for unreadable records and images.
-        detector: a face detector for ``detector`` boxes (None: the registered one that
-            ``boxes`` names, :mod:`facemark.data.face_finders`).
-        progress: show a progress bar while the detector runs.
-
-    Returns:
-        (samples, messages naming the images where the detector found no face).
-    """
-    mode, name = box_mode(boxes)
-    raw = open_dataset(spec, skip_bad=log)
-    out, no_face = [], []
-    if mode == "detector" and detector is None:
-        detector = create_face_finder("detector", name).load()
-    seen: dict[tuple, list] = {}
-    bar = None
-    if progress and mode == "detector":
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(raw), desc=f"finding faces ({spec})", unit="image")
-    for s in raw:
-        if bar is not None:
-            bar.update(1)
-        where = s.source or s.image
-        try:
-            if mode == "dataset":
-                if s.box is None:
-                    raise DataError(where, "no face box in the dataset; use self_training.boxes="
-                                           "detector (or image for already-cropped faces)")
-                found = [s.box]
-            elif mode == "image":
-                found = [_whole_image_box(s)]
-            else:
-                key = (s.image, s.frame)
-                if key not in seen:      # a dataset may list an image once per face
-                    seen[key] = [f.box for f in detector.detect(read_image(s.image, s.frame))]
-                    if not seen[key]:
-                        who = getattr(detector, "name", "the detector")
-                        no_face.append(f"{where}: no face found by {who}")
-                found, seen[key] = seen[key], []
-        except DataError as e:
-            log(e)
-            continue
-        for box in found:
-            out.append(Sample(image=s.image, landmarks=None, scheme=scheme, box=box,
-                              attributes=dict(s.attributes), frame=s.frame, source=s.source))
-    if bar is not None:
-        bar.close()
-    return out, no_face
-
-
-def open_or_build_unlabelled_cache(spec: str, rule, cfg: TrainConfig, log: SkipLog,
-                                   detector=None, progress: bool = True,
-                                   size: int | None = None):
-    """The crop cache of one unlabelled dataset (built once, like the labelled caches), at
-    ``size`` px (None: ``data.input_size``; a teacher of another size asks for its own).
-
-    Returns:
-        (CropCache, list of no-face messages), the latter kept beside the cache in
-        ``<cache>.boxes.json`` so a reopened cache still reports them.
-    """
-    data = cfg.data
-    size = size or data.input_size
-    scheme = get_scheme(data.scheme).name
-    rule_text = json.dumps(dataclasses.asdict(rule), sort_keys=True)
-    tag = "unl" + hashlib.sha1(rule_text.encode()).hexdigest()[:6]
-    path = cache_path(data.cache_dir, f"{spec}|unlabelled|{cfg.self_training.boxes}|{rule_text}",
-                      scheme, tag, size)
-    side = path.with_name(path.name + ".boxes.json")
-    if (path / "meta.json").is_file():
-        no_face = json.loads(side.read_text()).get("no_face", []) if side.is_file() else []
-        return CropCache.open(path), no_face
-    samples, no_face = unlabelled_samples(spec, scheme, cfg.self_training.boxes, log, detector,
-                                          progress)
-    if not samples:
-        raise DataError(spec, f"no unlabelled face to crop ({len(no_face)} image(s) without a "
-                              f"detected face, {len(log.skipped)} skipped)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(side, json.dumps({"spec": spec, "no_face": no_face}, indent=1))
-    cache = build_cache(samples, path, size=size, rule=rule, skip_bad=log,
-                        progress=progress, scheme=scheme,
-                        source=f"unlabelled {spec} ({cfg.self_training.boxes} boxes)")
-    return cache, no_face
-
-
-# ---------------------------------------------------------------------------------------
-# Pseudo-labels
-# ---------------------------------------------------------------------------------------
-def pseudo_label(model, cache, batch_size: int = 64, flip_test: bool = False,
-                 device: str | torch.device = "cpu", progress: bool = False
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Predict every crop of a cache with ``model`` (full-task decode), in batches.
-
-    Args:
-        model: a LandmarkModel of the cache's input size (put in eval mode here).
-        cache: a CropCache; its own landmarks, if any, are ignored.
-
-    Returns:
-        points float32 (M, N, 2) in crop pixels (the cache's ``landmarks`` convention) and
-        confidence float32 (M, N) in [0, 1].
-    """
-    if model.input_size != cache.size:
-        raise ConfigError(f"pseudo-labels: the model takes {model.input_size} px crops, the "
-                          f"cache {cache.path} holds {cache.size} px crops")
-    model.eval()
-    m = len(cache)
-    points = np.zeros((m, model.num_points, 2), np.float32)
-    conf = np.zeros((m, model.num_points), np.float32)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=m, desc="pseudo-labelling", unit="face")
-    for start in range(0, m, batch_size):
-        stop = min(start + batch_size, m)
-        crops = np.stack([cache.image(i) for i in range(start, stop)])
-        p, c = predict_crops(model, crops, flip_test, cache.scheme, device)
-        points[start:stop], conf[start:stop] = p, c
-        if bar is not None:
-            bar.update(stop - start)
-    if bar is not None:
-        bar.close()
-    return points, conf
-
-
-def to_student_crops(points: np.ndarray, teacher_cache, student_cache) -> np.ndarray:
-    """Map a teacher's pseudo-labels from its crops to the student's crops of the same faces.
-
-    Args:
-        points: float32 (M, N, 2) in pixels of ``teacher_cache``'s crops.
-        teacher_cache, student_cache: CropCaches of the same unlabelled faces in the same
-            order (same boxes and crop rule, different crop sizes).
-
-    Returns:
-        float32 (M, N, 2) in pixels of ``student_cache``'s crops (through image pixels).
-
-    Raises:
-        DataError: the two caches do not hold the same faces.
-    """
-    same = len(teacher_cache) == len(student_cache) and all(
-        (a.get("image"), a.get("frame")) == (b.get("image"), b.get("frame"))
-        for a, b in zip(teacher_cache.records, student_cache.records))
-    if not same:
-        raise DataError(teacher_cache.path, f"the teacher's crops ({len(teacher_cache)}) are "
-                        f"not the student's crops ({len(student_cache)}, {student_cache.path}) "
-                        "of the same faces; delete both caches to rebuild them")
-    out = np.empty_like(points)
-    for i in range(len(points)):
-        out[i] = transform_points(teacher_cache.to_image(i, points[i]), student_cache.affine[i])
-    return out
-
-
-def save_pseudo_labels(path: Path, caches, points: list[np.ndarray],
-                       confidence: list[np.ndarray], source: str) -> None:
-    """Write a round's pseudo-labels atomically (``points_i``, ``confidence_i`` per cache)."""
-    arrays = {"caches": np.array([str(c.path) for c in caches]), "source": np.array(source)}
-    for i, (p, c) in enumerate(zip(points, confidence)):
-        arrays[f"points_{i}"], arrays[f"confidence_{i}"] = p, c
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:      # a file, not a path: np.savez would add ".npz" to it
-            np.savez(f, **arrays)
-
-    atomic_write(path, write)
-
-
-def load_pseudo_labels(path: Path, caches) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Read :func:`save_pseudo_labels` output; DataError unless it fits ``caches``."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            names = [str(x) for x in z["caches"]]
-            points = [z[f"points_{i}"] for i in range(len(names))]
-            conf = [z[f"confidence_{i}"] for i in range(len(names))]
-    except (OSError, KeyError, ValueError, EOFError) as e:
-        raise DataError(path, f"cannot read pseudo-labels ({e}); delete the file to redo "
-                              "them") from None
-    expected = [str(c.path) for c in caches]
-    if names != expected or any(p.shape != c.landmarks.shape for p, c in zip(points, caches)):
-        raise DataError(path, f"pseudo-labels were made for other unlabelled crops ({names} vs "
-                              f"{expected}); restart the run (--restart) or use another experiment")
-    return points, conf
 
 
 # ---------------------------------------------------------------------------------------
@@ -978,6 +689,5 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
 
 
 __all__ = ["RoundIncomplete", "SelfTrainResult", "SelfTrainingData", "SelfTrainingModule",
-           "MixedBatchSampler", "check_self_training", "check_unlabelled", "curriculum_plan",
-           "evaluate_caches", "prepare_inputs", "pseudo_label", "self_train",
-           "unlabelled_samples", "open_or_build_unlabelled_cache", "unlabelled_rules"]
+           "MixedBatchSampler", "check_self_training", "curriculum_plan", "evaluate_caches",
+           "prepare_inputs", "self_train"]
