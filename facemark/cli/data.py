@@ -7,6 +7,7 @@ DATASET arguments go through :func:`facemark.data.formats.open_dataset`: a path,
     facemark data info ../shared/data/300w/afw
     facemark data check ../shared/data/300w            # exit status 1 if any problem
     facemark data cache ../shared/data/300w/afw ../shared/data/300w/helen -o cache/300w
+    facemark data pack ../shared/data/300w/afw -o packed --size 256   # JPEG crops + CSV
     facemark data show cache/300w -o grid.png --augment
 """
 from __future__ import annotations
@@ -61,6 +62,30 @@ def register(subparsers) -> None:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     _reading_options(s)
     s.set_defaults(handler=cmd_cache)
+
+    s = sub.add_parser("pack", help="JPEG crops + CSV landmark tables, to train on another "
+                                    "machine", description=_PACK_DOC,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("datasets", nargs="+", metavar="DATASET")
+    s.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="folder for the packs (one NAME.csv + NAME/ per dataset)")
+    s.add_argument("--names", metavar="A,B,...",
+                   help="pack names, one per dataset (default: from the dataset paths)")
+    s.add_argument("--size", type=positive_int, default=256,
+                   help="crop side the packs are for, in pixels (256)")
+    s.add_argument("--context", type=_context, default=1.25, metavar="C",
+                   help="each image holds C times the crop's side (default 1.25), for "
+                        "training augmentation that moves the box")
+    s.add_argument("--crop-rule", default="300w", metavar="RULE",
+                   help="a landmark crop rule: " + ", ".join(_crop_rules()) + " (default 300w)")
+    s.add_argument("--quality", type=int, default=90, help="JPEG quality, 1-100 (90)")
+    s.add_argument("--exclude", metavar="LIST",
+                   help="leave out the faces of the images listed in this file, one path per "
+                        "line (e.g. validation faces from benchmarks/validation_list.py)")
+    s.add_argument("--overwrite", action="store_true", help="replace existing packs")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _reading_options(s)
+    s.set_defaults(handler=cmd_pack)
 
     s = sub.add_parser("show", help="PNG grid of faces with their landmarks, to check by eye")
     s.add_argument("source", metavar="DATASET|CACHE")
@@ -303,6 +328,66 @@ def cmd_cache(args) -> int:
     unlabelled = int((~cache.labelled).sum())
     if unlabelled:
         print(f"unlabelled crops (no landmarks): {unlabelled}")
+    print(log.summary())
+    return 0
+
+
+# ----------------------------------------------------------------------- pack
+_PACK_DOC = """Cut labelled faces into JPEG crops and a CSV landmark table per dataset, which a
+training config reads as csv:DIR/NAME.csv on a machine without the original images:
+
+    facemark data pack ../shared/data/300w/afw ../shared/data/300w/helen/trainset \\
+        -o packed --size 256 --context 1.25 --quality 85
+
+Each image is the crop rule's box enlarged C times, at round(size * C) pixels; a config with
+the same crop rule, data.input_size = size and data.context <= C cuts the same crops from
+the pack. Faces must have every point annotated. See facemark/data/pack.py.
+"""
+
+
+def _pack_names(specs: list[str], given: str | None) -> list[str]:
+    import re
+
+    from facemark.data import formats
+
+    if given:
+        names = [n.strip() for n in given.split(",")]
+        if len(names) != len(specs):
+            raise ConfigError(f"--names: {len(names)} names for {len(specs)} datasets")
+    else:
+        names = []
+        for spec in specs:
+            path = Path(formats.split_options(formats.split_spec(spec)[1])[0])
+            parts = [p for p in path.with_suffix("").parts[-2:] if p not in ("/", "..", ".")]
+            names.append(re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(parts)).strip("._") or "pack")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"pack names repeat ({', '.join(names)}): give --names")
+    return names
+
+
+def cmd_pack(args) -> int:
+    from facemark.data.pack import exclude_images, pack_faces, read_list
+
+    _check_rule(args.crop_rule)
+    names = _pack_names(args.datasets, args.names)
+    excluded = read_list(args.exclude) if args.exclude else set()
+    log = SkipLog(args.skip_bad)
+    rows = []
+    for spec, name in zip(args.datasets, names):
+        samples = _read(spec, args, log)
+        kept = exclude_images(samples, excluded)
+        if not kept:
+            raise DataError(spec, "no face to pack" + (f" once {args.exclude} is left out"
+                                                       if excluded else ""))
+        result = pack_faces(kept, args.output, name, size=args.size, rule=args.crop_rule,
+                            context=args.context, quality=args.quality, skip_bad=log,
+                            progress=not args.no_progress, overwrite=args.overwrite,
+                            source=spec)
+        rows.append([f"csv:{result.csv}", str(result.count), str(len(samples) - len(kept)),
+                     str(len(result.skipped)), f"{result.bytes / 2 ** 20:.1f}"])
+    print(_table([["pack", "faces", "excluded", "skipped", "MB"], *rows]))
+    print(f"total {sum(float(r[4]) for r in rows):.1f} MB of {round(args.size * args.context)} px "
+          f"JPEG crops (quality {args.quality}) for {args.size} px training crops")
     print(log.summary())
     return 0
 
