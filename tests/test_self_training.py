@@ -334,8 +334,15 @@ def test_self_training_rounds_kill_resume_and_pseudo_labels(tmp_path, capsys):
     run = tmp_path / "runs" / "tiny_stc"
     seen: list[tuple] = []
 
+    held_out: dict[int, list] = {}
+
     class Spy(L.Callback):
-        """Records (round, epoch, levels, pseudo flags, landmarks, rows) of each batch."""
+        """Records (round, epoch, levels, pseudo flags, landmarks, rows) of each batch, and
+        each round's validation faces."""
+
+        def on_train_start(self, trainer, module):
+            r = module.hparams.data_info["self_training"]["round"]
+            held_out[r] = list(trainer.datamodule.val_set.indices)
 
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             r = module.hparams.data_info["self_training"]["round"]
@@ -369,6 +376,14 @@ def test_self_training_rounds_kill_resume_and_pseudo_labels(tmp_path, capsys):
     assert (pfile.stat().st_mtime_ns, (run / "round_0" / "round.json").stat().st_mtime_ns) == stamp
     assert sorted({(r, e) for r, e, *_ in seen}) == [(1, 1), (2, 0), (2, 1)]
     assert [r["round"] for r in result.rounds] == [0, 1, 2]
+    # every round holds out the run's validation faces (each round once drew its own split,
+    # so later rounds trained on faces that earlier rounds and `facemark train` validate on)
+    from facemark.training.datamodule import LandmarkDataModule
+
+    base = LandmarkDataModule(cfg.data, seed=cfg.seed)
+    base.setup()
+    assert sorted(held_out) == [0, 1, 2] and len(base.val_set.indices) == 3
+    assert all(v == list(base.val_set.indices) for v in held_out.values())
     assert [r["level"] for r in result.rounds] == [None, 1, 0]
     assert all(r["epochs"] == 2 for r in result.rounds)
 

@@ -273,3 +273,18 @@ def test_backbone_weights_reach_the_trained_model(tmp_path):
                                                         f"model.backbone_weights={tmp_path}/no.pth"])
     with pytest.raises(ConfigError, match="model.backbone_weights.*no such file"):
         train(bad)
+
+
+def test_validation_split_has_its_own_seed(tmp_path):
+    """The augmentation seed can change (self-training rounds) without moving the held-out
+    faces: ``split_seed`` alone draws the split."""
+    from facemark.training.datamodule import LandmarkDataModule
+
+    cfg = load_config(tiny_config(tmp_path))
+    splits = {}
+    for seed, split_seed in ((0, None), (3, 0), (3, None)):
+        data = LandmarkDataModule(cfg.data, seed=seed, split_seed=split_seed)
+        data.setup()
+        splits[(seed, split_seed)] = list(data.val_set.indices)
+    assert splits[(3, 0)] == splits[(0, None)]
+    assert splits[(3, None)] != splits[(0, None)]

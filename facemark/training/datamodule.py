@@ -78,14 +78,19 @@ class LandmarkDataModule(L.LightningDataModule):
     Args:
         data: the ``data`` section of the config.
         batch_size: per-device batch size.
-        seed: seeds the validation split and the augmentation.
+        seed: seeds the augmentation, and the validation split unless ``split_seed`` is
+            given.
+        split_seed: seeds the validation split (``data.val_fraction``) alone, so that runs
+            which vary the augmentation seed (self-training rounds) hold out the same faces.
     """
 
-    def __init__(self, data: DataConfig, batch_size: int = 16, seed: int = 0):
+    def __init__(self, data: DataConfig, batch_size: int = 16, seed: int = 0,
+                 split_seed: int | None = None):
         super().__init__()
         self.data = data
         self.batch_size = batch_size
         self.seed = seed
+        self.split_seed = seed if split_seed is None else split_seed
         self.skip_log = SkipLog(data.skip_bad)
 
     def prepare_data(self) -> None:
@@ -134,7 +139,7 @@ class LandmarkDataModule(L.LightningDataModule):
         else:
             n = len(train_aug)
             n_val = int(round(n * self.data.val_fraction))
-            order = np.random.default_rng(self.seed).permutation(n)
+            order = np.random.default_rng(self.split_seed).permutation(n)
             val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
             self.train_set = Subset(train_aug, self._repeated(train_idx))
             self.train_augmented = train_aug

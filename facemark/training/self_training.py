@@ -248,7 +248,7 @@ class SelfTrainingData(LandmarkDataModule):
     """The labelled data of :class:`LandmarkDataModule` plus pseudo-labelled crops.
 
     Args:
-        data, batch_size, seed: as LandmarkDataModule.
+        data, batch_size, seed, split_seed: as LandmarkDataModule.
         pseudo: (CropCache, points (M, N, 2) crop pixels) per unlabelled dataset; empty for
             round 0.
         level: task level of the pseudo-labelled crops.
@@ -257,8 +257,8 @@ class SelfTrainingData(LandmarkDataModule):
 
     def __init__(self, data, batch_size: int = 16, seed: int = 0,
                  pseudo: list | None = None, level: int = 0,
-                 labelled_fraction: float | None = None):
-        super().__init__(data, batch_size=batch_size, seed=seed)
+                 labelled_fraction: float | None = None, split_seed: int | None = None):
+        super().__init__(data, batch_size=batch_size, seed=seed, split_seed=split_seed)
         self.pseudo = list(pseudo or [])
         self.level = int(level)
         self.labelled_fraction = labelled_fraction
@@ -649,8 +649,9 @@ def self_train(cfg: TrainConfig, *, restart: bool = False, callbacks: list | Non
         print(f"round {r}/{len(plan) - 1}: {info['task']}")
 
         L.seed_everything(cfg.seed + r, workers=True, verbose=False)
+        # each round draws new augmentation, but holds out the run's validation faces
         data = SelfTrainingData(cfg.data, batch_size=cfg.optim.batch_size, seed=cfg.seed + r,
-                                pseudo=pseudo, level=level or 0,
+                                split_seed=cfg.seed, pseudo=pseudo, level=level or 0,
                                 labelled_fraction=st.labelled_fraction)
         data.skip_log = inp.log
         data.setup("fit")
