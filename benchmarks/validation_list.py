@@ -28,6 +28,9 @@ def main() -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--sets", choices=("300w", "all"), default="300w",
                    help="300w: only the .pts datasets (default)")
+    p.add_argument("--trained-by-seed", type=int, nargs="*", default=[], metavar="S",
+                   help="also print how many of these faces a split drawn with seed S trains "
+                        "on (self-training rounds drew seed + round before that was fixed)")
     args = p.parse_args()
     cfg = load_config(args.config)
     data = LandmarkDataModule(cfg.data, batch_size=cfg.optim.batch_size, seed=cfg.seed)
@@ -41,6 +44,15 @@ def main() -> None:
             continue
         for i in val_idx[(val_idx >= start) & (val_idx < end)] - start:
             lines.append(str(Path(cache.records[int(i)]["image"]).resolve()))
+    keep = np.concatenate([np.arange(a, b) for spec, a, b in
+                           zip(cfg.data.train, np.r_[0, ends[:-1]], ends)
+                           if args.sets == "all" or spec.startswith("pts:")])
+    mine = set(val_idx.tolist()) & set(keep.tolist())
+    for seed in args.trained_by_seed:
+        other = LandmarkDataModule(cfg.data, batch_size=cfg.optim.batch_size, seed=seed)
+        other.setup("fit")
+        trained = mine - set(other.val_set.indices)
+        print(f"a split with seed {seed} trains on {len(trained)} of these {len(mine)} faces")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / ("300w.txt" if args.sets == "300w" else "all.txt")
     path.write_text("\n".join(lines) + "\n")
