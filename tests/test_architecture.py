@@ -43,7 +43,8 @@ CYCLES_ALLOWED: set[tuple[str, ...]] = {
 
 
 # Imports left inside functions: keep --help and load/detect light, fill registries, optional deps.
-MAX_FUNCTION_LEVEL_IMPORTS = 79
+# 79 after issue #11; 81 with `facemark data pack`'s handler (CLI handlers import lazily).
+MAX_FUNCTION_LEVEL_IMPORTS = 81
 
 
 # The graph code has one home, benchmarks/import_graph.py (which also draws the picture and
