@@ -6,6 +6,7 @@
 # train.log. Here: facemark evaluate m=/work/.device/.../gpu_mbv2_256_300w.pt --data ...
 # EPOCHS, ACCEL and LIMIT (batches per epoch) override the config, e.g. for a dry run on a
 # CPU: EPOCHS=1 ACCEL=cpu LIMIT=2 OUT=/tmp/out bash benchmarks/gpu_teacher.sh
+# TRAIN_SECONDS (default 420) bounds the training; the model of its best epoch is exported.
 set -eo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=. PYTHONUNBUFFERED=1
@@ -17,7 +18,12 @@ ARGS=()
 [ -n "$LIMIT" ] && ARGS+=("trainer.limit_train_batches=$LIMIT" "trainer.limit_val_batches=$LIMIT")
 [ "$ACCEL" = cpu ] && ARGS+=("trainer.precision=32-true" "data.num_workers=0")
 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name())"
-python -m facemark train $CFG "${ARGS[@]}" 2>&1 | tr "\r" "\n" | grep -v -E "it/s|\[A$" | tee "$OUT/train.log"
+# training stops after TRAIN_SECONDS (default 420) so that the export below still runs inside
+# the device tool's 10-minute call; a later call resumes from last.ckpt with the same command
+status=0
+timeout "${TRAIN_SECONDS:-420}" python -m facemark train $CFG "${ARGS[@]}" 2>&1 \
+    | tr "\r" "\n" | grep -v -E "it/s|\[A$" | tee "$OUT/train.log" || status=$?
+[ "$status" = 0 ] || echo "training stopped (exit $status): exporting the best epoch so far"
 RUN=runs-gpu/gpu_mbv2_256_300w
 python -m facemark export $RUN/checkpoints/best.ckpt -o "$OUT/gpu_mbv2_256_300w.pt" --half
 cp $RUN/summary.json "$OUT/" 2>/dev/null || true
