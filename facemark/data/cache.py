@@ -280,6 +280,15 @@ def _prepare(out_dir: Path, overwrite: bool) -> None:
                                  "choose another output folder")
 
 
+def check_context(context, what: str = "context") -> None:
+    """ConfigError (``what: ...``) unless ``context`` is a number from 1 to MAX_CONTEXT: how
+    many times the crop's side a stored crop holds (caches and packs)."""
+    if isinstance(context, bool) or not isinstance(context, (int, float)) \
+            or not 1.0 <= context <= MAX_CONTEXT:
+        raise ConfigError(f"{what}: expected a number from 1 to {MAX_CONTEXT:g}, "
+                          f"got {context!r}")
+
+
 def build_cache(samples: Iterable[Sample], out_dir: str | Path, size: int = 256,
                 rule: str | CropRule = "300w", skip_bad: bool | SkipLog = False,
                 progress: bool = True, *, overwrite: bool = False, scheme: str | None = None,
@@ -318,10 +327,7 @@ def build_cache(samples: Iterable[Sample], out_dir: str | Path, size: int = 256,
     log = skip_bad if isinstance(skip_bad, SkipLog) else SkipLog(bool(skip_bad))
     if not (isinstance(size, (int, np.integer)) and size > 0):
         raise ConfigError(f"cache size: expected a positive integer, got {size!r}")
-    if isinstance(context, bool) or not isinstance(context, (int, float)) \
-            or not 1.0 <= context <= MAX_CONTEXT:
-        raise ConfigError(f"cache context: expected a number from 1 to {MAX_CONTEXT:g}, "
-                          f"got {context!r}")
+    check_context(context, "cache context")
     try:
         crop_rule = get_crop_rule(rule)
     except KeyError as e:

@@ -32,15 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from facemark.data.cache import crop_sample
+from facemark.data.cache import check_context, crop_sample
 from facemark.data.crops import CropRule, get_crop_rule
 from facemark.data.images import read_image
 from facemark.data.sample import Sample
 from facemark.data.schemes import get_scheme
 from facemark.errors import ConfigError, DataError, SkipLog
 from facemark.io import atomic_write_text
-
-MAX_PACK_CONTEXT = 4.0
 
 
 @dataclasses.dataclass
@@ -72,7 +70,7 @@ def pack_faces(samples: Iterable[Sample], out_dir: str | Path, name: str, size: 
         name: the pack's name: ``NAME.csv``, ``NAME/``, ``NAME.json``.
         size: crop side S the pack is for, in pixels; images are ``round(S * context)``.
         rule: a landmark crop rule (name or CropRule).
-        context: how many times the crop's side each image holds (1 to 4).
+        context: how many times the crop's side each image holds (1 to ``cache.MAX_CONTEXT``).
         quality: JPEG quality (1-100).
         skip_bad: False: raise the first DataError. True or a SkipLog: leave bad faces out
             and list them.
@@ -93,10 +91,7 @@ def pack_faces(samples: Iterable[Sample], out_dir: str | Path, name: str, size: 
 
     if not (isinstance(size, (int, np.integer)) and size > 0):
         raise ConfigError(f"pack size: expected a positive integer, got {size!r}")
-    if isinstance(context, bool) or not isinstance(context, (int, float)) \
-            or not 1.0 <= context <= MAX_PACK_CONTEXT:
-        raise ConfigError(f"pack context: expected a number from 1 to {MAX_PACK_CONTEXT:g}, "
-                          f"got {context!r}")
+    check_context(context, "pack context")
     if not (isinstance(quality, (int, np.integer)) and 1 <= quality <= 100):
         raise ConfigError(f"pack quality: expected an integer from 1 to 100, got {quality!r}")
     if not name or any(c in name for c in "/\\") or name.startswith("."):
