@@ -514,3 +514,46 @@ def test_a_teacher_of_another_input_size_labels_its_own_crops(tmp_path, capsys):
     # same crop region at two sizes: student pixel = (teacher pixel + 0.5) * 64 / 96 - 0.5
     np.testing.assert_allclose(points[0], (expected + 0.5) * 64 / 96 - 0.5, atol=2e-3)
     assert load_model(result.model_path)[1].input_size == 64
+
+
+def test_unlabelled_crops_keep_context_and_pseudo_labels_come_back_in_stored_pixels(tmp_path):
+    """With data.context > 1, unlabelled crops are stored with that room around them (as
+    labelled ones are) so box jitter finds image, not black fill; the model still labels
+    the model crop, and its points come back in the stored crop's pixels."""
+    from facemark.training.pseudo_labels import pseudo_label
+    from facemark.training.unlabelled import open_or_build_unlabelled_cache
+
+    cfg_path = tiny_setup(tmp_path)
+    torch.manual_seed(0)
+    model = create_model("pipnet", num_points=N, input_size=64, net_stride=32, num_nb=4,
+                         mean_face=MEAN_FACE, backbone="mobilenet_v2").eval()
+    out = {}
+    for context in (1.0, 1.5):
+        cfg = load_config(cfg_path, [f"data.context={context}"])
+        rule = unlabelled_rules(cfg)[0]
+        cache, _ = open_or_build_unlabelled_cache(cfg.data.unlabelled[0], rule, cfg, SkipLog(),
+                                                  progress=False)
+        assert (cache.context, cache.crop_size, cache.size) == (context, 64, round(64 * context))
+        np.testing.assert_array_equal(cache.model_crop(0).shape, (64, 64, 3))
+        points, conf = pseudo_label(model, cache, batch_size=4)
+        out[context] = (cache, points, conf)
+    plain, wide = out[1.0], out[1.5]
+    # the same faces, the same model crops: the same points, once mapped to the model crop
+    np.testing.assert_allclose(wide[0].model_crop(3), plain[0].model_crop(3), atol=2)
+    np.testing.assert_allclose(wide[0].normalise(wide[1]), plain[0].normalise(plain[1]),
+                               atol=2e-3)
+    np.testing.assert_allclose(wide[2], plain[2], atol=2e-2)
+    # stored-crop pixels: the model crop sits 16 px in from the stored crop's edge
+    np.testing.assert_allclose(wide[1], plain[1] + 16, atol=0.2)
+
+
+@pytest.mark.slow   # trains a model end to end
+def test_self_training_with_context_reports_test_numbers(tmp_path):
+    """Regression: with data.context > 1 the rounds' test evaluation asked the model for
+    crops of the stored (context) size and stopped the run after its first round."""
+    cfg = load_config(tiny_setup(tmp_path), ["data.context=1.5", "self_training.curriculum=[0]",
+                                             "optim.epochs=1", "data.augment=pipnet"])
+    result = self_train(cfg, progress=False)
+    assert [r["test"] is not None for r in result.rounds] == [True, True]
+    nme = [next(iter(r["test"].values()))["nme"] for r in result.rounds]
+    assert all(np.isfinite(nme))

@@ -37,7 +37,7 @@ import numpy as np
 
 from facemark import __version__
 from facemark.data.crops import CROP_RULES, CropRule, box_to_affine, crop_box, crop_face, \
-    get_crop_rule, invert_affine, transform_points
+    get_crop_rule, invert_affine, transform_points, warp_image
 from facemark.data.images import read_image
 from facemark.data.meanface import mean_face
 from facemark.data.sample import Sample
@@ -200,7 +200,25 @@ class CropCache:
     def normalised_landmarks(self) -> np.ndarray:
         """float64 (M, N, 2) landmarks in normalised coordinates of the model crop, in [0, 1]
         inside it (``(x + 0.5) / S`` when context is 1; the crop region otherwise)."""
-        return transform_points(self.landmarks, box_to_affine(self.crop_region(), 1)) + 0.5
+        return self.normalise(self.landmarks)
+
+    def normalise(self, points: np.ndarray) -> np.ndarray:
+        """float64 (..., 2): stored-crop pixels -> normalised coordinates of the model crop."""
+        return transform_points(points, box_to_affine(self.crop_region(), 1)) + 0.5
+
+    def model_crop_matrix(self) -> np.ndarray:
+        """float64 (2, 3): stored-crop pixels -> model-crop pixels (``crop_size`` a side; the
+        identity when context is 1)."""
+        return box_to_affine(self.crop_region(), self.crop_size)
+
+    def model_crop(self, i: int) -> np.ndarray:
+        """Crop ``i`` as the model sees it without augmentation: uint8 (s, s, 3) RGB,
+        s = ``crop_size``, cut out of the stored crop (the stored crop itself when context
+        is 1). Points on it map back with ``invert_affine(model_crop_matrix())``."""
+        image = self.image(i)
+        if self.context == 1.0:
+            return image
+        return warp_image(image, self.model_crop_matrix(), self.crop_size)
 
     def mean_face(self) -> np.ndarray:
         """float64 (N, 2): :func:`facemark.data.meanface.mean_face` of the normalised

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from facemark.data.augment import Augment
 from facemark.data.cache import CropCache
-from facemark.data.crops import box_to_affine, normalise_points, transform_points, warp_image
+from facemark.data.crops import normalise_points, transform_points
 from facemark.errors import ConfigError
 
 
@@ -94,9 +94,8 @@ class LandmarkDataset(Dataset):
             image, points, perm = self.augment(image, points, self.rng(index), self.region)
             visible = visible[perm]
         elif self.cache.context != 1.0:
-            matrix = box_to_affine(self.region, self.size)
-            image = warp_image(image, matrix, self.size)
-            points = transform_points(points, matrix).astype(np.float32)
+            image = self.cache.model_crop(row)
+            points = transform_points(points, self.cache.model_crop_matrix()).astype(np.float32)
         mask = np.isfinite(points).all(axis=1)
         norm = normalise_points(points, self.size).astype(np.float32)
         norm[~mask] = 0.0

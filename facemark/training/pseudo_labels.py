@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facemark.data.crops import transform_points
+from facemark.data.crops import invert_affine, transform_points
 from facemark.errors import ConfigError, DataError
 from facemark.io import atomic_write
 from facemark.models.crop_predict import predict_crops
@@ -19,16 +19,18 @@ def pseudo_label(model, cache, batch_size: int = 64, flip_test: bool = False,
     """Predict every crop of a cache with ``model`` (full-task decode), in batches.
 
     Args:
-        model: a LandmarkModel of the cache's input size (put in eval mode here).
-        cache: a CropCache; its own landmarks, if any, are ignored.
+        model: a LandmarkModel of the cache's crop size (put in eval mode here).
+        cache: a CropCache; its own landmarks, if any, are ignored. From a cache built with
+            context the model sees each model crop (``CropCache.model_crop``).
 
     Returns:
-        points float32 (M, N, 2) in crop pixels (the cache's ``landmarks`` convention) and
-        confidence float32 (M, N) in [0, 1].
+        points float32 (M, N, 2) in stored-crop pixels (the cache's ``landmarks``
+        convention) and confidence float32 (M, N) in [0, 1].
     """
-    if model.input_size != cache.size:
+    if model.input_size != cache.crop_size:
         raise ConfigError(f"pseudo-labels: the model takes {model.input_size} px crops, the "
-                          f"cache {cache.path} holds {cache.size} px crops")
+                          f"cache {cache.path} holds {cache.crop_size} px crops")
+    back = invert_affine(cache.model_crop_matrix())      # model-crop -> stored-crop pixels
     model.eval()
     m = len(cache)
     points = np.zeros((m, model.num_points, 2), np.float32)
@@ -40,9 +42,9 @@ def pseudo_label(model, cache, batch_size: int = 64, flip_test: bool = False,
         bar = tqdm(total=m, desc="pseudo-labelling", unit="face")
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
-        crops = np.stack([cache.image(i) for i in range(start, stop)])
+        crops = np.stack([cache.model_crop(i) for i in range(start, stop)])
         p, c = predict_crops(model, crops, flip_test, cache.scheme, device)
-        points[start:stop], conf[start:stop] = p, c
+        points[start:stop], conf[start:stop] = transform_points(p, back), c
         if bar is not None:
             bar.update(stop - start)
     if bar is not None:

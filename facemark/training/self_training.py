@@ -90,7 +90,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from facemark.data.augment import Augment
-from facemark.data.crops import normalise_points
 from facemark.data.dataset import LandmarkDataset
 from facemark.data.face_finders import create_face_finder
 from facemark.data.schemes import get_scheme
@@ -420,7 +419,7 @@ def evaluate_caches(model, caches: dict[str, Any], scheme: str,
     out = {}
     for spec, cache in caches.items():
         points, _ = pseudo_label(model, cache, batch_size)
-        pred = normalise_points(points, cache.size)
+        pred = cache.normalise(points)
         true = cache.normalised_landmarks()
         stats = summarize(nme(pred, true, scheme), threshold=0.1)
         out[spec] = {k: float(v) if isinstance(v, (float, np.floating)) else v

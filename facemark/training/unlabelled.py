@@ -188,7 +188,9 @@ def open_or_build_unlabelled_cache(spec: str, rule, cfg: TrainConfig, log: SkipL
                                    detector=None, progress: bool = True,
                                    size: int | None = None):
     """The crop cache of one unlabelled dataset (built once, like the labelled caches), at
-    ``size`` px (None: ``data.input_size``; a teacher of another size asks for its own).
+    ``size`` px (None: ``data.input_size``; a teacher of another size asks for its own),
+    with the labelled crops' ``data.context`` around each crop, so that augmentation that
+    moves the box finds image there rather than black fill.
 
     Returns:
         (CropCache, list of no-face messages), the latter kept beside the cache in
@@ -200,7 +202,7 @@ def open_or_build_unlabelled_cache(spec: str, rule, cfg: TrainConfig, log: SkipL
     rule_text = json.dumps(dataclasses.asdict(rule), sort_keys=True)
     tag = "unl" + hashlib.sha1(rule_text.encode()).hexdigest()[:6]
     path = cache_path(data.cache_dir, f"{spec}|unlabelled|{cfg.self_training.boxes}|{rule_text}",
-                      scheme, tag, size)
+                      scheme, tag, size, data.context)
     side = path.with_name(path.name + ".boxes.json")
     if (path / "meta.json").is_file():
         no_face = json.loads(side.read_text()).get("no_face", []) if side.is_file() else []
@@ -214,5 +216,6 @@ def open_or_build_unlabelled_cache(spec: str, rule, cfg: TrainConfig, log: SkipL
     atomic_write_text(side, json.dumps({"spec": spec, "no_face": no_face}, indent=1))
     cache = build_cache(samples, path, size=size, rule=rule, skip_bad=log,
                         progress=progress, scheme=scheme,
-                        source=f"unlabelled {spec} ({cfg.self_training.boxes} boxes)")
+                        source=f"unlabelled {spec} ({cfg.self_training.boxes} boxes)",
+                        context=data.context)
     return cache, no_face
