@@ -379,30 +379,38 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         key, value = parse_override(text)
         _set_dotted(tree, key, _override_paths(key, value))
     cfg = _fill(TrainConfig, tree, "")
-    for name in ("train", "val", "test", "unlabelled"):
-        setattr(cfg.data, name, [_resolve(s, base) for s in getattr(cfg.data, name)])
-    cfg.data.cache_dir = str(_resolve(cfg.data.cache_dir, base))
-    cfg.trainer.out_dir = str(_resolve(cfg.trainer.out_dir, base))
+    for key in _PATH_KEYS:
+        section, name = key.split(".")
+        part = getattr(cfg, section)
+        setattr(part, name, _resolve_value(key, getattr(part, name), base))
     for entry in cfg.cross_protocol.datasets:  # checked in facemark.training.cross_protocol
         for key in ("train", "val", "test"):
             specs = [entry[key]] if isinstance(entry.get(key), str) else entry.get(key)
             if isinstance(specs, list) and all(isinstance(x, str) for x in specs):
                 entry[key] = [_resolve(x, base) for x in specs]
-    for key in ("init_weights", "backbone_weights"):
-        if getattr(cfg.model, key):
-            setattr(cfg.model, key, str(_resolve(getattr(cfg.model, key), base)))
-    if cfg.self_training.init_checkpoint:
-        cfg.self_training.init_checkpoint = str(_resolve(cfg.self_training.init_checkpoint, base))
     cfg.data.scheme = _scheme_spec(cfg.data.scheme, base, check)
     if check:
         _check_ranges(cfg)
     return cfg
 
 
-# Keys whose values are paths (or lists of dataset specs ``FORMAT:PATH``).
+# Keys whose values are paths (or lists of dataset specs ``FORMAT:PATH``), the one table
+# behind both the file's paths and the overrides'. An empty value means "none", except for
+# the two folders, where it means the base folder itself.
 _PATH_KEYS = ("data.train", "data.val", "data.test", "data.unlabelled", "data.cache_dir",
               "trainer.out_dir", "model.init_weights", "model.backbone_weights",
               "self_training.init_checkpoint")
+_FOLDER_KEYS = ("data.cache_dir", "trainer.out_dir")
+
+
+def _resolve_value(key: str, value: Any, base: Path) -> Any:
+    """``value`` of the path-valued ``key`` with relative paths made absolute against
+    ``base``; anything that is not a path (a wrong type, reported later) is returned as is."""
+    if isinstance(value, list):
+        return [_resolve(v, base) if isinstance(v, str) else v for v in value]
+    if isinstance(value, str) and (value or key in _FOLDER_KEYS):
+        return _resolve(value, base)
+    return value
 
 
 def _override_paths(key: str, value: Any) -> Any:
@@ -411,13 +419,7 @@ def _override_paths(key: str, value: Any) -> Any:
     cwd = Path.cwd()
     if key == "data.scheme" and isinstance(value, str) and is_scheme_file(value):
         return _scheme_spec(value, cwd, check=False)
-    if key not in _PATH_KEYS or not value:
-        return value
-    if isinstance(value, str):
-        return _resolve(value, cwd)
-    if isinstance(value, list):
-        return [_resolve(v, cwd) if isinstance(v, str) else v for v in value]
-    return value
+    return _resolve_value(key, value, cwd) if key in _PATH_KEYS else value
 
 
 def _scheme_spec(spec: str, base: Path, check: bool) -> str:
