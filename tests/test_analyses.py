@@ -73,6 +73,15 @@ def test_analyze_cli_writes_tables_and_figures(tmp_path, capsys):
                  "--out", str(out)]) == 0
     table = (out / "heads.md").read_text()
     assert "| pip |" in table and "| coord |" in table
+    # several test sets (Fig. 12's groups): one column block each, named or by folder
+    other = make_pts_dataset(tmp_path / "other", n=4, seed=3)
+    assert main(["analyze", "heads", f"pip={pip}", f"coord={coord}", "--data", f"a={data}",
+                 "--data", str(other), "--out", str(out)]) == 0
+    table = (out / "heads.md").read_text()
+    assert "NME % (a)" in table and "Point-Var (e-3) (other)" in table
+    assert (out / "heads.png").is_file()
+    assert main(["analyze", "heads", str(pip), "--data", str(data), "--data", str(data)]) == 2
+    assert "two test sets named" in capsys.readouterr().err
     assert main(["analyze", "prior", str(pip), "--out", str(out)]) == 0
     assert (out / "implicit_prior.png").is_file()
     # CoordNet has no score map: a clear error, not a traceback.

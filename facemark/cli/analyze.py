@@ -1,7 +1,7 @@
 """``facemark analyze``: the papers' analyses on trained models.
 
     facemark analyze grid s16=a.ckpt s32=b.ckpt s64=c.ckpt --data DATASET --out DIR   # Fig. 7
-    facemark analyze heads pip=a.ckpt coord=b.ckpt map=c.ckpt --data DATASET --out DIR # Fig. 12
+    facemark analyze heads pip=a.ckpt coord=b.ckpt map=c.ckpt --data A [--data B] --out DIR # Fig. 12
     facemark analyze prior a.ckpt [--images DIR] --out DIR                              # Fig. 9
     facemark analyze similarity brute.ckpt --out DIR       # SepBN Eq. 2 / Fig. 4: BN branches
     facemark analyze oracle brute.ckpt --data DATASET --out DIR   # SepBN Table II best-of-K
@@ -23,10 +23,17 @@ def register(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, helptext in (("grid", "grid-classification accuracy of score maps vs stride"),
-                           ("heads", "NME and Point-Var of several models on one test set")):
+                           ("heads", "NME and Point-Var of several models on one or more "
+                                     "test sets")):
         a = actions.add_parser(name, help=helptext)
         a.add_argument("models", nargs="+", metavar="[NAME=]MODEL", help=".ckpt or .pt files")
-        a.add_argument("--data", required=True, help="labelled test dataset (path or FORMAT:PATH)")
+        if name == "heads":
+            a.add_argument("--data", required=True, action="append", metavar="[NAME=]DATA",
+                           help="labelled test dataset (path or FORMAT:PATH); repeat it for "
+                                "several test sets, one group of bars each")
+        else:
+            a.add_argument("--data", required=True,
+                           help="labelled test dataset (path or FORMAT:PATH)")
         a.add_argument("--out", default=None, help="folder for the table (.md) and figure (.png)")
         a.add_argument("--skip-bad", action="store_true")
         a.set_defaults(handler=run_grid if name == "grid" else run_heads)
@@ -64,13 +71,14 @@ def _models(args):
     return out
 
 
-def _samples(args):
+def _samples(args, spec: str | None = None, log: SkipLog | None = None):
     from facemark.data.formats import open_dataset
 
-    log = SkipLog(args.skip_bad)
-    samples = [s for s in open_dataset(args.data, skip_bad=log) if s.landmarks is not None]
+    spec = args.data if spec is None else spec
+    log = SkipLog(args.skip_bad) if log is None else log
+    samples = [s for s in open_dataset(spec, skip_bad=log) if s.landmarks is not None]
     if not samples:
-        raise ConfigError(f"--data {args.data}: no annotated faces")
+        raise ConfigError(f"--data {spec}: no annotated faces")
     return samples, log
 
 
@@ -124,9 +132,18 @@ def run_grid(args) -> int:
 def run_heads(args) -> int:
     from facemark.evaluation.analyses import compare_heads
 
+    from facemark.evaluation.sources import split_named
+
     models = _models(args)
-    samples, log = _samples(args)
-    result = compare_heads(models, samples, on_error=log)
+    log = SkipLog(args.skip_bad)
+    sets = {}
+    for arg in args.data:
+        name, spec = split_named(arg)
+        name = name or Path(spec.partition(":")[2] if ":" in spec else spec).name
+        if name in sets:
+            raise ConfigError(f"--data: two test sets named {name!r}; name them (NAME=DATA)")
+        sets[name] = _samples(args, spec, log)[0]
+    result = compare_heads(models, sets, on_error=log)
     _write(args, "heads", result.to_markdown(), result.plot)
     if log.skipped:
         print(log.summary())

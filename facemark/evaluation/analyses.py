@@ -3,7 +3,8 @@
 * :func:`grid_accuracy` (paper Fig. 7): how often the heatmap's peak cell is the cell that
   holds the true landmark, for heads with a score map (PIPNet) or heatmap (MapNet, G-RMI).
   Coarser grids (larger net stride) make this classification easier.
-* :func:`compare_heads` (paper Fig. 12): NME and Point-Var of several models on one test set.
+* :func:`compare_heads` (paper Fig. 12): NME and Point-Var of several models on one or
+  more test sets.
 * :func:`implicit_prior` (paper Fig. 9, Sec. 3.4): what a model predicts on images with no
   face at all (plain black, grey, noise, or any non-face pictures): a model that has learnt
   where landmarks usually are returns something close to the training mean face. The
@@ -69,51 +70,83 @@ def grid_accuracy(model, samples: Sequence, *, crop_rule: str, input_size: int,
 
 @dataclass
 class HeadComparison:
-    """NME and Point-Var per model (fractions; multiply by 100 for %)."""
+    """NME, FR@0.1 and Point-Var of each model on each test set (fractions; multiply NME and
+    FR by 100 for %, Point-Var by 1000 for the paper's units). ``nme[d][m]`` is model
+    ``names[m]`` on test set ``datasets[d]``; likewise ``fr`` and ``point_var``."""
 
     names: list[str]
-    nme: list[float]
-    point_var: list[float]
-    fr: list[float] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    nme: list[list[float]] = field(default_factory=list)
+    fr: list[list[float]] = field(default_factory=list)
+    point_var: list[list[float]] = field(default_factory=list)
 
     def to_markdown(self) -> str:
-        rows = [[n, f"{100 * self.nme[i]:.2f}", f"{100 * self.fr[i]:.2f}",
-                 f"{1000 * self.point_var[i]:.3f}"] for i, n in enumerate(self.names)]
-        return markdown_table(["model", "NME %", "FR@0.1 %", "Point-Var (e-3)"], rows)
+        one = len(self.datasets) == 1
+        head = ["model"]
+        for d in self.datasets:
+            tag = "" if one else f" ({d})"
+            head += [f"NME %{tag}", f"FR@0.1 %{tag}", f"Point-Var (e-3){tag}"]
+        rows = []
+        for m, name in enumerate(self.names):
+            row = [name]
+            for d in range(len(self.datasets)):
+                row += [f"{100 * self.nme[d][m]:.2f}", f"{100 * self.fr[d][m]:.2f}",
+                        f"{1000 * self.point_var[d][m]:.3f}"]
+            rows.append(row)
+        return markdown_table(head, rows)
 
     def plot(self, path) -> None:
+        """Two panels as the paper's Fig. 12: NME and Point-Var, one group of bars per test
+        set, one bar per model."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 2, figsize=(4 + 0.9 * len(self.names), 3.6))
+        n_sets, n_models = len(self.datasets), len(self.names)
+        width = 0.8 / n_models
+        fig, axes = plt.subplots(1, 2, figsize=(3 + n_sets * (0.6 + 0.45 * n_models), 3.8))
+        colours = plt.get_cmap("viridis")(np.linspace(0.1, 0.9, n_models))
         for ax, values, title in ((axes[0], 100 * np.array(self.nme), "NME (%)"),
                                   (axes[1], 1000 * np.array(self.point_var), "Point-Var (x1e-3)")):
-            bars = ax.bar(range(len(values)), values, color="#4c72b0")
-            ax.set_xticks(range(len(values)), self.names, rotation=30, ha="right")
+            for m, name in enumerate(self.names):
+                x = np.arange(n_sets) + (m - (n_models - 1) / 2) * width
+                bars = ax.bar(x, values[:, m], width, color=colours[m], label=name)
+                ax.bar_label(bars, fmt="%.2f", fontsize=6, rotation=90, padding=2)
+            ax.set_xticks(range(n_sets), self.datasets)
             ax.set_title(title)
-            ax.bar_label(bars, fmt="%.2f", fontsize=8)
+            ax.margins(y=0.15)
+        axes[0].legend(fontsize=7, ncol=2 if n_models > 4 else 1)
         fig.tight_layout()
         _save(fig, path)
 
 
-def compare_heads(models: dict, samples: Sequence, *, batch_size: int = 32,
+def compare_heads(models: dict, samples: Sequence | dict, *, batch_size: int = 32,
                   on_error=None) -> HeadComparison:
-    """Evaluate several loaded models ``{name: (model, ModelInfo)}`` on the same faces."""
-    gt = np.stack([s.landmarks for s in samples]).astype(np.float64)
-    scheme = get_scheme(samples[0].scheme)
-    out = HeadComparison([], [], [], [])
-    for name, (model, info) in models.items():
-        points, _, ok = predict_samples(model, samples, crop_rule=info.crop_rule,
-                                        input_size=info.input_size, batch_size=batch_size,
-                                        on_error=on_error)
-        errors = nme(points[ok], gt[ok], scheme)
-        stats = summarize(errors)
-        out.names.append(name)
-        out.nme.append(float(stats["nme"]))
-        out.fr.append(float(stats["fr"]))
-        out.point_var.append(float(np.nanmean(point_var(points[ok], gt[ok], scheme))))
+    """Evaluate several loaded models ``{name: (model, ModelInfo)}`` on the same faces.
+
+    Args:
+        models: name -> (LandmarkModel, ModelInfo).
+        samples: the labelled test faces, or several test sets as ``{name: faces}``.
+    """
+    sets = dict(samples) if isinstance(samples, dict) else {"test": samples}
+    out = HeadComparison(list(models))
+    for set_name, faces in sets.items():
+        gt = np.stack([s.landmarks for s in faces]).astype(np.float64)
+        scheme = get_scheme(faces[0].scheme)
+        out.datasets.append(set_name)
+        row_nme, row_fr, row_var = [], [], []
+        for name, (model, info) in models.items():
+            points, _, ok = predict_samples(model, faces, crop_rule=info.crop_rule,
+                                            input_size=info.input_size, batch_size=batch_size,
+                                            on_error=on_error)
+            stats = summarize(nme(points[ok], gt[ok], scheme))
+            row_nme.append(float(stats["nme"]))
+            row_fr.append(float(stats["fr"]))
+            row_var.append(float(np.nanmean(point_var(points[ok], gt[ok], scheme))))
+        out.nme.append(row_nme)
+        out.fr.append(row_fr)
+        out.point_var.append(row_var)
     return out
 
 
