@@ -60,13 +60,18 @@ def register(sub) -> None:
     a.set_defaults(handler=run_oracle)
 
 
-def _models(args):
+def _named(values: list[str]) -> list[tuple[str | None, str]]:
+    """``NAME=VALUE`` arguments -> (NAME or None, VALUE)."""
     from facemark.evaluation.sources import split_named
+
+    return [split_named(v) for v in values]
+
+
+def _models(args):
     from facemark.models.model_file import load_model
 
     out = {}
-    for arg in args.models:
-        name, path = split_named(arg)
+    for name, path in _named(args.models):
         out[name or Path(path).stem] = load_model(path)
     return out
 
@@ -132,13 +137,10 @@ def run_grid(args) -> int:
 def run_heads(args) -> int:
     from facemark.evaluation.analyses import compare_heads
 
-    from facemark.evaluation.sources import split_named
-
     models = _models(args)
     log = SkipLog(args.skip_bad)
     sets = {}
-    for arg in args.data:
-        name, spec = split_named(arg)
+    for name, spec in _named(args.data):
         name = name or Path(spec.partition(":")[2] if ":" in spec else spec).name
         if name in sets:
             raise ConfigError(f"--data: two test sets named {name!r}; name them (NAME=DATA)")
