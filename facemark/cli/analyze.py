@@ -76,15 +76,28 @@ def _models(args):
     return out
 
 
-def _samples(args, spec: str | None = None, log: SkipLog | None = None):
-    from facemark.data.formats import open_dataset
+def _test_sets(args) -> tuple[dict[str, list], SkipLog]:
+    """``--data`` as ``{name: annotated faces}``. A repeated ``--data`` (``heads``) takes
+    ``NAME=DATA``, else a set is named by its file or folder."""
+    from facemark.data.formats import open_dataset, split_spec
 
-    spec = args.data if spec is None else spec
-    log = SkipLog(args.skip_bad) if log is None else log
-    samples = [s for s in open_dataset(spec, skip_bad=log) if s.landmarks is not None]
-    if not samples:
-        raise ConfigError(f"--data {spec}: no annotated faces")
-    return samples, log
+    log = SkipLog(args.skip_bad)
+    pairs = _named(args.data) if isinstance(args.data, list) else [(None, args.data)]
+    sets = {}
+    for name, spec in pairs:
+        name = name or Path(split_spec(spec)[1]).name
+        if name in sets:
+            raise ConfigError(f"--data: two test sets named {name!r}; name them (NAME=DATA)")
+        sets[name] = [s for s in open_dataset(spec, skip_bad=log) if s.landmarks is not None]
+        if not sets[name]:
+            raise ConfigError(f"--data {spec}: no annotated faces")
+    return sets, log
+
+
+def _samples(args):
+    """The faces of the one ``--data`` set, and the SkipLog."""
+    sets, log = _test_sets(args)
+    return next(iter(sets.values())), log
 
 
 def _write(args, stem: str, markdown: str, plot) -> None:
@@ -138,13 +151,7 @@ def run_heads(args) -> int:
     from facemark.evaluation.analyses import compare_heads
 
     models = _models(args)
-    log = SkipLog(args.skip_bad)
-    sets = {}
-    for name, spec in _named(args.data):
-        name = name or Path(spec.partition(":")[2] if ":" in spec else spec).name
-        if name in sets:
-            raise ConfigError(f"--data: two test sets named {name!r}; name them (NAME=DATA)")
-        sets[name] = _samples(args, spec, log)[0]
+    sets, log = _test_sets(args)
     result = compare_heads(models, sets, on_error=log)
     _write(args, "heads", result.to_markdown(), result.plot)
     if log.skipped:
