@@ -13,7 +13,7 @@
 # from default.pt into the user cache on first use.
 #
 # The same script builds the larger model shipped beside it (facemark.load("accurate")):
-#   NAME=accurate RUN=../fm-runs/finetune_mbv2_160_s32 bash benchmarks/make_default_model.sh
+#   NAME=accurate RUN=../fm-runs/finetune_mbv2_160_lightaug bash benchmarks/make_default_model.sh
 set -euo pipefail
 NAME=${NAME:-default}
 RUN=${RUN:-../fm-runs/finetune_mbv2_128_lightaug}
