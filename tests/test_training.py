@@ -137,6 +137,54 @@ def test_resume_after_kill_continues_from_last_complete_epoch(tmp_path):
     assert result.epochs == 6
 
 
+@pytest.mark.slow   # trains a model end to end
+def test_weight_average_is_validated_saved_and_resumed(tmp_path):
+    """optim.ema_decay: checkpoints hold the average as their weights (what validation
+    scored and what load_model reads) and the trained weights beside them; a resumed run
+    trains on from the trained weights and keeps averaging."""
+    import lightning as L
+
+    from facemark.models.model_file import load_model
+
+    torch.set_num_threads(1)
+    cfg = load_config(tiny_config(tmp_path, epochs=2), ["optim.ema_decay=0.9"])
+
+    class Interrupted(Exception):
+        pass
+
+    class StopAtSecondEpoch(L.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            if trainer.current_epoch == 1:
+                raise Interrupted   # last.ckpt has epoch 0
+
+    with pytest.raises(Interrupted):
+        train(cfg, callbacks=[StopAtSecondEpoch()])
+    last = tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 0
+    average, current = ckpt["state_dict"], ckpt["current_model_state"]
+    assert set(average) == set(current) and "n_averaged" in ckpt["averaging_state"]
+    moved = [k for k in average if average[k].is_floating_point()
+             and not torch.equal(average[k], current[k])]
+    assert any(k.endswith("weight") for k in moved), "the average equals the trained weights"
+    model, _ = load_model(last)   # a checkpoint predicts with the average
+    key = next(k for k in moved if k.endswith("weight"))
+    assert torch.equal(model.state_dict()[key.removeprefix("model.")], average[key])
+
+    seen = {}
+
+    class Record(L.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            seen["weights"] = module.state_dict()[key].clone()
+
+    result = train(cfg, callbacks=[Record()])
+    assert result.epochs == 2
+    assert torch.equal(seen["weights"], current[key])   # trains on from the trained weights
+    after = torch.load(last, map_location="cpu", weights_only=False)
+    assert after["epoch"] == 1 and int(after["averaging_state"]["n_averaged"]) > \
+        int(ckpt["averaging_state"]["n_averaged"])
+
+
 def test_nan_loss_stops_with_the_batch(tmp_path, monkeypatch):
     cfg = load_config(tiny_config(tmp_path))
     from facemark.models.model import LandmarkModel

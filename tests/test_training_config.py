@@ -77,6 +77,8 @@ def test_environment_variables_in_dataset_paths(tmp_path, monkeypatch):
     ("data.repeat=[0]", ["data.repeat", "at least one of them > 0"]),
     ("data.repeat=[-1]", ["data.repeat", ">= 0"]),
     ("trainer.threads=0", ["trainer.threads", ">= 1"]),
+    ("optim.ema_decay=1.0", ["optim.ema_decay", "[0, 1)"]),
+    ("optim.ema_decay=-0.1", ["optim.ema_decay", "[0, 1)"]),
 ])
 def test_bad_values_name_the_key(tmp_path, override, words):
     with pytest.raises(ConfigError) as err:

@@ -92,6 +92,10 @@ class OptimConfig:
     epochs: int = 60
     batch_size: int = 16
     warmup_epochs: int = 0  # linear warm-up to lr, then the schedule over the other epochs
+    # Exponential moving average of the weights and batch-norm statistics, updated after
+    # every optimiser step with this decay (0.999: about the last 1000 steps). Validation,
+    # best.ckpt and the finished model use the average; 0 turns it off.
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -303,6 +307,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
         ("optim.epochs", cfg.optim.epochs > 0, "must be > 0"),
         ("optim.batch_size", cfg.optim.batch_size > 0, "must be > 0"),
         ("optim.warmup_epochs", cfg.optim.warmup_epochs >= 0, "must be >= 0"),
+        ("optim.ema_decay", 0 <= cfg.optim.ema_decay < 1, "must be in [0, 1) (0: no average)"),
         ("data.input_size", cfg.data.input_size >= 32, "must be >= 32 pixels"),
         ("data.val_fraction", 0 <= cfg.data.val_fraction < 1, "must be in [0, 1)"),
         ("data.context", 1 <= cfg.data.context <= MAX_CONTEXT, f"must be in [1, {MAX_CONTEXT:g}]"),

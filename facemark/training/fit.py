@@ -130,6 +130,17 @@ def make_loggers(cfg: TrainConfig, run_dir: Path):
     return out or False
 
 
+def weight_average(decay: float):
+    """Lightning's EMA callback: after every optimiser step the average becomes
+    ``decay * average + (1 - decay) * weights`` (batch-norm statistics too). Lightning
+    swaps the average in for validation, saves it as the checkpoint's ``state_dict`` (the
+    weights being trained go to ``current_model_state``, from which a resume continues) and
+    leaves it in the model when training ends."""
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    return EMAWeightAveraging(decay=float(decay))
+
+
 def make_trainer(cfg: TrainConfig, run_dir: Path, data, checkpoints, callbacks=(), *,
                  epochs: int | None = None, strategy: str | None = None,
                  devices=None, num_nodes: int | None = None):
@@ -142,7 +153,8 @@ def make_trainer(cfg: TrainConfig, run_dir: Path, data, checkpoints, callbacks=(
         data: the data module (told each epoch's number, :class:`EpochSeed`).
         checkpoints: the run's :class:`~facemark.training.checkpoints.RunCheckpoints`.
         callbacks: more callbacks, after the standard ones (checkpoints, learning-rate
-            monitor where there is a logger, progress bar, epoch seed).
+            monitor where there is a logger, progress bar, epoch seed, and the weight
+            average where ``optim.ema_decay`` asks for one).
         epochs, strategy, devices, num_nodes: instead of ``cfg.optim.epochs`` and
             ``cfg.trainer``'s.
     """
@@ -154,6 +166,7 @@ def make_trainer(cfg: TrainConfig, run_dir: Path, data, checkpoints, callbacks=(
         torch.set_num_threads(t.threads)
     loggers = make_loggers(cfg, run_dir)
     monitor = [LearningRateMonitor("epoch")] if loggers else []   # it needs a logger
+    average = [weight_average(cfg.optim.ema_decay)] if cfg.optim.ema_decay else []
     return L.Trainer(
         max_epochs=cfg.optim.epochs if epochs is None else epochs,
         accelerator=t.accelerator, devices=t.devices if devices is None else devices,
@@ -164,5 +177,5 @@ def make_trainer(cfg: TrainConfig, run_dir: Path, data, checkpoints, callbacks=(
         limit_train_batches=t.limit_train_batches, limit_val_batches=t.limit_val_batches,
         gradient_clip_val=t.gradient_clip_val, default_root_dir=run_dir,
         callbacks=[*checkpoints.callbacks, *monitor, TQDMProgressBar(), EpochSeed(data),
-                   *callbacks],
+                   *average, *callbacks],
         enable_model_summary=False, deterministic=False)
