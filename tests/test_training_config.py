@@ -165,3 +165,32 @@ def test_trainer_threads_sets_pytorchs_cpu_threads(tmp_path):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_flip_per_training_set(tmp_path):
+    """data.flip [true, false]: the second set's faces are never mirrored (its annotations'
+    left-right offset survives), the first set's follow the recipe; a wrong length, a
+    non-boolean or flip without augmentation name the key."""
+    from synthetic import make_pts_dataset
+
+    from facemark.training.datamodule import LandmarkDataModule
+
+    a = make_pts_dataset(tmp_path / "a", n=3)
+    b = make_pts_dataset(tmp_path / "b", n=3)
+    text = (f"data:\n  train: [pts:{a}, pts:{b}]\n  input_size: 64\n  val_fraction: 0\n"
+            f"  cache_dir: {tmp_path / 'cache'}\n  flip: [true, false]\n")
+    cfg = load_config(write(tmp_path, text))
+    module = LandmarkDataModule(cfg.data)
+    module.setup()
+    sets = module.train_augmented.inner.datasets
+    assert [d.augment.flip for d in sets] == [0.5, 0.0]
+    assert sets[0].augment.rotation == sets[1].augment.rotation   # the rest of the recipe
+    drawn = [sets[1].augment.draw(np.random.default_rng(s)).flipped for s in range(40)]
+    assert not any(drawn)
+    for override, words in [("data.flip=[true]", ["data.flip", "one entry per"]),
+                            ("data.flip=[1, 0]", ["data.flip[0]", "true/false"])]:
+        with pytest.raises(ConfigError) as err:
+            load_config(write(tmp_path, text), [override])
+        assert all(w in str(err.value) for w in words)
+    with pytest.raises(ConfigError, match="data.flip"):
+        LandmarkDataModule(load_config(write(tmp_path, text), ["data.augment=none"]).data).setup()

@@ -54,6 +54,10 @@ class DataConfig:
                                 # faces are split off before repeating, never repeated; 0
                                 # keeps a set in the split, so the validation faces stay the
                                 # same, but trains on none of its faces)
+    flip: list[bool] = field(default_factory=list)  # per ``train`` entry: false turns the
+                                # augmentation's horizontal flip off for that set's faces, so
+                                # a set whose annotations are not mirror-symmetric keeps its
+                                # own offset (default: every set flips as the recipe says)
     num_workers: int = 2
     skip_bad: bool = False
     blank_images: bool = False  # train on plain black crops (the paper's implicit-prior test)
@@ -320,6 +324,8 @@ def _check_ranges(cfg: TrainConfig) -> None:
         ("data.repeat", all(isinstance(r, int) and r >= 0 for r in cfg.data.repeat)
          and (not cfg.data.repeat or any(cfg.data.repeat)),
          "entries must be integers >= 0, at least one of them > 0"),
+        ("data.flip", not cfg.data.flip or len(cfg.data.flip) == len(cfg.data.train),
+         f"must have one entry per data.train entry ({len(cfg.data.train)})"),
     ]
     for key, ok, why in checks:
         if not ok:

@@ -117,16 +117,21 @@ class LandmarkDataModule(L.LightningDataModule):
                               f"{', '.join(presets)}, none")
         if self.data.augment_args and self.data.augment == "none":
             raise ConfigError("config key 'data.augment_args' is set but data.augment is none")
+        if self.data.flip and self.data.augment == "none":
+            raise ConfigError("config key 'data.flip' is set but data.augment is none")
+        flips = self.data.flip or [True] * len(self.data.train)
         try:
-            augment = None if self.data.augment == "none" else \
-                presets[self.data.augment](scheme, self.data.input_size,
-                                           **dict(self.data.augment_args))
+            augments = {f: None if self.data.augment == "none" else
+                        presets[self.data.augment](scheme, self.data.input_size,
+                                                   **{**dict(self.data.augment_args),
+                                                      **({} if f else {"flip": 0.0})})
+                        for f in set(flips)}
         except TypeError as e:   # an argument Augment does not have
             raise ConfigError(f"config key 'data.augment_args': {e}") from None
         self.train_caches = self._caches(self.data.train)
         blank = self.data.blank_images
-        train_aug = _GlobalIndex([LandmarkDataset(c, augment=augment, seed=self.seed)
-                                  for c in self.train_caches], blank)
+        train_aug = _GlobalIndex([LandmarkDataset(c, augment=augments[f], seed=self.seed)
+                                  for c, f in zip(self.train_caches, flips)], blank)
         train_plain = _GlobalIndex([LandmarkDataset(c, augment=None) for c in self.train_caches],
                                    blank)
         names = [Path(r["image"]).name for c in self.train_caches for r in c.records]
