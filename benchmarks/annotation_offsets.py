@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from facemark.data.schemes import get_scheme
-from facemark.evaluation.metrics import normalizing_distance
+from facemark.evaluation.metrics import nme, normalizing_distance
 from facemark.models.model_file import load_model
 from facemark.training.config import load_config
 from facemark.training.datamodule import LandmarkDataModule
@@ -51,12 +51,12 @@ def offsets(pred: np.ndarray, true: np.ndarray, scheme, size: int) -> dict:
     spread = err - np.nanmean(err, axis=1, keepdims=True)
     scale = np.nansum(spread * centred, axis=(1, 2)) / np.nansum(centred ** 2, axis=(1, 2))
 
-    def nme(e):
-        return 100 * float(np.nanmean(np.linalg.norm(e, axis=2) / dist))
+    def mean_nme(points):
+        return 100 * float(np.nanmean(nme(points, true, scheme)))
 
-    return {"faces": len(pred), "nme": nme(err), "shift_px": shift * size,
+    return {"faces": len(pred), "nme": mean_nme(pred), "shift_px": shift * size,
             "shift_pct": 100 * shift / float(np.mean(dist)),
-            "scale_pct": 100 * float(np.mean(scale)), "nme_without": nme(err - shift)}
+            "scale_pct": 100 * float(np.mean(scale)), "nme_without": mean_nme(pred - shift)}
 
 
 def main() -> None:
