@@ -2,22 +2,22 @@
 # Builds the shipped default model (facemark/weights/default.pt, float16) from its training
 # runs (issue #9: ImageNet MobileNetV2 imported from ../shared/weights, every 300-W training
 # face + the YouTube-Faces training frames, one stage with detector-like boxes and image
-# context, then 10 epochs with lighter augmentation, no flip and a weight average)
+# context, then 20 epochs with lighter augmentation, no flip and a weight average)
 # and measures it for the model card
 # (docs/model-card.md). Run from the repository root, after
 #   facemark weights import-tflite ../shared/weights/tf2_mobilenet_v2_1.0_224_ptq.tflite \
 #       -o ../fm-weights/mobilenet_v2_imagenet.pth --calibration ../shared/data/photos
 #   facemark train experiments/default/pipnet_mbv2_128_300w_imagenet.yaml
-#   facemark train experiments/default/finetune/pipnet_mbv2_128_lightaug_ema_noflip.yaml
+#   facemark train experiments/default/finetune/pipnet_mbv2_128_lightaug_ema_noflip_20ep.yaml
 # Needs ../shared/data (and face_recognition_models for dlib's rows). Writes the reports
 # under ${OUT:-/tmp/default-model}. The ONNX file is not committed: facemark.load() makes it
 # from default.pt into the user cache on first use.
 #
 # The same script builds the larger model shipped beside it (facemark.load("accurate")):
-#   NAME=accurate RUN=../fm-runs/finetune_mbv2_160_lightaug_ema_ytfnoflip bash benchmarks/make_default_model.sh
+#   NAME=accurate RUN=../fm-runs/finetune_mbv2_160_lightaug_ema_noflip bash benchmarks/make_default_model.sh
 set -euo pipefail
 NAME=${NAME:-default}
-RUN=${RUN:-../fm-runs/finetune_mbv2_128_lightaug_ema_noflip}
+RUN=${RUN:-../fm-runs/finetune_mbv2_128_lightaug_ema_noflip_20ep}
 CKPT=${CKPT:-$RUN/checkpoints/best.ckpt}
 OUT=${OUT:-/tmp/$NAME-model}
 DATA=../shared/data
