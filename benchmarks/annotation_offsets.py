@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from facemark.data.schemes import get_scheme
+from facemark.errors import DataError
 from facemark.evaluation.metrics import nme, normalizing_distance
 from facemark.models.model_file import load_model
 from facemark.training.config import load_config
@@ -74,7 +75,10 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for item in args.models:
         name, _, path = item.rpartition("=")
-        model, info = load_model(path)
+        try:
+            model, info = load_model(path)
+        except DataError as e:
+            raise SystemExit(str(e)) from None
         if int(info.input_size) != cfg.data.input_size:
             raise SystemExit(f"{path}: a {info.input_size} px model; this config's crops are "
                              f"{cfg.data.input_size} px (give a config of its size)")
