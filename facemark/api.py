@@ -48,7 +48,8 @@ def load(name_or_path: str | Path | None = None, *, device: str = "cpu", detecto
         flip_test: also predict on the mirrored crop and average.
         smoothing: video smoothing (None: on for video, off for photos; False; True; or a
             dict of One Euro parameters ``min_cutoff``, ``beta``, ``d_cutoff``).
-        **kwargs: other Landmarker arguments (``batch_size``, ``crop_rule``).
+        **kwargs: other Landmarker arguments (``batch_size``, ``crop_rule``, ``refine``,
+            ``first_pass_size``, ``threads``).
 
     Raises:
         FacemarkError / DataError / ConfigError: no model, a bad model file or a bad

@@ -201,6 +201,16 @@ def test_evaluate_with_detector_boxes(tmp_path, shifted_folder, capsys):
     assert main(["evaluate", f"boxes={model}", "--data", f"pts:{shifted_folder}",
                  "--detector", "test_shifted", "--refine-passes", "2"]) == 2
     assert "--refine-passes needs --refine" in capsys.readouterr().err
+    # the first of the two passes on 32 px crops (the model's own is 64)
+    assert main(["evaluate", f"boxes={model}", "--data", f"pts:{shifted_folder}",
+                 "--detector", "test_shifted", "--refine", "--first-pass-size", "32"]) == 0
+    assert "refined (first pass at 32 px)" in capsys.readouterr().out
+    assert main(["evaluate", f"boxes={model}", "--data", f"pts:{shifted_folder}",
+                 "--detector", "test_shifted", "--first-pass-size", "32"]) == 2
+    assert "--first-pass-size needs --refine" in capsys.readouterr().err
+    assert main(["evaluate", f"boxes={model}", "--data", f"pts:{shifted_folder}",
+                 "--detector", "test_shifted", "--refine", "--first-pass-size", "48"]) == 2
+    assert "multiple of 32" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(

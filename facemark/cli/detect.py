@@ -3,6 +3,7 @@
     facemark detect PATH [PATH ...] [--sample] [-o OUT] [--format json|csv|both] [--overlay]
         [--model PATH] [--detector NAME] [--device cpu] [--engine auto|torch|onnx]
         [--batch-size 32] [--flip-test] [--refine [--refine-passes N] | --no-refine]
+        [--first-pass-size PX]
         [--no-smooth] [--keep-exif-orientation] [--shard i/n] [--no-recursive]
         [--max-frames N] [--detect-every K] [--overwrite] [--pose]
         [--chips DIR [--chip-template arcface|dlib] [--chip-size N] [--chip-padding P]]
@@ -78,7 +79,7 @@ from __future__ import annotations
 
 import argparse
 
-from facemark.cli.arguments import nonnegative_float, positive_int, refine_of
+from facemark.cli.arguments import nonnegative_float, nonnegative_int, positive_int, refine_of
 from facemark.errors import ConfigError
 from facemark.inference.batch import DEFAULT_OUT, merge_parts
 from facemark.inference.model_path import describe_models
@@ -135,6 +136,11 @@ def register(subparsers) -> None:
                         "previous landmarks (default 1)")
     p.add_argument("--no-refine", action="store_true",
                    help="one pass per face only, on the detector's (calibrated) box")
+    p.add_argument("--first-pass-size", type=nonnegative_int, default=None, metavar="PX",
+                   help="crop side of the first pass when a refine pass follows (it only "
+                        "places the next crop; smaller is faster): a multiple of 32 up to "
+                        "the model's crop size, 0 for the model's size (default: the "
+                        "model's own setting)")
     p.add_argument("--keep-exif-orientation", action="store_true",
                    help="take photos' pixels as stored, ignoring their EXIF orientation tag "
                         "(default: turn them upright as viewers show them; points are in "
@@ -218,7 +224,8 @@ def run(args) -> int:
     summary = detect_files(
         args.paths, args.out, model=args.model, detector=args.detector, device=args.device,
         engine=args.engine, batch_size=args.batch_size, flip_test=args.flip_test,
-        refine=refine_of(args), smooth=not args.no_smooth, formats=args.format,
+        refine=refine_of(args), first_pass_size=args.first_pass_size,
+        smooth=not args.no_smooth, formats=args.format,
         overlay=args.overlay, keep_exif_orientation=args.keep_exif_orientation,
         shard=args.shard, recursive=args.recursive, max_frames=args.max_frames,
         detect_every=args.detect_every, overwrite=args.overwrite, pose=args.pose,

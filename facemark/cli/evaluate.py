@@ -3,7 +3,7 @@
     facemark evaluate SOURCE [SOURCE ...] --data DATASET [--format F] [--norm N]
         [--convert-to SCHEME] [--threshold 0.1] [--train DATASET]
         [--crop-rule 300w|gsl|...] [--detector NAME]
-        [--refine [--refine-passes N]] [--flip-test] [--subsets KIND]
+        [--refine [--refine-passes N] [--first-pass-size PX]] [--flip-test] [--subsets KIND]
         [--out DIR] [--save-predictions] [--skip-bad]
 
 A SOURCE is a prediction file (``.json`` / ``.csv``, see docs/prediction-format.md), a
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 
-from facemark.cli.arguments import positive_float, positive_int, refine_of
+from facemark.cli.arguments import nonnegative_int, positive_float, positive_int, refine_of
 from facemark.data.schemes import NME_NORMS
 from facemark.errors import ConfigError, DataError, SkipLog
 from facemark.io import output_folder
@@ -68,6 +68,10 @@ def register(subparsers) -> None:
     p.add_argument("--refine-passes", type=positive_int, default=None, metavar="N",
                    help="with --refine: how many extra passes, each on a crop from the "
                         "previous landmarks (default 1)")
+    p.add_argument("--first-pass-size", type=nonnegative_int, default=None, metavar="PX",
+                   help="with --refine: crop side of the first pass (a multiple of 32 up to "
+                        "the model's crop size; 0: the model's size; default: the model's "
+                        "own setting, as facemark detect)")
     p.add_argument("--subsets", default="auto",
                    choices=("auto", "none", "300w", "wflw", "300vw"),
                    help="which subset tables to report (default: guessed from the dataset)")
@@ -95,6 +99,8 @@ def run(args) -> int:
     refine = refine_of(args)
     if refine and not args.detector:
         raise ConfigError("--refine needs --detector NAME (ground-truth crops need no refining)")
+    if args.first_pass_size is not None and not refine:
+        raise ConfigError("--first-pass-size needs --refine (it sizes the first of two passes)")
     if args.save_predictions and not args.out:
         raise ConfigError("--save-predictions needs --out DIR")
     if args.out:
@@ -118,7 +124,8 @@ def run(args) -> int:
         pset = resolve_predictions(arg, samples, train=args.train, train_format=args.train_format,
                                    crop_rule=crop_rule, skip_bad=log,
                                    scheme=samples[0].scheme, flip_test=args.flip_test,
-                                   detector=args.detector, refine=refine)
+                                   detector=args.detector, refine=refine,
+                                   first_pass_size=args.first_pass_size)
         name = pset.method or arg
         base, k = name, 2
         while name in sets:  # two sources with one name: keep both, numbered

@@ -42,6 +42,10 @@ def register(subparsers) -> None:
     p.add_argument("--refine-passes", type=int, default=None, metavar="N",
                    help="pt: the extra passes facemark detect and facemark.load() make by "
                         "default with this model (0: one pass; default: keep the model's)")
+    p.add_argument("--first-pass-size", type=int, default=None, metavar="PX",
+                   help="pt: crop side of the first pass when a refine pass follows, by "
+                        "default with this model (a multiple of 32 below its crop size; 0: "
+                        "its crop size; default: keep the model's)")
     p.add_argument("--int8", action="store_true",
                    help="quantise to int8 (onnx only; needs --calibration)")
     p.add_argument("--calibration", default=None, metavar="DATASET",
@@ -105,6 +109,9 @@ def run(args) -> int:
     if args.refine_passes is not None and fmt != "pt":
         raise ConfigError("--refine-passes is for --format pt (an ONNX export carries the "
                           "value of the .pt it is made from)")
+    if args.first_pass_size is not None and fmt != "pt":
+        raise ConfigError("--first-pass-size is for --format pt (an ONNX export carries the "
+                          "value of the .pt it is made from)")
     if args.half and fmt != "pt":
         raise ConfigError("--half is for --format pt (ONNX exports stay float32)")
     if fmt == "pt":
@@ -119,6 +126,13 @@ def run(args) -> int:
                 raise ConfigError(f"--refine-passes: expected 0 to {MAX_REFINE}, got "
                                   f"{args.refine_passes}")
             extra["refine_passes"] = args.refine_passes
+        if args.first_pass_size:
+            extra["first_pass_size"] = model.check_other_input_size(args.first_pass_size)
+        elif args.first_pass_size is not None:
+            if args.first_pass_size < 0:
+                raise ConfigError(f"--first-pass-size: expected 0 or a crop side in pixels, "
+                                  f"got {args.first_pass_size}")
+            extra["first_pass_size"] = 0
         save_model(model, info, out, extra=extra, half=args.half)
         print(f"wrote {out} ({_size(out)}): {info.model_config.get('name', 'model')}, scheme "
               f"{info.scheme}, {info.input_size} px, crop rule {info.crop_rule}")

@@ -32,7 +32,8 @@ A resolver receives the evaluated samples and keyword options; it must accept an
 options it does not use (``**kw``). Options ``facemark evaluate`` passes: ``train``
 (dataset string or list of samples, may be None), ``train_format``, ``crop_rule``,
 ``skip_bad`` (a SkipLog), ``scheme`` (the evaluated scheme name), ``flip_test``,
-``detector`` (None or a face detector name for model sources), ``refine``.
+``detector`` (None or a face detector name for model sources), ``refine``,
+``first_pass_size``.
 """
 from __future__ import annotations
 

@@ -84,7 +84,7 @@ def detect_files(paths, out=None, **options) -> DetectSummary:
         out: the output folder (default ``facemark_out``).
         **options: :class:`BatchDetector`'s: ``model``, ``detector``, ``device``,
             ``engine``, ``batch_size``, ``flip_test``, ``refine`` (extra passes; None for the
-            model's default), ``smooth``, ``formats`` ("json", "csv", "both"),
+            model's default), ``first_pass_size`` (None for the model's default), ``smooth``, ``formats`` ("json", "csv", "both"),
             ``overlay``, ``keep_exif_orientation``, ``shard`` ((i, n)), ``recursive``,
             ``max_frames``, ``detect_every``, ``overwrite``, ``pose``, ``chips`` (a folder),
             ``chip_template``, ``chip_size``, ``chip_padding``, ``quiet`` (default True: no
@@ -102,7 +102,8 @@ class BatchDetector:
 
     def __init__(self, out=None, *, model=None, detector="auto", device: str = "cpu",
                  engine: str = "auto", batch_size: int = 32, flip_test: bool = False,
-                 refine: int | None = None, smooth: bool = True, formats: str = "json",
+                 refine: int | None = None, first_pass_size: int | None = None,
+                 smooth: bool = True, formats: str = "json",
                  overlay: bool = False, keep_exif_orientation: bool = False,
                  shard: tuple[int, int] | None = None, recursive: bool = True,
                  max_frames: int | None = None, detect_every: int = 10,
@@ -113,7 +114,8 @@ class BatchDetector:
 
         self.options = SimpleNamespace(
             out=out, model=model, detector=detector, device=device, engine=engine,
-            batch_size=batch_size, flip_test=flip_test, refine=refine, smooth=smooth,
+            batch_size=batch_size, flip_test=flip_test, refine=refine,
+            first_pass_size=first_pass_size, smooth=smooth,
             format=formats, overlay=overlay, keep_exif_orientation=keep_exif_orientation,
             shard=shard, recursive=recursive, max_frames=max_frames, detect_every=detect_every,
             overwrite=overwrite, pose=pose, chips=chips, chip_template=chip_template,
@@ -150,12 +152,15 @@ class BatchDetector:
         self.landmarker = Landmarker(args.model, device=args.device, detector=args.detector,
                                      engine=args.engine, flip_test=args.flip_test,
                                      smoothing=None if args.smooth else False,
-                                     batch_size=args.batch_size, refine=args.refine).load()
+                                     batch_size=args.batch_size, refine=args.refine,
+                                     first_pass_size=args.first_pass_size).load()
         lm = self.landmarker
         settings = {"model": lm.model_path_.name, "model_sha1": file_digest(lm.model_path_),
                     "engine": lm.engine_.kind, "detector": repr(lm.detector_),
                     "flip_test": lm.flip_test, "crop_rule": repr(lm.box_rule_),
                     "refine": lm.refine_}
+        if lm.refine_ and lm.first_pass_size_ != lm.info_.input_size:   # (as exif below)
+            settings["first_pass_size"] = lm.first_pass_size_
         if args.keep_exif_orientation:  # (absent by default: earlier runs' parts stay valid)
             settings["exif_orientation"] = "ignored"
         if args.pose:

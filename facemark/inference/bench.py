@@ -50,17 +50,19 @@ def landmarks_for_boxes(engine, image: np.ndarray, boxes: Sequence[np.ndarray],
     return map_back(denormalise_points(points, size), inverses)
 
 
-def _landmark_fn(engine, crop_rule: str, landmarker=None, box_style: str | None = None):
+def _landmark_fn(engine, crop_rule: str, landmarker=None, box_style: str | None = None,
+                 first_engine=None):
     """``(image, boxes) -> faces`` for one engine, for timing: ``landmarker.detect`` with
     ``engine`` in its place (its calibration for ``box_style`` and its refine passes, as in
-    ``facemark detect``; a list of Face), or :func:`landmarks_for_boxes` with ``crop_rule``
-    without a landmarker (an array of points)."""
+    ``facemark detect``; a list of Face) and ``first_engine`` for its first pass (None:
+    ``engine`` at its own size), or :func:`landmarks_for_boxes` with ``crop_rule`` without
+    a landmarker (an array of points)."""
     if landmarker is None:
         return lambda image, boxes: landmarks_for_boxes(engine, image, boxes, crop_rule)
     import copy
 
     lm = copy.copy(landmarker)
-    lm.engine_ = engine
+    lm.engine_, lm.first_engine_ = engine, first_engine
     return lambda image, boxes: lm.detect(image, boxes=boxes, box_style=box_style)
 
 
@@ -92,16 +94,19 @@ class PipelineTiming:
 
 def pipeline_latency(detector, engines: dict[str, Any], images: Sequence[np.ndarray],
                      repeats: int = 5, crop_rule: str = "detector",
-                     dlib_predictor=None, landmarker=None) -> PipelineTiming:
+                     dlib_predictor=None, landmarker=None,
+                     first_engines: dict[str, Any] | None = None) -> PipelineTiming:
     """Median detection and landmark times on decoded photos (image decoding not counted).
 
     Each photo is detected ``repeats`` times and its faces are run through every engine
     ``repeats`` times, interleaved; per photo the medians are taken, then summed. With a
     loaded ``landmarker`` each engine runs in its place (crops and refine passes as
-    ``facemark detect`` makes them), else faces are cut with ``crop_rule``.
+    ``facemark detect`` makes them; ``first_engines``: by engine name, the engine of the
+    first pass where it runs at a smaller size), else faces are cut with ``crop_rule``.
     """
     box_style = getattr(detector, "box_style", None)
-    landmark_fns = {name: _landmark_fn(e, crop_rule, landmarker, box_style)
+    firsts = first_engines or {}
+    landmark_fns = {name: _landmark_fn(e, crop_rule, landmarker, box_style, firsts.get(name))
                     for name, e in engines.items()}
     detect_total, faces_total = 0.0, 0
     lm_total = {name: 0.0 for name in engines}
@@ -147,13 +152,15 @@ class Throughput:
 
 
 def folder_throughput(detector, engine, paths: Sequence[str | Path],
-                      crop_rule: str = "detector", landmarker=None) -> Throughput:
+                      crop_rule: str = "detector", landmarker=None,
+                      first_engine=None) -> Throughput:
     """Wall time of a full pass (decode + detect + crop + landmarks) over ``paths``.
 
     A file that cannot be read is listed in ``unreadable`` and skipped (its time counts).
-    ``crop_rule`` and ``landmarker``: as :func:`pipeline_latency`.
+    ``crop_rule``, ``landmarker`` and ``first_engine``: as :func:`pipeline_latency`.
     """
-    landmarks = _landmark_fn(engine, crop_rule, landmarker, getattr(detector, "box_style", None))
+    landmarks = _landmark_fn(engine, crop_rule, landmarker, getattr(detector, "box_style", None),
+                             first_engine)
     faces, done, bad = 0, 0, []
     t0 = time.perf_counter()
     for path in paths:
@@ -289,6 +296,28 @@ def _open_engines(model_path: str | Path, thread_counts: Sequence[int],
             engines[f"ONNX Runtime {label} ({Path(extra).name})"] = engine
         by_threads[threads] = engines
     return by_threads, notes
+
+
+def _first_pass_engines(landmarker, engines: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """By engine name, the engine of a first pass at ``landmarker.first_pass_size_`` px
+    where the landmarker runs one at another size: PyTorch engines at that size, the ONNX
+    export of the model (a file in ``tmp``) exported again at that size; ``--also`` files
+    are single graphs and run the first pass at their own size (left out)."""
+    if landmarker.first_engine_ is None:
+        return {}
+    size = landmarker.first_pass_size_
+    model = getattr(landmarker.engine_, "model_", None)
+    out: dict[str, Any] = {}
+    for name, engine in engines.items():
+        if isinstance(engine, TorchLandmarkEngine):
+            out[name] = engine.at_size(size)
+        elif model is not None and Path(engine.path).parent == tmp:   # our own export
+            path = tmp / f"model-{size}px.onnx"
+            if not path.is_file():
+                export_onnx(model, path, input_size=size, any_size=True,
+                            info=landmarker.info_)
+            out[name] = OnnxLandmarkEngine(path, threads=engine.threads).load()
+    return out
 
 
 def _set_threads(threads: int) -> None:
@@ -432,6 +461,10 @@ def _speed_report(model_path: str | Path, *, photos: str | Path | None = None,
                 if lm.refine_:
                     crop_note += (f", then {lm.refine_} refine pass(es) on crops from the "
                                   "landmarks, as `facemark detect` does by default")
+                firsts = _first_pass_engines(lm, engines, Path(tmpdir))
+                if firsts:
+                    crop_note += (f"; the first pass on {lm.first_pass_size_} px crops "
+                                  f"({', '.join(firsts)}; other engines at their own size)")
                 paths = list_images(photos)
                 if not paths:
                     raise DataError(photos, "no images in the --photos folder")
@@ -448,7 +481,7 @@ def _speed_report(model_path: str | Path, *, photos: str | Path | None = None,
                 _say(progress, f"detection + landmarks on {len(images)} photos, "
                                f"{repeats} repeats each")
                 pt = pipeline_latency(det, engines, images, repeats=repeats, dlib_predictor=dlib,
-                                      landmarker=lm)
+                                      landmarker=lm, first_engines=firsts)
                 base = pt.landmarks_ms.get("PyTorch (eager)")
                 rows = []
                 for name in engines:
@@ -473,7 +506,8 @@ def _speed_report(model_path: str | Path, *, photos: str | Path | None = None,
                 _say(progress, f"throughput: one pass over {len(paths)} photos per engine")
                 rows = []
                 for name, engine in engines.items():
-                    tp = folder_throughput(det, engine, paths, landmarker=lm)
+                    tp = folder_throughput(det, engine, paths, landmarker=lm,
+                                           first_engine=firsts.get(name))
                     rows.append([name, tp.images, tp.faces, f"{tp.seconds:.2f}",
                                  f"{tp.images_per_s:.2f}", f"{tp.faces_per_s:.2f}"])
                     unreadable = sorted(set(unreadable) | set(tp.unreadable))

@@ -43,7 +43,7 @@ PREFIX = "facemark."
 METADATA_KEYS = ("scheme", "scheme_definition", "input_size", "crop_rule", "num_points",
                  "version", "model_config", "outputs")
 #: ``ModelInfo.info`` entries an export keeps (JSON text in the ONNX metadata).
-CARRIED_INFO = ("box_calibration", "model_card", "refine_passes")
+CARRIED_INFO = ("box_calibration", "model_card", "refine_passes", "first_pass_size")
 DEFAULT_OPSET = 17
 #: Bumped when the exported graph changes for the same weights (2: PIPNet's confidence
 #: from the spread of the neighbour votes; 3: pads folded into convolutions, vote merging
@@ -187,14 +187,15 @@ def check_parity(session, model, images: np.ndarray, atol: float = PARITY_ATOL,
 def export_onnx(model, path: str | Path, input_size: int | None = None, opset: int = DEFAULT_OPSET,
                 dynamic_batch: bool = True, *, info=None, scheme=None,
                 crop_rule: str | None = None, atol: float = PARITY_ATOL,
-                metadata: dict[str, Any] | None = None) -> Path:
+                metadata: dict[str, Any] | None = None, any_size: bool = False) -> Path:
     """Export ``model.predictor()`` to ONNX, check it, and write it atomically.
 
     Args:
         model: a ``LandmarkModel`` (set to eval mode for the export, restored afterwards).
         path: the ``.onnx`` file to write (its folder is created).
         input_size: crop side S; None takes ``info.input_size`` or ``model.input_size``
-            (it must equal ``model.input_size``: heads size their grids and layers by it).
+            (it must equal ``model.input_size``: heads size their grids and layers by it;
+            see ``any_size``).
         opset: ONNX opset (17 by default; ArgMax/Einsum/OneHot export from 13 on).
         dynamic_batch: the batch dimension is symbolic (any B); else fixed to 1.
         info: a ``ModelInfo`` (from ``load_model``) supplying scheme and crop rule.
@@ -203,6 +204,9 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
         atol: largest allowed difference between onnxruntime and PyTorch (points in
             normalised crop units, confidence).
         metadata: extra ``facemark.*`` metadata entries (strings, or JSON-encoded).
+        any_size: allow an ``input_size`` other than the model's own where the model runs
+            on it (``LandmarkModel.check_other_input_size``): the graph of a first pass
+            that only places the crop (``Landmarker(first_pass_size=...)``).
 
     Returns:
         ``path``, written only after ``onnx.checker`` and the parity check passed.
@@ -218,7 +222,9 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
     size = input_size or (info.input_size if info is not None else None) or model.input_size
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ConfigError(f"export: input_size must be a positive integer, got {size!r}")
-    if int(size) != model.input_size:
+    if any_size and int(size) != model.input_size:
+        size = model.check_other_input_size(int(size))
+    elif int(size) != model.input_size:
         raise ConfigError(f"export: input_size {size} differs from the {model.input_size} px "
                           "the model was built and trained for")
     if isinstance(opset, bool) or not isinstance(opset, int) or not 13 <= opset <= 21:

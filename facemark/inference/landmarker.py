@@ -29,7 +29,7 @@ from facemark.data.images import read_image
 from facemark.errors import ConfigError, DataError
 from facemark.inference.calibration import calibrations_of
 from facemark.inference.detectors import create_detector
-from facemark.inference.model_path import resolve_model_path
+from facemark.inference.model_path import bundled_onnx, bundled_weights, resolve_model_path
 
 #: Default crop rule for boxes from a face detector or from the caller.
 DEFAULT_BOX_RULE = "detector"
@@ -182,19 +182,30 @@ class Landmarker:
             models trained on box-based crops (WFLW, COFW, AFLW rules), which cannot refine.
             On the default model one pass took ytf68/test from 4.93% to 4.71% NME and its
             failures from 4.55% to 3.51% (docs/model-card.md).
+        first_pass_size: crop side (pixels) of the first pass when refine passes follow:
+            that pass only places the crop of the next, and a smaller crop of the same region
+            costs less (96 px takes about 55% of a 128 px pass). None (default): the model's
+            own (``facemark export --first-pass-size N``; the bundled models' are in
+            docs/model-card.md), else its input size; 0: its input size; N: a multiple of
+            the model's grid cell (32) up to its input size. Needs a model whose head reads
+            its grid off the feature map (PIPNet) and, for the onnx engine, the model's
+            weights (a bundled model): a ``.onnx`` file runs at its own size only.
 
     Attributes (set by :meth:`load`):
         engine_: the landmark engine (``OnnxLandmarkEngine`` or ``TorchLandmarkEngine``);
         info_: the model's ModelInfo (scheme, input size, crop rule of training); scheme_:
         the LandmarkScheme; model_path_: the model file; detector_:
         the FaceDetector (not loaded until needed); box_rule_: the CropRule for boxes;
-        refine_: the number of extra passes ``refine`` resolved to.
+        refine_: the number of extra passes ``refine`` resolved to; first_pass_size_: the
+        crop side of the first pass; first_engine_: the engine that runs it at another
+        side than the model's own (None: ``engine_`` runs it).
     """
 
     def __init__(self, model: str | Path | None = None, *, device: str = "cpu",
                  detector: Any = "auto", engine: str = "auto", flip_test: bool = False,
                  smoothing: Any = None, batch_size: int = 32, threads: int | None = None,
-                 crop_rule: str | CropRule | None = None, refine: bool | int | None = None):
+                 crop_rule: str | CropRule | None = None, refine: bool | int | None = None,
+                 first_pass_size: int | None = None):
         self.model = model
         self.device = device
         self.detector = detector
@@ -205,11 +216,12 @@ class Landmarker:
         self.threads = threads
         self.crop_rule = crop_rule
         self.refine = refine
+        self.first_pass_size = first_pass_size
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in (
             "model", "device", "detector", "engine", "flip_test", "smoothing", "batch_size",
-            "threads", "crop_rule", "refine"))
+            "threads", "crop_rule", "refine", "first_pass_size"))
         return f"Landmarker({args})"
 
     # -- loading -------------------------------------------------------------------------
@@ -262,10 +274,30 @@ class Landmarker:
         self.scheme_ = self.info_.landmark_scheme()   # stored in the file, else by name
         self.refine_ = refine_passes(self.refine, self.info_.crop_rule,
                                      self.info_.info.get("refine_passes"))
+        self.first_pass_size_, self.first_engine_ = self._first_pass_engine(kind)
         if self.flip_test and not self.scheme_.flippable:
             raise ConfigError(f"flip_test: the model's scheme {self.scheme_.name!r} has no "
                               "horizontal mirror; use flip_test=False")
         return self
+
+    def _first_pass_engine(self, kind: str):
+        """(crop side, engine) of the first pass (``first_pass_size``); engine None: ``engine_``."""
+        own = self.info_.input_size
+        size = first_pass_size(self.first_pass_size, own,
+                               self.info_.info.get("first_pass_size"), self.refine_)
+        if size == own:
+            return own, None
+        if kind == "torch":
+            return size, self.engine_.at_size(size)
+        source = bundled_weights(self.model)
+        if source is None:   # an .onnx file: one graph, one size
+            if self.first_pass_size is None:
+                return own, None
+            raise ConfigError(f"first_pass_size: {self.model_path_.name} is an ONNX graph for "
+                              f"{own} px crops only; give the model's .pt/.ckpt file (with "
+                              "engine='torch') or use a bundled model")
+        path = bundled_onnx(source[0], source[1], input_size=size)
+        return size, type(self.engine_)(path, threads=self.threads).load()   # onnxruntime
 
     def _check_loaded(self) -> None:
         if not hasattr(self, "engine_"):
@@ -363,16 +395,20 @@ class Landmarker:
         """Crop, predict in batches and map back; jobs = (image index, box, score, crop box).
 
         With ``refine``, each face is cropped again from its predicted landmarks by the
-        model's own training crop rule and predicted once more, ``refine_`` times.
+        model's own training crop rule and predicted once more, ``refine_`` times; the
+        first pass runs on ``first_pass_size_`` px crops.
         """
         out: list[list[Face]] = [[] for _ in images]
         for start in range(0, len(jobs), int(self.batch_size)):
             chunk = jobs[start:start + int(self.batch_size)]
-            points, conf = self._predict(images, [(i, cbox) for i, _, _, cbox in chunk])
+            first = self.engine_ if self.first_engine_ is None or not self.refine_ \
+                else self.first_engine_
+            points, conf = self._predict(images, [(i, cbox) for i, _, _, cbox in chunk], first)
             boxes = [cbox for _, _, _, cbox in chunk]
             for _ in range(self.refine_):
                 boxes = [refined_crop_box(self.info_.crop_rule, p, b) for p, b in zip(points, boxes)]
-                points, conf = self._predict(images, [(i, b) for (i, _, _, _), b in zip(chunk, boxes)])
+                points, conf = self._predict(images, [(i, b) for (i, _, _, _), b in zip(chunk, boxes)],
+                                             self.engine_)
             for j, (i, box, score, _) in enumerate(chunk):
                 out[i].append(Face(box=box, score=score, points=points[j],
                                    point_scores=np.clip(conf[j], 0.0, 1.0),
@@ -380,12 +416,14 @@ class Landmarker:
                                    image_size=(images[i].shape[1], images[i].shape[0])))
         return out
 
-    def _predict(self, images: list[np.ndarray], crops_of) -> tuple[np.ndarray, np.ndarray]:
-        """Points (K, N, 2) in image pixels and confidence (K, N) for (image index, crop box)."""
+    def _predict(self, images: list[np.ndarray], crops_of, engine) -> tuple[np.ndarray, np.ndarray]:
+        """Points (K, N, 2) in image pixels and confidence (K, N) for (image index, crop box),
+        from ``engine`` (``engine_``, or ``first_engine_`` on ``first_pass_size_`` crops)."""
         from facemark.models.crop_predict import predict_boxes
 
-        return predict_boxes(self.engine_, [images[i] for i, _ in crops_of],
-                             [cbox for _, cbox in crops_of], self.info_.input_size,
+        size = self.info_.input_size if engine is self.engine_ else self.first_pass_size_
+        return predict_boxes(engine, [images[i] for i, _ in crops_of],
+                             [cbox for _, cbox in crops_of], size,
                              self.flip_test, self.scheme_, self.device_)
 
 
@@ -418,6 +456,33 @@ def refine_passes(refine: bool | int | None, crop_rule: str | CropRule,
         raise ConfigError(f"refine: the model was trained on crops from dataset boxes "
                           f"(crop rule {crop_rule!r}), not from landmarks; use refine=False")
     return passes
+
+
+def first_pass_size(value: int | None, input_size: int, model_default: Any = None,
+                    refine: int = 1) -> int:
+    """The crop side (pixels) of the first of ``1 + refine`` passes.
+
+    None: ``model_default`` (the ``first_pass_size`` entry of the model file, ``facemark
+    export --first-pass-size N``) when refine passes follow and the entry is readable, else
+    ``input_size``; 0 or ``input_size``: ``input_size``; another int: itself (the model
+    checks it: ``LandmarkModel.check_other_input_size``). With no refine pass the only pass
+    is the model's own size whatever the value.
+
+    Raises:
+        ConfigError: not None or a non-negative integer.
+    """
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                              or value < 0):
+        raise ConfigError(f"first_pass_size: expected None, 0 or a crop side in pixels, "
+                          f"got {value!r}")
+    if not refine:
+        return int(input_size)
+    if value is None:
+        try:
+            value = int(model_default) if model_default is not None else 0
+        except (TypeError, ValueError):
+            value = 0   # an unreadable entry: the model's own size
+    return int(value) or int(input_size)
 
 
 def refined_crop_box(rule: str | CropRule, points: np.ndarray, first: np.ndarray) -> np.ndarray:

@@ -43,11 +43,13 @@ def cache_folder() -> Path:
     return Path(base).expanduser() / "facemark"
 
 
-def bundled_onnx(name: str, pt_file: Path) -> Path:
+def bundled_onnx(name: str, pt_file: Path, input_size: int | None = None) -> Path:
     """The ONNX file of a bundled model that ships only its (float16) ``.pt``: exported into
     :func:`cache_folder` on first use (a few seconds), named by a hash of the ``.pt`` so an
     upgraded model never reuses an old export (the hash also covers
     ``export.GRAPH_REVISION``, so a changed decode re-exports), and written atomically.
+    ``input_size``: a graph for crops of another side than the model's own (the first pass
+    of ``Landmarker(first_pass_size=...)``), cached beside the other.
 
     Raises:
         FacemarkError: the export failed or the cache folder cannot be written (the message
@@ -60,13 +62,15 @@ def bundled_onnx(name: str, pt_file: Path) -> Path:
 
     tag = f"graph-{GRAPH_REVISION}".encode()
     digest = hashlib.sha1(pt_file.read_bytes() + tag).hexdigest()[:12]
-    path = cache_folder() / f"{name}-{digest}.onnx"
+    size = "" if input_size is None else f"-{int(input_size)}px"
+    path = cache_folder() / f"{name}-{digest}{size}.onnx"
     if path.is_file():
         return path
     model, info = load_model(pt_file)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        export_onnx(model, path, info=info, metadata={"exported_from": pt_file.name})
+        export_onnx(model, path, info=info, metadata={"exported_from": pt_file.name},
+                    input_size=input_size, any_size=input_size is not None)
     except (OSError, DataError) as e:   # DataError: the folder is there but the file is not
         why = e.message if isinstance(e, DataError) else (e.strerror or e)
         raise FacemarkError(f"cannot write the ONNX export of the bundled model {name!r} to "
@@ -125,6 +129,20 @@ def resolve_model_path(name_or_path: str | Path | None, engine: str = "auto") ->
     raise DataError(path, f"model file not found{known}")
 
 
+def bundled_weights(name_or_path: str | Path | None) -> tuple[str, Path] | None:
+    """(name, ``.pt`` file) when a ``load`` argument means a bundled model that ships its
+    PyTorch weights (None / ``"default"`` or a bundled name that is not a file), else None."""
+    bundled = bundled_models()
+    if name_or_path is None or str(name_or_path) == DEFAULT_MODEL:
+        name = DEFAULT_MODEL
+    else:
+        name = str(name_or_path)
+        if Path(name).expanduser().is_file() or "/" in name or "\\" in name:
+            return None
+    files = bundled.get(name, {})
+    return (name, files[".pt"]) if ".pt" in files else None
+
+
 def describe_models() -> str:
     """One line per bundled model (``facemark detect --list-models``): its name, scheme,
     points, crop size, default refine passes and file size.
@@ -144,6 +162,9 @@ def describe_models() -> str:
         model, info = load_model(files[".pt"])
         passes = info.info.get("refine_passes")
         refine = "" if passes is None else f", {passes} refine pass{'es' if passes != 1 else ''}"
+        first = info.info.get("first_pass_size")
+        if passes and first and int(first) != model.input_size:
+            refine += f" (the first at {int(first)} px)"
         mb = files[".pt"].stat().st_size / 2 ** 20
         tag = " (used without --model)" if name == DEFAULT_MODEL else ""
         lines.append(f"{name}{tag}: {info.scheme}, {model.num_points} points, "

@@ -14,6 +14,8 @@ opens the file (and returns the engine), and the first ``predict`` loads if need
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -207,6 +209,16 @@ class TorchLandmarkEngine:
                      device=str(next(model.parameters()).device))
         engine.model_, engine.info_ = model.eval(), info
         return engine
+
+    def at_size(self, size: int) -> "TorchLandmarkEngine":
+        """This engine on ``size`` x ``size`` crops: the same model (shared, not copied), whose
+        head must run at that size (``LandmarkModel.check_other_input_size``; ConfigError
+        otherwise). For a first pass that only places the crop."""
+        self._loaded()
+        other = copy.copy(self)
+        other.info_ = dataclasses.replace(self.info_,
+                                          input_size=self.model_.check_other_input_size(size))
+        return other
 
     def _loaded(self) -> "TorchLandmarkEngine":
         return self if hasattr(self, "model_") else self.load()

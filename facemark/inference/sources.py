@@ -31,7 +31,7 @@ from facemark.evaluation.bench import dlib_landmarks, find_dlib_predictor
 from facemark.evaluation.sources import PredictionSource, register_source, resolve_predictions
 from facemark.inference.calibration import calibrations_of, detect_samples, to_crop_boxes
 from facemark.inference.detectors import create_detector
-from facemark.inference.landmarker import refine_passes, refined_crop_box
+from facemark.inference.landmarker import first_pass_size, refine_passes, refined_crop_box
 from facemark.models.crop_predict import predict_samples
 from facemark.models.model_file import load_model
 
@@ -41,11 +41,12 @@ def _model_accepts(arg: str) -> bool:
 
 
 def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_test: bool,
-                     batch_size: int, refine: bool | int = False):
+                     batch_size: int, refine: bool | int = False,
+                     first_size: int | None = None):
     """Points from detector boxes (the model's calibration for that detector, else the
     generic ``detector`` crop rule); faces the detector misses get NaN points. ``refine``
-    extra passes each predict again from a crop made from the previous landmarks
-    (``Landmarker(refine=...)``)."""
+    extra passes each predict again from a crop made from the previous landmarks, the
+    first pass on ``first_size`` px crops (``Landmarker(refine=..., first_pass_size=...)``)."""
     import numpy as np
 
     det = create_detector(detector).load()
@@ -55,10 +56,15 @@ def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_tes
     boxes = to_crop_boxes(found.boxes, to_crop)
     crops = f"{det.name} boxes, " + ("calibrated" if cal is not None else "crop rule 'detector'")
     refine = refine_passes(refine, meta.crop_rule, meta.info.get("refine_passes"))
+    first = first_pass_size(first_size, meta.input_size, meta.info.get("first_pass_size"),
+                            refine)
+    if first != meta.input_size:
+        model.check_other_input_size(first)
     passes = 1 + refine
     for k in range(passes):
         points, conf, ok = predict_samples(model, samples, crop_rule=meta.crop_rule,
-                                           input_size=meta.input_size, batch_size=batch_size,
+                                           input_size=first if k == 0 else meta.input_size,
+                                           batch_size=batch_size,
                                            flip_test=flip_test, on_error=log,
                                            crop_boxes=boxes)
         if k + 1 < passes:
@@ -66,13 +72,16 @@ def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_tes
                               else np.full(4, np.nan) for i in range(len(samples))])
     if refine:
         crops += ", refined" + (f" {refine} times" if refine > 1 else "")
+        if first != meta.input_size:
+            crops += f" (first pass at {first} px)"
     return points, conf, ok, crops
 
 
 def _model_resolve(arg: str, samples, *, crop_rule: str | None = None,
                    skip_bad: SkipLog | bool = False, scheme: str | None = None,
                    flip_test: bool = False, batch_size: int = 32, detector: str | None = None,
-                   refine: bool | int = False, **kw) -> PredictionSet:
+                   refine: bool | int = False, first_pass_size: int | None = None,
+                   **kw) -> PredictionSet:
     model, meta = load_model(arg)
     wanted = get_scheme(scheme or (samples[0].scheme if len(samples) else meta.scheme)).name
     if get_scheme(meta.scheme).name != wanted:
@@ -83,7 +92,8 @@ def _model_resolve(arg: str, samples, *, crop_rule: str | None = None,
     log = skip_bad if isinstance(skip_bad, SkipLog) else SkipLog(bool(skip_bad))
     if detector:
         points, conf, ok, crops = _detector_points(model, meta, samples, detector, log,
-                                                   flip_test, batch_size, refine)
+                                                   flip_test, batch_size, refine,
+                                                   first_pass_size)
     else:
         points, conf, ok = predict_samples(model, samples, crop_rule=crop_rule or meta.crop_rule,
                                            input_size=meta.input_size, batch_size=batch_size,

@@ -13,9 +13,12 @@ preprocessing beyond the crop). Landmarks are normalised crop coordinates in [0,
 """
 from __future__ import annotations
 
+from numbers import Integral
+
 import torch
 from torch import Tensor, nn
 
+from facemark.errors import ConfigError
 from facemark.models.backbones.base import Backbone
 from facemark.models.heads.base import LandmarkHead, TensorDict
 
@@ -65,6 +68,27 @@ class LandmarkModel(nn.Module):
             raise ValueError(f"LandmarkModel: images must be (B, 3, H, W) RGB in [0, 1], "
                              f"got shape {tuple(images.shape)}")
         return self.backbone((images - self.mean) / self.std)
+
+    def check_other_input_size(self, size: int) -> int:
+        """``size`` when the model can also run on ``size`` x ``size`` crops: its head reads
+        the grid off the feature map (``head.cell``) and ``size`` is a multiple of the cell
+        (and of the backbone's stride) from one cell up to ``input_size``. The weights are
+        those of ``input_size``, so accuracy at another size is the caller's to measure
+        (``benchmarks/first_pass_size.py``).
+
+        Raises:
+            ConfigError: another size, or a head sized for ``input_size`` only.
+        """
+        cell = self.head.cell
+        if cell is None:
+            raise ConfigError(f"{type(self.head).__name__} is built for {self.input_size} px "
+                              f"crops only; it cannot run on {size!r} px crops")
+        cell = max(int(cell), int(getattr(self.backbone, "stride", 1)))
+        if isinstance(size, bool) or not isinstance(size, Integral) or size % cell \
+                or not cell <= size <= self.input_size:
+            raise ConfigError(f"crop size: expected a multiple of {cell} from {cell} to "
+                              f"{self.input_size} (the model's own), got {size!r}")
+        return int(size)
 
     def encode(self, landmarks: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
         """Training targets for landmarks (B, N, 2) in [0, 1]; mask (B, N) bool (None: all)."""

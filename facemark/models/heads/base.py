@@ -26,10 +26,17 @@ TensorDict = dict[str, Tensor]
 
 
 class LandmarkHead(nn.Module):
-    """Base class. Subclasses set ``num_points`` and ``input_size`` and implement the codec."""
+    """Base class. Subclasses set ``num_points`` and ``input_size`` and implement the codec.
+
+    ``cell`` is the input pixels per output cell when the decode reads its grid size off the
+    feature map, so that the model also runs on crops of other sides (multiples of ``cell``;
+    a first pass that only places the crop, :meth:`LandmarkModel.check_other_input_size`);
+    None for heads whose layers are sized for ``input_size`` (the default).
+    """
 
     num_points: int
     input_size: int
+    cell: int | None = None
 
     def encode(self, landmarks: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
         raise NotImplementedError

@@ -169,6 +169,7 @@ class PIPHead(LandmarkHead):
         self.offset_weight = float(offset_weight)
         self.confidence_scale = CONFIDENCE_SCALE
         self.grid = input_size // net_stride
+        self.cell = int(net_stride)   # decode reads the grid off the score map
         self.extra, ch = resample_layers(in_channels, in_stride, net_stride,
                                          resolve_norm_layer(norm_layer, nn.BatchNorm2d))
         # Layer names as the authors' checkpoints (cls_layer, x_layer, ...).

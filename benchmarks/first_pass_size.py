@@ -1,0 +1,111 @@
+"""Can the first pass run at a smaller input size? (issue #9, item 6: the second pass.)
+
+The default path predicts each face twice: once on the crop from the detector's box, once
+on the crop the first pass's landmarks give. The first pass only places the second crop,
+so it might run on a smaller crop of the same region, with the same weights (the models
+are fully convolutional; a stride-32 PIPNet head reads its grid size off the feature map).
+For each first-pass size this prints the NME after the second pass at the model's own
+size, paired against a first pass at full size, on labelled faces from the face
+detector's boxes (choose on validation faces, never on a test set):
+
+    python benchmarks/validation_list.py experiments/default/finetune/pipnet_mbv2_128_noflip_cont.yaml \\
+        --out /tmp/val --sets 300w
+    python benchmarks/first_pass_size.py --data /tmp/val/300w.txt [--model M.pt] [--sizes 96,128]
+
+It also times onnxruntime on each size (the model exported at that size, batch 6, one
+thread, alternating sizes; ms per face), so a row's accuracy and cost sit side by side.
+Each face is matched to the detection whose box best overlaps its landmark box (IoU >=
+0.25; unmatched faces are left out and counted).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def onnx_ms_per_face(model, info, sizes: list[int], runs: int = 40, batch: int = 6) -> dict:
+    """Median onnxruntime ms per face of ``model`` exported at each size (one thread)."""
+    from facemark.inference.export import export_onnx, ort_session
+
+    sessions = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for s in sizes:
+            m = copy.deepcopy(model).float()
+            m.input_size = s   # export checks the size against the model's own
+            path = export_onnx(m, Path(tmp) / f"m{s}.onnx", input_size=s, info=info)
+            sessions[s] = ort_session(path, threads=1)
+        times = {s: [] for s in sizes}
+        rng = np.random.default_rng(0)
+        for _ in range(runs):
+            for s, sess in sessions.items():
+                x = rng.random((batch, 3, s, s), dtype=np.float32)
+                start = time.perf_counter()
+                sess.run(None, {sess.get_inputs()[0].name: x})
+                times[s].append(time.perf_counter() - start)
+    return {s: 1000 * float(np.median(t)) / batch for s, t in times.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="labelled dataset (e.g. a validation list)")
+    p.add_argument("--model", default=None, help="model file (default: the bundled one)")
+    p.add_argument("--sizes", default="64,80,96,112",
+                   help="first-pass sizes besides the model's own (comma-separated)")
+    p.add_argument("--no-timing", action="store_true", help="accuracy only")
+    args = p.parse_args(argv)
+
+    import facemark
+    from facemark.data.formats import open_dataset
+    from facemark.data.images import read_image
+    from facemark.data.predictions import MATCH_IOU
+    from facemark.evaluation.metrics import nme
+    from facemark.inference.detectors.base import box_iou
+    from facemark.inference.landmarker import refined_crop_box
+    from facemark.models.crop_predict import predict_boxes
+
+    lm = facemark.load(args.model, refine=0, threads=1, engine="torch")
+    model, full = lm.engine_.model_, lm.info_.input_size
+    sizes = [full] + sorted({int(s) for s in args.sizes.split(",")} - {full}, reverse=True)
+    data = open_dataset(args.data, scheme=lm.scheme_.name)
+    errors = {s: [] for s in sizes}
+    missed = 0
+    for k in range(len(data)):
+        rec = data[k]
+        image = read_image(rec.image)
+        gt = np.asarray(rec.landmarks, dtype=np.float64)
+        gbox = np.asarray(rec.landmark_box(), dtype=np.float64)
+        dets = [np.asarray(d.box, dtype=np.float64) for d in lm.detect_faces(image)]
+        overlap = box_iou(np.asarray(dets).reshape(-1, 4), gbox)[:, 0] if dets else np.zeros(0)
+        if not dets or overlap.max() < MATCH_IOU:
+            missed += 1
+            continue
+        first = lm.crop_box(dets[int(overlap.argmax())], lm.detector_.box_style)
+        for s in sizes:
+            pts, _ = predict_boxes(model, [image], [first], s, False, lm.scheme_)
+            second = refined_crop_box(lm.info_.crop_rule, pts[0], first)
+            pts, _ = predict_boxes(model, [image], [second], full, False, lm.scheme_)
+            errors[s].append(float(nme(pts[0][None], gt[None], lm.scheme_)[0]))
+    ms = {} if args.no_timing else onnx_ms_per_face(model, lm.info_, sizes)
+    base = np.asarray(errors[full])
+    n = len(base)
+    print(f"{n} faces ({missed} not found by the detector); second pass at {full} px")
+    print(f"| first pass px | NME % | diff vs {full} px [95%] | FR@0.1 % | onnx ms/face, "
+          "that size | both passes, ms/face |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for s in sizes:
+        e = np.asarray(errors[s])
+        d = 100 * (e - base)
+        half = 1.96 * d.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+        cost = (f"{ms[s]:.2f} | {ms[s] + ms[full]:.2f}" if ms else "- | -")
+        print(f"| {s} | {100 * e.mean():.2f} | {d.mean():+.3f} [{d.mean() - half:+.3f}, "
+              f"{d.mean() + half:+.3f}] | {100 * (e > 0.1).mean():.2f} | {cost} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
