@@ -26,6 +26,9 @@ def test_loads_by_name_with_both_engines():
         lm = facemark.load("accurate", engine=engine)
         assert lm.info_.input_size == 160 and lm.scheme_.name == "300w68"
         assert {"dlib_hog", "opencv_haar"} <= set(lm.calibrations_)
+        # its first pass only places the second crop, on 128 px crops (docs/results.md)
+        assert lm.refine_ == 1 and lm.first_pass_size_ == 128
+        assert lm.first_engine_.input_size == 128
 
 
 @needs_model
@@ -58,8 +61,8 @@ def test_accuracy_on_held_out_lfpw_test_faces():
     errors = np.array(errors)
     found = np.isfinite(errors)
     assert found.mean() > 0.9
-    # all 224 faces with `facemark detect --model accurate`: 3.35% (docs/model-card.md);
-    # the default model 3.46%, the previous default 4.53%
+    # all 224 faces with `facemark detect --model accurate`: 3.17% (docs/model-card.md);
+    # the default model 3.28%, the first default 4.53%
     print(f"accurate on {len(samples)} LFPW test faces: NME {np.mean(errors[found]):.4f}")
     assert np.mean(errors[found]) < 0.040
 
@@ -73,6 +76,7 @@ def test_list_models_names_each_bundled_model(capsys, monkeypatch):
         if name in bundled_models():
             line = next(x for x in lines if x.startswith(name))
             assert f"{size} px crops" in line and "300w68, 68 points" in line
+            assert ("(the first at 128 px)" in line) == (name == "accurate")
     if "default" in bundled_models():
         assert lines[0].startswith("default (used without --model)")
     monkeypatch.setattr("facemark.inference.model_path.bundled_models", lambda: {})
