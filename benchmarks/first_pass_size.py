@@ -8,8 +8,8 @@ For each first-pass size this prints the NME after the second pass at the model'
 size, paired against a first pass at full size, on labelled faces from the face
 detector's boxes (choose on validation faces, never on a test set):
 
-    python benchmarks/validation_list.py experiments/default/finetune/pipnet_mbv2_128_noflip_cont.yaml \\
-        --out /tmp/val --sets 300w
+    python benchmarks/validation_list.py \\
+        experiments/default/finetune/pipnet_mbv2_128_noflip_cont.yaml --out /tmp/val --sets 300w
     python benchmarks/first_pass_size.py --data /tmp/val/300w.txt [--model M.pt] [--sizes 96,128]
 
 It also times onnxruntime on each size (the model exported at that size, batch 6, one

@@ -117,7 +117,8 @@ def test_export_stores_the_default_and_an_onnx_file_keeps_its_size(tiny, tmp_pat
     with pytest.raises(ConfigError, match="ONNX graph for 64 px crops only"):
         facemark.load(onnx, first_pass_size=32)
     assert main(["export", str(tiny), "-o", str(tmp_path / "x.pt"), "--first-pass-size", "48"]) == 2
-    assert main(["export", str(tiny), "-o", str(tmp_path / "x.onnx"), "--first-pass-size", "32"]) == 2
+    assert main(["export", str(tiny), "-o", str(tmp_path / "x.onnx"),
+                 "--first-pass-size", "32"]) == 2
 
 
 def test_a_bundled_model_exports_its_first_pass_graph_into_the_cache(tiny, tmp_path, face,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 
-from facemark.cli.arguments import positive_int
+from facemark.cli.arguments import nonnegative_int, positive_int
 from facemark.errors import ConfigError, DataError, SkipLog
 
 FORMATS = ("onnx", "pt")
@@ -42,9 +42,9 @@ def register(subparsers) -> None:
     p.add_argument("--refine-passes", type=int, default=None, metavar="N",
                    help="pt: the extra passes facemark detect and facemark.load() make by "
                         "default with this model (0: one pass; default: keep the model's)")
-    p.add_argument("--first-pass-size", type=int, default=None, metavar="PX",
+    p.add_argument("--first-pass-size", type=nonnegative_int, default=None, metavar="PX",
                    help="pt: crop side of the first pass when a refine pass follows, by "
-                        "default with this model (a multiple of 32 below its crop size; 0: "
+                        "default with this model (a multiple of 32 up to its crop size; 0: "
                         "its crop size; default: keep the model's)")
     p.add_argument("--int8", action="store_true",
                    help="quantise to int8 (onnx only; needs --calibration)")
@@ -126,13 +126,9 @@ def run(args) -> int:
                 raise ConfigError(f"--refine-passes: expected 0 to {MAX_REFINE}, got "
                                   f"{args.refine_passes}")
             extra["refine_passes"] = args.refine_passes
-        if args.first_pass_size:
-            extra["first_pass_size"] = model.check_other_input_size(args.first_pass_size)
-        elif args.first_pass_size is not None:
-            if args.first_pass_size < 0:
-                raise ConfigError(f"--first-pass-size: expected 0 or a crop side in pixels, "
-                                  f"got {args.first_pass_size}")
-            extra["first_pass_size"] = 0
+        if args.first_pass_size is not None:   # 0: the model's own size
+            extra["first_pass_size"] = (model.check_other_input_size(args.first_pass_size)
+                                        if args.first_pass_size else 0)
         save_model(model, info, out, extra=extra, half=args.half)
         print(f"wrote {out} ({_size(out)}): {info.model_config.get('name', 'model')}, scheme "
               f"{info.scheme}, {info.input_size} px, crop rule {info.crop_rule}")

@@ -84,7 +84,8 @@ def detect_files(paths, out=None, **options) -> DetectSummary:
         out: the output folder (default ``facemark_out``).
         **options: :class:`BatchDetector`'s: ``model``, ``detector``, ``device``,
             ``engine``, ``batch_size``, ``flip_test``, ``refine`` (extra passes; None for the
-            model's default), ``first_pass_size`` (None for the model's default), ``smooth``, ``formats`` ("json", "csv", "both"),
+            model's default), ``first_pass_size`` (None for the model's default), ``smooth``,
+            ``formats`` ("json", "csv", "both"),
             ``overlay``, ``keep_exif_orientation``, ``shard`` ((i, n)), ``recursive``,
             ``max_frames``, ``detect_every``, ``overwrite``, ``pose``, ``chips`` (a folder),
             ``chip_template``, ``chip_size``, ``chip_padding``, ``quiet`` (default True: no

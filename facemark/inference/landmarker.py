@@ -184,7 +184,7 @@ class Landmarker:
             failures from 4.55% to 3.51% (docs/model-card.md).
         first_pass_size: crop side (pixels) of the first pass when refine passes follow:
             that pass only places the crop of the next, and a smaller crop of the same region
-            costs less (96 px takes about 55% of a 128 px pass). None (default): the model's
+            costs less (96 px takes 55-60% of the time of 128 px). None (default): the model's
             own (``facemark export --first-pass-size N``; the bundled models' are in
             docs/model-card.md), else its input size; 0: its input size; N: a multiple of
             the model's grid cell (32) up to its input size. Needs a model whose head reads
@@ -407,8 +407,8 @@ class Landmarker:
             boxes = [cbox for _, _, _, cbox in chunk]
             for _ in range(self.refine_):
                 boxes = [refined_crop_box(self.info_.crop_rule, p, b) for p, b in zip(points, boxes)]
-                points, conf = self._predict(images, [(i, b) for (i, _, _, _), b in zip(chunk, boxes)],
-                                             self.engine_)
+                crops_of = [(i, b) for (i, _, _, _), b in zip(chunk, boxes)]
+                points, conf = self._predict(images, crops_of, self.engine_)
             for j, (i, box, score, _) in enumerate(chunk):
                 out[i].append(Face(box=box, score=score, points=points[j],
                                    point_scores=np.clip(conf[j], 0.0, 1.0),
