@@ -2,14 +2,15 @@
 
 Detects the faces of one photo once, then times ``lm.detect(image, boxes=those boxes,
 box_style=the detector's)`` (what ``facemark detect`` does after detection), reporting the
-median per face over ``--runs`` calls after 3 warm-up calls:
+median per face over ``--runs`` calls after 5 warm-up calls:
 
     PYTHONPATH=. python benchmarks/landmarker_latency.py ../shared/data/photos/group_t1.jpg \\
-        --threads 2 --runs 30
+        --threads 2 --runs 80 [--model accurate] [--first-pass-size 96] [--refine 0] [--dlib]
 
-``--first-pass-sizes 0 96`` times one landmarker per first-pass size (0: the model's own
-size) and ``--one-pass`` adds one without the refine pass; their calls alternate, so a
-busy machine slows each alike.
+One setting per process, on purpose: several landmarkers in one process taking turns time
+each other's idle onnxruntime threads spinning for work (with two threads on two cores that
+doubled the detect path's time); run the command once per setting, a few times each.
+``--dlib`` times dlib's 68-point predictor on the same boxes instead.
 """
 from __future__ import annotations
 
@@ -22,49 +23,54 @@ import time
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("photo", help="a photo with faces")
-    p.add_argument("--model", default=None, help="model file (default: the bundled one)")
+    p.add_argument("--model", default=None, help="model file or bundled name (default: default)")
     p.add_argument("--threads", type=int, default=2, help="engine threads (2)")
-    p.add_argument("--runs", type=int, default=30, help="timed calls (30)")
-    p.add_argument("--first-pass-sizes", type=int, nargs="*", default=None, metavar="PX",
-                   help="one landmarker per first-pass size (0: the model's own; default: "
-                        "the model file's setting only)")
-    p.add_argument("--one-pass", action="store_true", help="also time one pass (no refine)")
+    p.add_argument("--runs", type=int, default=80, help="timed calls (80)")
+    p.add_argument("--first-pass-size", type=int, default=None, metavar="PX",
+                   help="first-pass crop side (0: the model's own; default: the model file's)")
+    p.add_argument("--refine", type=int, default=None, metavar="N",
+                   help="refine passes (default: the model file's)")
+    p.add_argument("--dlib", action="store_true",
+                   help="time dlib's 68-point predictor on the same boxes instead")
     args = p.parse_args(argv)
 
     import facemark
     from facemark.data.images import read_image
     from facemark.errors import FacemarkError
+    from facemark.evaluation.bench import dlib_landmarks, find_dlib_predictor
 
-    sizes = [None] if args.first_pass_sizes is None else args.first_pass_sizes
     try:
         image = read_image(args.photo)
-        lms = {f"first pass {'model setting' if s is None else s or 'model size'}":
-               facemark.load(args.model, threads=args.threads, first_pass_size=s) for s in sizes}
-        if args.one_pass:
-            lms["one pass"] = facemark.load(args.model, threads=args.threads, refine=0)
+        lm = facemark.load(args.model, threads=args.threads, refine=args.refine,
+                           first_pass_size=args.first_pass_size)
     except FacemarkError as e:
         print(f"landmarker_latency: error: {e}", file=sys.stderr)
         return 2
-    first = next(iter(lms.values()))
-    boxes = [f.box for f in first.detect_faces(image)]
+    boxes = [f.box for f in lm.detect_faces(image)]
     if not boxes:
         print(f"landmarker_latency: error: {args.photo}: no face found", file=sys.stderr)
         return 2
-    style = first.detector_.box_style
-    for lm in lms.values():
-        for _ in range(3):
-            lm.detect(image, boxes=boxes, box_style=style)
-    times = {name: [] for name in lms}
+    style = lm.detector_.box_style
+    if args.dlib:
+        predictor, what = find_dlib_predictor()
+        if predictor is None:
+            print(f"landmarker_latency: error: {what}", file=sys.stderr)
+            return 2
+        call, name = (lambda: dlib_landmarks(predictor, image, boxes)), what
+    else:
+        call = lambda: lm.detect(image, boxes=boxes, box_style=style)   # noqa: E731
+        name = (f"{lm.model_path_.name}, engine {lm.engine_.kind}, {args.threads} thread(s), "
+                f"{lm.refine_} refine pass(es), first pass {lm.first_pass_size_} px")
+    for _ in range(5):
+        call()
+    times = []
     for _ in range(args.runs):
-        for name, lm in lms.items():
-            start = time.perf_counter()
-            lm.detect(image, boxes=boxes, box_style=style)
-            times[name].append(time.perf_counter() - start)
-    for name, lm in lms.items():
-        per_face = statistics.median(times[name]) / len(boxes) * 1000
-        print(f"{args.photo}: {len(boxes)} faces, engine {lm.engine_.kind}, {lm.refine_} refine "
-              f"pass(es), {name} ({lm.first_pass_size_} px): {per_face:.2f} ms per face "
-              f"(median of {args.runs} calls)")
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    per_face = statistics.median(times) / len(boxes) * 1000
+    print(f"{args.photo}: {len(boxes)} faces, {name}: {per_face:.2f} ms per face "
+          f"(median of {args.runs} calls)")
     return 0
 
 

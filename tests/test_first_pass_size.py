@@ -132,6 +132,10 @@ def test_a_bundled_model_exports_its_first_pass_graph_into_the_cache(tiny, tmp_p
     lm = facemark.load(detector="opencv")
     assert lm.engine_.kind == "onnx" and lm.first_pass_size_ == 32
     assert lm.first_engine_.input_size == 32
+    # two sessions take turns: neither spins between runs (they took the cores from each
+    # other); one session alone keeps onnxruntime's spinning
+    assert not lm.engine_.spinning and not lm.first_engine_.spinning
+    assert facemark.load(detector="opencv", first_pass_size=0).engine_.spinning
     assert sorted(p.name.endswith("-32px.onnx") for p in (tmp_path / "cache").iterdir()) \
         == [False, True]
     ref = facemark.load(small, engine="torch", detector="opencv")
@@ -167,9 +171,12 @@ def test_speed_bench_times_the_first_pass_at_its_size(tiny, tmp_path, face):
     engines = {"torch": torch_engine, "onnx": OnnxLandmarkEngine(own).load(),
                "also": OnnxLandmarkEngine(export_onnx(torch_engine.model_, other / "m.onnx",
                                                       info=torch_engine.info)).load()}
-    firsts = _first_pass_engines(lm, engines, tmp_path)
-    assert sorted(firsts) == ["onnx", "torch"]                # --also files: own size only
-    assert {e.input_size for e in firsts.values()} == {32}
+    pairs = _first_pass_engines(lm, engines, tmp_path)
+    assert sorted(pairs) == ["onnx", "torch"]                 # --also files: own size only
+    assert {second.input_size for second, _ in pairs.values()} == {SIZE}
+    assert {first.input_size for _, first in pairs.values()} == {32}
+    assert not pairs["onnx"][0].spinning and not pairs["onnx"][1].spinning
+    firsts = {name: first for name, (_, first) in pairs.items()}
 
     class Boxes:
         box_style = None

@@ -298,25 +298,29 @@ def _open_engines(model_path: str | Path, thread_counts: Sequence[int],
     return by_threads, notes
 
 
-def _first_pass_engines(landmarker, engines: dict[str, Any], tmp: Path) -> dict[str, Any]:
-    """By engine name, the engine of a first pass at ``landmarker.first_pass_size_`` px
-    where the landmarker runs one at another size: PyTorch engines at that size, the ONNX
-    export of the model (a file in ``tmp``) exported again at that size; ``--also`` files
-    are single graphs and run the first pass at their own size (left out)."""
+def _first_pass_engines(landmarker, engines: dict[str, Any], tmp: Path) -> dict[str, tuple]:
+    """By engine name, ``(engine of the second pass, engine of the first)`` where the
+    landmarker runs its first pass at another size (``first_pass_size_``), as it runs them:
+    PyTorch engines at that size; the ONNX export of the model (a file in ``tmp``) exported
+    again at that size, both sessions without spinning threads (``Landmarker.load``);
+    ``--also`` files are single graphs and run the first pass at their own size (left out)."""
     if landmarker.first_engine_ is None:
         return {}
     size = landmarker.first_pass_size_
     model = getattr(landmarker.engine_, "model_", None)
-    out: dict[str, Any] = {}
+    out: dict[str, tuple] = {}
     for name, engine in engines.items():
         if isinstance(engine, TorchLandmarkEngine):
-            out[name] = engine.at_size(size)
+            out[name] = (engine, engine.at_size(size))
         elif model is not None and Path(engine.path).parent == tmp:   # our own export
             path = tmp / f"model-{size}px.onnx"
             if not path.is_file():
                 export_onnx(model, path, input_size=size, any_size=True,
                             info=landmarker.info_)
-            out[name] = OnnxLandmarkEngine(path, threads=engine.threads).load()
+            out[name] = (OnnxLandmarkEngine(engine.path, threads=engine.threads,
+                                            spinning=False).load(),
+                         OnnxLandmarkEngine(path, threads=engine.threads,
+                                            spinning=False).load())
     return out
 
 
@@ -480,6 +484,9 @@ def _speed_report(model_path: str | Path, *, photos: str | Path | None = None,
                     raise DataError(photos, "none of the photos could be read")
                 _say(progress, f"detection + landmarks on {len(images)} photos, "
                                f"{repeats} repeats each")
+                engines = {name: firsts[name][0] if name in firsts else e
+                           for name, e in engines.items()}
+                firsts = {name: pair[1] for name, pair in firsts.items()}
                 pt = pipeline_latency(det, engines, images, repeats=repeats, dlib_predictor=dlib,
                                       landmarker=lm, first_engines=firsts)
                 base = pt.landmarks_ms.get("PyTorch (eager)")

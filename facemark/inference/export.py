@@ -124,8 +124,15 @@ def set_metadata(onnx_model, metadata: dict[str, str]) -> None:
         entry.key, entry.value = key, value
 
 
-def ort_session(path: str | Path, threads: int | None = None, providers=None):
-    """An onnxruntime session with full graph optimisation and ``threads`` intra-op threads."""
+def ort_session(path: str | Path, threads: int | None = None, providers=None,
+                spinning: bool = True):
+    """An onnxruntime session with full graph optimisation and ``threads`` intra-op threads.
+
+    ``spinning=False`` lets its threads sleep as soon as a run ends instead of spinning
+    for the next one: for sessions that take turns in one process (a Landmarker's two
+    passes), whose spinning threads would otherwise take the cores from each other (two
+    spinning sessions made the detect path twice as slow on 2 cores, docs/results.md).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -134,6 +141,8 @@ def ort_session(path: str | Path, threads: int | None = None, providers=None):
     if threads:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), sess_options=options,
                                 providers=list(providers or ["CPUExecutionProvider"]))
 

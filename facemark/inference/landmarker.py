@@ -296,8 +296,11 @@ class Landmarker:
             raise ConfigError(f"first_pass_size: {self.model_path_.name} is an ONNX graph for "
                               f"{own} px crops only; give the model's .pt/.ckpt file (with "
                               "engine='torch') or use a bundled model")
+        # two onnxruntime sessions take turns: neither may spin between its runs
+        onnx = type(self.engine_)
+        self.engine_ = onnx(self.engine_.path, threads=self.threads, spinning=False).load()
         path = bundled_onnx(source[0], source[1], input_size=size)
-        return size, type(self.engine_)(path, threads=self.threads).load()   # onnxruntime
+        return size, onnx(path, threads=self.threads, spinning=False).load()
 
     def _check_loaded(self) -> None:
         if not hasattr(self, "engine_"):

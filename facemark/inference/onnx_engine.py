@@ -65,6 +65,8 @@ class OnnxLandmarkEngine:
         path: the ``.onnx`` file.
         threads: intra-op threads (None: onnxruntime's default, one per core).
         providers: onnxruntime execution providers, best first (None: CPU).
+        spinning: whether its threads spin between runs (onnxruntime's default, fastest for
+            one session); False for sessions that take turns (``export.ort_session``).
 
     Attributes (after ``load()``):
         session_: the ``onnxruntime.InferenceSession`` (graph optimisation level ALL).
@@ -74,10 +76,12 @@ class OnnxLandmarkEngine:
 
     kind = "onnx"
 
-    def __init__(self, path: str | Path, threads: int | None = None, providers=None):
+    def __init__(self, path: str | Path, threads: int | None = None, providers=None,
+                 spinning: bool = True):
         self.path = path
         self.threads = threads
         self.providers = providers
+        self.spinning = spinning
 
     def load(self) -> "OnnxLandmarkEngine":
         """Open the session and read the metadata; DataError for a missing or foreign file."""
@@ -93,7 +97,8 @@ class OnnxLandmarkEngine:
         if not path.is_file():
             raise DataError(path, "ONNX model file not found")
         try:
-            session = ort_session(path, threads=threads, providers=providers)
+            session = ort_session(path, threads=threads, providers=providers,
+                                  spinning=self.spinning)
         except Exception as e:  # not an ONNX file, truncated, an op this onnxruntime lacks
             first = str(e).splitlines()[0] if str(e) else ""
             raise DataError(path, f"onnxruntime cannot load the model ({e.__class__.__name__}: "
