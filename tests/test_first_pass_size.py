@@ -190,3 +190,29 @@ def test_speed_bench_times_the_first_pass_at_its_size(tiny, tmp_path, face):
                               first_engines=firsts)
     assert timing.faces == 1 and set(timing.landmarks_ms) == set(engines)
     assert _first_pass_engines(facemark.load(tiny, engine="torch"), engines, tmp_path) == {}
+
+
+def test_an_unwritable_cache_keeps_the_first_pass_at_full_size(tiny, tmp_path, monkeypatch):
+    from facemark.errors import FacemarkError
+    from facemark.inference import landmarker
+    from facemark.inference.model_path import bundled_onnx
+
+    small = tmp_path / "small.pt"
+    assert main(["export", str(tiny), "-o", str(small), "--first-pass-size", "32"]) == 0
+    monkeypatch.setattr("facemark.inference.model_path.bundled_models",
+                        lambda: {"default": {".pt": small}})
+    monkeypatch.setenv("FACEMARK_CACHE", str(tmp_path / "cache"))
+
+    def main_graph_only(name, pt_file, input_size=None):   # the main graph was cached
+        if input_size is None:                              # earlier; the folder cannot
+            return bundled_onnx(name, pt_file)              # take the second one now
+        raise FacemarkError(f"cannot write the ONNX export of the bundled model {name!r} to "
+                            "the cache; set FACEMARK_CACHE to a writable folder")
+
+    monkeypatch.setattr(landmarker, "bundled_onnx", main_graph_only)
+    with pytest.warns(UserWarning, match="first pass runs at 64 px instead"):
+        lm = facemark.load(detector="opencv")
+    assert lm.engine_.kind == "onnx" and lm.engine_.spinning
+    assert lm.first_pass_size_ == SIZE and lm.first_engine_ is None
+    with pytest.raises(FacemarkError, match="FACEMARK_CACHE"):     # asked for: an error
+        facemark.load(detector="opencv", first_pass_size=32)

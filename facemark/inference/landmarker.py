@@ -17,6 +17,7 @@ face, defined in ``facemark.data.face``), empty when no face is found, whatever 
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import numpy as np
 from facemark.data.crops import CropRule, crop_box, get_crop_rule
 from facemark.data.face import Face
 from facemark.data.images import read_image
-from facemark.errors import ConfigError, DataError
+from facemark.errors import ConfigError, DataError, FacemarkError
 from facemark.inference.calibration import calibrations_of
 from facemark.inference.detectors import create_detector
 from facemark.inference.model_path import bundled_onnx, bundled_weights, resolve_model_path
@@ -296,10 +297,16 @@ class Landmarker:
             raise ConfigError(f"first_pass_size: {self.model_path_.name} is an ONNX graph for "
                               f"{own} px crops only; give the model's .pt/.ckpt file (with "
                               "engine='torch') or use a bundled model")
+        try:
+            path = bundled_onnx(source[0], source[1], input_size=size)
+        except FacemarkError as e:   # e.g. a cache folder that cannot be written
+            if self.first_pass_size is not None:
+                raise
+            warnings.warn(f"{e}; the first pass runs at {own} px instead", stacklevel=3)
+            return own, None
         # two onnxruntime sessions take turns: neither may spin between its runs
         onnx = type(self.engine_)
         self.engine_ = onnx(self.engine_.path, threads=self.threads, spinning=False).load()
-        path = bundled_onnx(source[0], source[1], input_size=size)
         return size, onnx(path, threads=self.threads, spinning=False).load()
 
     def _check_loaded(self) -> None:
