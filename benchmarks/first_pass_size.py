@@ -14,8 +14,8 @@ detector's boxes (choose on validation faces, never on a test set):
 
 It also times onnxruntime on each size (the model exported at that size, batch 6, one
 thread, alternating sizes; ms per face), so a row's accuracy and cost sit side by side.
-Each face is matched to the detection whose box best overlaps its landmark box (IoU >=
-0.25; unmatched faces are left out and counted).
+Each face is matched to the detection whose box best overlaps its landmark box
+(``calibration.match_face``: IoU >= 0.25; unmatched faces are left out and counted).
 """
 from __future__ import annotations
 
@@ -62,9 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     import facemark
     from facemark.data.formats import open_dataset
     from facemark.data.images import read_image
-    from facemark.data.predictions import MATCH_IOU
     from facemark.evaluation.metrics import nme
-    from facemark.inference.detectors.base import box_iou
+    from facemark.inference.calibration import match_face
     from facemark.inference.landmarker import refined_crop_box
     from facemark.models.crop_predict import predict_boxes
 
@@ -78,13 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         rec = data[k]
         image = read_image(rec.image)
         gt = np.asarray(rec.landmarks, dtype=np.float64)
-        gbox = np.asarray(rec.landmark_box(), dtype=np.float64)
         dets = [np.asarray(d.box, dtype=np.float64) for d in lm.detect_faces(image)]
-        overlap = box_iou(np.asarray(dets).reshape(-1, 4), gbox)[:, 0] if dets else np.zeros(0)
-        if not dets or overlap.max() < MATCH_IOU:
+        j = match_face(dets, gt)
+        if j is None:
             missed += 1
             continue
-        first = lm.crop_box(dets[int(overlap.argmax())], lm.detector_.box_style)
+        first = lm.crop_box(dets[j], lm.detector_.box_style)
         for s in sizes:
             pts, _ = predict_boxes(model, [image], [first], s, False, lm.scheme_)
             second = refined_crop_box(lm.info_.crop_rule, pts[0], first)

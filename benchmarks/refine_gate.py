@@ -9,8 +9,8 @@ detector's box gave). Choose on the validation faces of a training run
 
     python benchmarks/refine_gate.py --data /tmp/val/300w.txt [--model M.pt]
 
-Each face is matched to the detection whose box best overlaps its landmark box (IoU >= 0.25;
-unmatched faces are left out and counted).
+Each face is matched to the detection whose box best overlaps its landmark box
+(``calibration.match_face``: IoU >= 0.25; unmatched faces are left out and counted).
 
 It also prints one pass on the ground-truth crop (the crop rule on the true landmarks) and on
 that crop moved by the detector crop's own offset turned in a random direction (same centre
@@ -55,10 +55,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import facemark
     from facemark.data.formats import open_dataset
-    from facemark.data.predictions import MATCH_IOU
     from facemark.data.images import read_image
     from facemark.evaluation.metrics import nme
-    from facemark.inference.detectors.base import box_iou
+    from facemark.inference.calibration import match_face
     from facemark.inference.landmarker import refined_crop_box
 
     lm = facemark.load(args.model, refine=0, threads=1)
@@ -69,20 +68,19 @@ def main(argv: list[str] | None = None) -> int:
         rec = data[k]
         image = read_image(rec.image)
         gt = np.asarray(rec.landmarks, dtype=np.float64)
-        gbox = np.asarray(rec.landmark_box(), dtype=np.float64)
         dets = [np.asarray(d.box, dtype=np.float64) for d in lm.detect_faces(image)]
-        overlap = box_iou(np.asarray(dets).reshape(-1, 4), gbox)[:, 0] if dets else np.zeros(0)
-        best = dets[int(overlap.argmax())] if dets and overlap.max() >= MATCH_IOU else None
-        if best is None:
+        j = match_face(dets, gt)
+        if j is None:
             missed += 1
             continue
+        best = dets[j]
         first_crop = lm.crop_box(best, lm.detector_.box_style)
-        pts1, _ = lm._predict([image], [(0, first_crop)])
+        pts1, _ = lm._predict([image], [(0, first_crop)], lm.engine_)
         second_crop = refined_crop_box(lm.info_.crop_rule, pts1[0], first_crop)
-        pts2, _ = lm._predict([image], [(0, second_crop)])
+        pts2, _ = lm._predict([image], [(0, second_crop)], lm.engine_)
         true_crop = refined_crop_box(lm.info_.crop_rule, gt, first_crop)
-        pts0, _ = lm._predict([image], [(0, true_crop)])
-        pts3, _ = lm._predict([image], [(0, moved_like(first_crop, true_crop, rng))])
+        pts0, _ = lm._predict([image], [(0, true_crop)], lm.engine_)
+        pts3, _ = lm._predict([image], [(0, moved_like(first_crop, true_crop, rng))], lm.engine_)
         e1, e2, e0, e3 = (float(nme(p[0][None], gt[None], lm.scheme_)[0])
                           for p in (pts1, pts2, pts0, pts3))
         rows.append((crop_gap(first_crop, second_crop), e1, e2, e0, e3,

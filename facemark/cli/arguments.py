@@ -6,26 +6,25 @@ import argparse
 from facemark.errors import ConfigError
 
 
-def positive_int(text: str) -> int:
-    """A whole number >= 1, or an argparse error saying what was expected."""
+def _whole_number(text: str, least: int, expected: str) -> int:
+    """``int(text)`` if it is at least ``least``, else an argparse error: "expected ..."."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        value = None
+    if value is None or value < least:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1, or an argparse error saying what was expected."""
+    return _whole_number(text, 1, "a positive integer")
 
 
 def nonnegative_int(text: str) -> int:
     """A whole number >= 0, or an argparse error saying what was expected."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+    return _whole_number(text, 0, "a whole number >= 0")
 
 
 def positive_float(text: str) -> float:

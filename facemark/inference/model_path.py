@@ -110,7 +110,8 @@ def resolve_model_path(name_or_path: str | Path | None, engine: str = "auto") ->
         DataError: a path that does not exist (with the bundled names, if any).
     """
     bundled = bundled_models()
-    if name_or_path is None or str(name_or_path) == DEFAULT_MODEL:
+    name = _bundled_name(name_or_path)
+    if name == DEFAULT_MODEL:
         if DEFAULT_MODEL in bundled:
             return _pick_bundled(DEFAULT_MODEL, bundled[DEFAULT_MODEL], engine)
         raise FacemarkError(
@@ -119,27 +120,32 @@ def resolve_model_path(name_or_path: str | Path | None, engine: str = "auto") ->
             "facemark.load('path/to/model.pt') or facemark detect --model PATH "
             "(.pt from 'facemark export --format pt' or save_model, .ckpt from 'facemark train', "
             ".onnx from 'facemark export --format onnx')")
-    text = str(name_or_path)
-    path = Path(text).expanduser()
+    path = Path(str(name_or_path)).expanduser()
     if path.is_file():
         return path
-    if text in bundled and "/" not in text and "\\" not in text:
-        return _pick_bundled(text, bundled[text], engine)
+    if name in bundled:
+        return _pick_bundled(name, bundled[name], engine)
     known = f"; bundled models: {', '.join(bundled)}" if bundled else ""
     raise DataError(path, f"model file not found{known}")
+
+
+def _bundled_name(name_or_path: str | Path | None) -> str | None:
+    """The bundled model a ``load`` argument names: ``DEFAULT_MODEL`` for None /
+    ``"default"``; None for a file that exists or text with a path separator; else the
+    text itself (bundled or not: the caller looks it up)."""
+    if name_or_path is None or str(name_or_path) == DEFAULT_MODEL:
+        return DEFAULT_MODEL
+    text = str(name_or_path)
+    if Path(text).expanduser().is_file() or "/" in text or "\\" in text:
+        return None
+    return text
 
 
 def bundled_weights(name_or_path: str | Path | None) -> tuple[str, Path] | None:
     """(name, ``.pt`` file) when a ``load`` argument means a bundled model that ships its
     PyTorch weights (None / ``"default"`` or a bundled name that is not a file), else None."""
-    bundled = bundled_models()
-    if name_or_path is None or str(name_or_path) == DEFAULT_MODEL:
-        name = DEFAULT_MODEL
-    else:
-        name = str(name_or_path)
-        if Path(name).expanduser().is_file() or "/" in name or "\\" in name:
-            return None
-    files = bundled.get(name, {})
+    name = _bundled_name(name_or_path)
+    files = bundled_models().get(name, {})
     return (name, files[".pt"]) if ".pt" in files else None
 
 
