@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-timing", action="store_true", help="accuracy only")
     args = p.parse_args(argv)
 
+    from tqdm import tqdm
+
     import facemark
     from facemark.data.formats import open_dataset
     from facemark.data.images import read_image
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     data = open_dataset(args.data, scheme=lm.scheme_.name)
     errors = {s: [] for s in sizes}
     missed = 0
-    for k in range(len(data)):
+    for k in tqdm(range(len(data)), desc="faces", unit="face"):
         rec = data[k]
         image = read_image(rec.image)
         gt = np.asarray(rec.landmarks, dtype=np.float64)

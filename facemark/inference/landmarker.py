@@ -275,7 +275,12 @@ class Landmarker:
         self.scheme_ = self.info_.landmark_scheme()   # stored in the file, else by name
         self.refine_ = refine_passes(self.refine, self.info_.crop_rule,
                                      self.info_.info.get("refine_passes"))
-        self.first_pass_size_, self.first_engine_ = self._first_pass_engine(kind)
+        try:
+            self.first_pass_size_, self.first_engine_ = self._first_pass_engine(kind)
+        except ConfigError as e:   # name the argument (the model says what it accepts)
+            message = str(e)
+            raise ConfigError(message if message.startswith("first_pass_size") else
+                              f"first_pass_size: {message}") from None
         if self.flip_test and not self.scheme_.flippable:
             raise ConfigError(f"flip_test: the model's scheme {self.scheme_.name!r} has no "
                               "horizontal mirror; use flip_test=False")
