@@ -80,6 +80,43 @@ def test_neighbours_are_the_nearest_others_and_never_self():
     assert all(i not in row for i, row in enumerate(nb.tolist()))
 
 
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(2, 12), grid=st.integers(1, 6), batch=st.integers(1, 4),
+       nb_frac=st.floats(0, 1), net_stride=st.sampled_from([16, 32, 64]),
+       seed=st.integers(0, 10_000), other_grid=st.booleans())
+def test_pip_predict_is_decode_of_forward(n, grid, batch, nb_frac, net_stride, seed, other_grid):
+    """predict computes the offsets at the peak cells only: the same points and confidence
+    as decoding all five maps, with or without the NRM and resampling layers, on the
+    head's own grid or another one (a first pass on smaller crops)."""
+    num_nb = int(nb_frac * (n - 1))
+    torch.manual_seed(seed)
+    head = pip_head(n, grid, num_nb, net_stride=net_stride, seed=seed).eval()
+    for layer in [head.x_layer, head.y_layer] + ([head.nb_x_layer, head.nb_y_layer] if num_nb else []):
+        torch.nn.init.normal_(layer.weight, std=0.3)       # offsets of a realistic size
+        torch.nn.init.normal_(layer.bias, std=0.3)
+    side = max(1, grid - 1) if other_grid else grid          # the stride-32 map's side
+    features = torch.randn(batch, CH, side, side)            # the head resamples it
+    with torch.no_grad():
+        expected = head.decode(head(features))
+        got = head.predict(features)
+    torch.testing.assert_close(got[0], expected[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[1], expected[1], atol=1e-4, rtol=0)
+
+
+def test_stc_head_predict_is_its_level_zero_decode():
+    from facemark.models.heads import STCHead
+
+    torch.manual_seed(0)
+    head = STCHead(CH, 32, num_points=6, input_size=128, num_nb=3,
+                   mean_face=np.random.default_rng(0).random((6, 2))).eval()
+    features = torch.randn(2, CH, 4, 4)
+    with torch.no_grad():
+        expected = head.decode(head(features))
+        got = head.predict(features)
+    torch.testing.assert_close(got[0], expected[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(got[1], expected[1], atol=1e-5, rtol=0)
+
+
 def test_neighbour_channel_layout_is_C_times_i_plus_j():
     face = np.array([[0.0, 0.0], [0.1, 0.0], [0.3, 0.0], [0.6, 0.0]])
     head = pip_head(4, 4, 2, mean_face=face)

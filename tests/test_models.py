@@ -158,7 +158,8 @@ def test_common_suite(name):
             assert torch.all((conf >= 0) & (conf <= 1))
             decoded[b] = points
     torch.testing.assert_close(decoded[1], decoded[3][1:2], atol=1e-3, rtol=0)  # float noise only
-    torch.testing.assert_close(m.predict(x[1:2])[0], decoded[1])
+    # predict: decode(forward) (PIPNet computes its offsets at the peaks only: float noise)
+    torch.testing.assert_close(m.predict(x[1:2])[0], decoded[1], atol=1e-3, rtol=0)
 
     # decode(encode(x)) recovers x within the head's quantisation
     lm = landmarks(2, seed=5)

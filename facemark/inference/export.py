@@ -47,8 +47,9 @@ CARRIED_INFO = ("box_calibration", "model_card", "refine_passes", "first_pass_si
 DEFAULT_OPSET = 17
 #: Bumped when the exported graph changes for the same weights (2: PIPNet's confidence
 #: from the spread of the neighbour votes; 3: pads folded into convolutions, vote merging
-#: as matrix products); cached exports are named by it.
-GRAPH_REVISION = 3
+#: as matrix products; 4: PIPNet's offset layers only at the peak cells, ``PIPHead.predict``);
+#: cached exports are named by it.
+GRAPH_REVISION = 4
 PARITY_ATOL = 1e-4
 
 

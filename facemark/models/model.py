@@ -108,7 +108,7 @@ class LandmarkModel(nn.Module):
 
         Like any PyTorch module, call ``model.eval()`` first for inference (BatchNorm).
         """
-        return self.decode(self.forward(images))
+        return self.head.predict(self.forward_features(images))
 
     def predictor(self) -> "PredictModule":
         """A module whose ``forward`` is ``decode(forward(images))``: the thing to export to
@@ -130,4 +130,4 @@ class PredictModule(nn.Module):
         self.model = model
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        return self.model.decode(self.model(images))
+        return self.model.head.predict(self.model.forward_features(images))

@@ -12,7 +12,8 @@ A head is an ``nn.Module`` with:
   up to the head's quantisation), plus ``mask`` and any index tensors the loss needs;
 - ``loss(outputs, targets) -> (total, parts)``: ``parts`` holds the weighted terms by name,
   ``total == sum(parts.values())``; points with ``mask`` False contribute nothing;
-- ``decode(outputs) -> (points (B, N, 2) in [0, 1] coordinates, confidence (B, N) in [0, 1])``.
+- ``decode(outputs) -> (points (B, N, 2) in [0, 1] coordinates, confidence (B, N) in [0, 1])``;
+- ``predict(features) -> decode(forward(features))`` (inference; may skip unread outputs).
 
 Everything is vectorised over the batch, on the device of its inputs.
 """
@@ -46,6 +47,11 @@ class LandmarkHead(nn.Module):
 
     def decode(self, outputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
+
+    def predict(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """``decode(forward(features))``: what inference and export run. A head may
+        override it to skip outputs its decode does not read (:class:`PIPHead`)."""
+        return self.decode(self(features))
 
     def check_landmarks(self, landmarks: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
         """Validate shapes; return (landmarks with missing points zeroed, mask as bool).

@@ -260,17 +260,71 @@ class PIPHead(LandmarkHead):
         score = outputs["score"]
         b, n, h, w = score.shape
         idx, row, col, peak = argmax_cells(score)
-        col_f, row_f = col.to(score.dtype), row.to(score.dtype)
-        own = torch.stack([(col_f + gather_cells(outputs["offset_x"], idx)) / w,
-                           (row_f + gather_cells(outputs["offset_y"], idx)) / h], dim=-1)
+        offsets = torch.stack([gather_cells(outputs["offset_x"], idx),
+                               gather_cells(outputs["offset_y"], idx)], dim=-1)
+        nb_offsets = None
         if self.num_nb:
             c = self.num_nb
-            nbx = gather_cells(outputs["nb_x"].reshape(b, n, c, h, w), idx)    # (B, N, C)
-            nby = gather_cells(outputs["nb_y"].reshape(b, n, c, h, w), idx)
-            votes = torch.stack([(col_f[..., None] + nbx) / w, (row_f[..., None] + nby) / h], -1)
-            points, uncertainty = self.vote_statistics(own, votes.reshape(b, n * c, 2))
-            return points, self.uncertainty_to_confidence(uncertainty)
-        return own, peak.clamp(0.0, 1.0)
+            nb_offsets = torch.stack([gather_cells(outputs[k].reshape(b, n, c, h, w), idx)
+                                      for k in ("nb_x", "nb_y")], dim=-1)      # (B, N, C, 2)
+        return self._decode_at_peaks((h, w), row, col, peak, offsets, nb_offsets)
+
+    def predict(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """``decode(forward(features))``, with the offset layers applied only where the decode
+        reads them: the score map is computed everywhere, the x/y and neighbour offsets of
+        landmark i only at i's peak cell (a matrix product per landmark instead of five 1x1
+        convolutions over the whole grid). The same numbers up to float rounding, for a
+        fraction of the head's work: the neighbour layers (2 * C * N output channels) were
+        15% of the shipped 128 px model's time.
+
+        Args:
+            features: the backbone's last map (B, C_in, h, w).
+
+        Returns:
+            points (B, N, 2) in [0, 1] and confidence (B, N), as :meth:`decode`.
+        """
+        x = self.extra(features)
+        score = self.cls_layer(x)
+        b, n, h, w = score.shape
+        idx, row, col, peak = argmax_cells(score)
+        ch = x.shape[1]
+        rows = x.reshape(b, ch, h * w).transpose(1, 2).reshape(b * h * w, ch)   # (B*H*W, ch)
+        first = torch.arange(b, device=idx.device)[None, :] * (h * w)          # (1, B)
+        at_peak = rows[(idx.t() + first).reshape(-1)].reshape(n, b, ch)          # (N, B, ch)
+        weight, bias = self._offset_weights()                         # (N, ch, K), (N, K)
+        out = torch.matmul(at_peak, weight).transpose(0, 1) + bias    # (B, N, K)
+        offsets = out[..., :2]
+        nb_offsets = None
+        if self.num_nb:
+            c = self.num_nb
+            nb_offsets = torch.stack([out[..., 2:2 + c], out[..., 2 + c:]], dim=-1)  # (B, N, C, 2)
+        return self._decode_at_peaks((h, w), row, col, peak, offsets, nb_offsets)
+
+    def _offset_weights(self) -> tuple[Tensor, Tensor]:
+        """The x, y and neighbour offset layers as one linear map per landmark: weight
+        (N, ch, K) and bias (N, K), K = 2 + 2C (x, y, then the C neighbour x and C y)."""
+        n = self.num_points
+        layers = [self.x_layer, self.y_layer]
+        if self.num_nb:
+            layers += [self.nb_x_layer, self.nb_y_layer]
+        weights = [layer.weight.reshape(n, -1, layer.weight.shape[1]) for layer in layers]
+        biases = [layer.bias.reshape(n, -1) for layer in layers]
+        return torch.cat(weights, dim=1).transpose(1, 2), torch.cat(biases, dim=1)
+
+    def _decode_at_peaks(self, grid: tuple[int, int], row: Tensor, col: Tensor, peak: Tensor,
+                         offsets: Tensor, nb_offsets: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Points and confidence from each landmark's peak cell (row, col (B, N)), its peak
+        score (B, N), its own offsets (B, N, 2) and its neighbour offsets (B, N, C, 2)."""
+        h, w = grid
+        col_f, row_f = col.to(offsets.dtype), row.to(offsets.dtype)
+        own = torch.stack([(col_f + offsets[..., 0]) / w, (row_f + offsets[..., 1]) / h], dim=-1)
+        if nb_offsets is None:
+            return own, peak.clamp(0.0, 1.0)
+        b, n, c, _ = nb_offsets.shape
+        votes = torch.stack([(col_f[..., None] + nb_offsets[..., 0]) / w,
+                             (row_f[..., None] + nb_offsets[..., 1]) / h], -1)
+        points, uncertainty = self.vote_statistics(own, votes.reshape(b, n * c, 2))
+        return points, self.uncertainty_to_confidence(uncertainty)
 
     def uncertainty_to_confidence(self, uncertainty: Tensor) -> Tensor:
         """``exp(-uncertainty / confidence_scale)``: (B, N) crop units -> (B, N) in (0, 1]."""
@@ -307,7 +361,7 @@ class PIPHead(LandmarkHead):
 
     def _assignment(self, own: Tensor) -> Tensor:
         """(N + N*C, N) one-hot: prediction e (own first, then votes) -> its landmark."""
-        n = own.shape[1]
+        n = self.num_points   # a Python int, so an ONNX export folds this into a constant
         target = torch.cat([torch.arange(n, device=own.device), self.nb_index.reshape(-1)])
         return F.one_hot(target, n).to(own.dtype)
 
