@@ -90,9 +90,20 @@ class LandmarkModel(nn.Module):
                               f"{self.input_size} (the model's own), got {size!r}")
         return int(size)
 
-    def encode(self, landmarks: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
-        """Training targets for landmarks (B, N, 2) in [0, 1]; mask (B, N) bool (None: all)."""
-        return self.head.encode(landmarks, mask)
+    def encode(self, landmarks: Tensor, mask: Tensor | None = None,
+               input_size: int | None = None) -> dict[str, Tensor]:
+        """Training targets for landmarks (B, N, 2) in [0, 1]; mask (B, N) bool (None: all).
+
+        ``input_size``: the targets of crops of that side instead of the model's own (a
+        size :meth:`check_other_input_size` accepts, for a head that ``encodes_other_grids``).
+        """
+        if input_size is None or input_size == self.input_size:
+            return self.head.encode(landmarks, mask)
+        if not self.head.encodes_other_grids:
+            raise ConfigError(f"{type(self.head).__name__} encodes targets for "
+                              f"{self.input_size} px crops only, not {input_size!r} px")
+        size = self.check_other_input_size(input_size)
+        return self.head.encode(landmarks, mask, grid=size // self.head.cell)
 
     def loss(self, outputs: TensorDict, targets: TensorDict) -> tuple[Tensor, TensorDict]:
         """(total scalar, weighted parts by name); missing points contribute nothing."""

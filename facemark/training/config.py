@@ -58,6 +58,12 @@ class DataConfig:
                                 # augmentation's horizontal flip off for that set's faces, so
                                 # a set whose annotations are not mirror-symmetric keeps its
                                 # own offset (default: every set flips as the recipe says)
+    smaller_sizes: list[int] = field(default_factory=list)  # crop sides (multiples of the
+                                # head's cell, below input_size) that a batch is shrunk to
+                                # with probability smaller_p, so the model also predicts on
+                                # a smaller first pass (Landmarker first_pass_size); plain
+                                # supervised training only
+    smaller_p: float = 0.5
     num_workers: int = 2
     skip_bad: bool = False
     blank_images: bool = False  # train on plain black crops (the paper's implicit-prior test)
@@ -324,6 +330,8 @@ def _check_ranges(cfg: TrainConfig) -> None:
         ("data.repeat", all(isinstance(r, int) and r >= 0 for r in cfg.data.repeat)
          and (not cfg.data.repeat or any(cfg.data.repeat)),
          "entries must be integers >= 0, at least one of them > 0"),
+        ("data.smaller_sizes", not cfg.data.smaller_sizes or not cfg.cross_protocol.datasets,
+         "is for single-head supervised training, not cross_protocol"),
         ("data.flip", not cfg.data.flip or len(cfg.data.flip) == len(cfg.data.train),
          f"must have one entry per data.train entry ({len(cfg.data.train)})"),
     ]

@@ -96,6 +96,9 @@ def check_dann(cfg: TrainConfig) -> None:
         ConfigError: naming the key and saying what to set instead.
     """
     st = cfg.self_training
+    if cfg.data.smaller_sizes:
+        raise ConfigError("config key 'data.smaller_sizes' is for supervised training "
+                          "(facemark train), not DANN")
     if st.method != "dann":
         raise ConfigError(f"config key 'self_training.method' is {st.method!r}; train_dann "
                           "needs self_training.method=dann")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from facemark.data.schemes import get_scheme
-from facemark.errors import FacemarkError
+from facemark.errors import ConfigError, FacemarkError
 from facemark.evaluation.metrics import nme, summarize
 from facemark.evaluation.sepbn import best_of_k_points
 from facemark.models.norm import num_domains, set_domain
@@ -43,6 +43,29 @@ class NonFiniteLossError(FacemarkError):
     """The loss became NaN or infinite; the message names the batch's samples."""
 
 
+def check_smaller_sizes(model, sizes: list[int] | None, p: float) -> list[int]:
+    """The ``smaller_sizes`` of :class:`LandmarkModule`, checked against ``model``.
+
+    Raises:
+        ConfigError: naming ``data.smaller_sizes`` / ``data.smaller_p``.
+    """
+    sizes = list(sizes or [])
+    if not 0.0 <= float(p) <= 1.0:
+        raise ConfigError(f"config key 'data.smaller_p' must be in [0, 1], got {p!r}")
+    for size in sizes:
+        if not model.head.encodes_other_grids:
+            raise ConfigError(f"config key 'data.smaller_sizes': {type(model.head).__name__} "
+                              f"trains on {model.input_size} px crops only")
+        try:
+            model.check_other_input_size(size)
+        except ConfigError as e:
+            raise ConfigError(f"config key 'data.smaller_sizes': {e}") from None
+        if size == model.input_size:
+            raise ConfigError(f"config key 'data.smaller_sizes': {size} is the model's own "
+                              "input size; list smaller sides only")
+    return sizes
+
+
 def fit(trainer, module, datamodule, ckpt_path: str | None = None) -> None:
     """``trainer.fit``, resuming from ``ckpt_path`` (if given) without running code from it.
 
@@ -65,13 +88,26 @@ class LandmarkModule(SafeCheckpoints, L.LightningModule):
         data_info: crop rule, input size and training sets, stored in checkpoints so a
             checkpoint alone predicts (``facemark.models.model_file.load_model``).
         sample_names: names of the training crops, to name the culprits of a NaN loss.
+        smaller_sizes: crop sides (pixels, below the model's input size) that a training
+            batch is shrunk to with probability ``smaller_p`` (one of them at random,
+            bilinear), with targets on that size's grid: the model learns to predict on the
+            smaller first-pass crops of ``Landmarker(first_pass_size=...)`` too. Validation
+            stays at the model's own size.
+        smaller_p: probability that a batch is shrunk (0 to 1).
+
+    Raises:
+        ConfigError: a size the model cannot train on (its head encodes one grid only, or
+            the size is not a multiple of its cell), or ``smaller_p`` outside [0, 1].
     """
 
     def __init__(self, model_config: dict[str, Any], scheme: str, optim: dict[str, Any],
-                 data_info: dict[str, Any] | None = None, sample_names: list[str] | None = None):
+                 data_info: dict[str, Any] | None = None, sample_names: list[str] | None = None,
+                 smaller_sizes: list[int] | None = None, smaller_p: float = 0.5):
         super().__init__()
         self.save_hyperparameters(ignore=["sample_names"])
         self.model = model_from_config(model_config)
+        self.smaller_sizes = check_smaller_sizes(self.model, smaller_sizes, smaller_p)
+        self.smaller_p = float(smaller_p)
         # brute-force SepBN: route each face by its dataset (batch["domain"]); validate
         # best-of-K, an oracle (facemark.evaluation.sepbn)
         self.num_domains = num_domains(self.model)
@@ -88,8 +124,9 @@ class LandmarkModule(SafeCheckpoints, L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if self.num_domains:
             set_domain(self.model, batch["domain"])
-        outputs = self.model(batch["image"])
-        targets = self.model.encode(batch["landmarks"], batch["mask"])
+        images, size = self.training_images(batch["image"])
+        outputs = self.model(images)
+        targets = self.model.encode(batch["landmarks"], batch["mask"], input_size=size)
         loss, parts = self.model.loss(outputs, targets)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(self._nan_message(batch, batch_idx, loss))
@@ -98,6 +135,18 @@ class LandmarkModule(SafeCheckpoints, L.LightningModule):
         for name, value in parts.items():
             self.log(f"train/{name}", value, batch_size=bs)
         return loss
+
+    def training_images(self, images: torch.Tensor) -> tuple[torch.Tensor, int | None]:
+        """The batch as trained: shrunk to one of ``smaller_sizes`` with probability
+        ``smaller_p`` (drawn from torch's seeded generator), else as it is; and the side it
+        was shrunk to (None: unchanged). Normalised landmark coordinates do not change:
+        ``align_corners=False`` keeps the pixel-centre convention of the crops."""
+        if not self.smaller_sizes or float(torch.rand(())) >= self.smaller_p:
+            return images, None
+        size = self.smaller_sizes[int(torch.randint(len(self.smaller_sizes), ()))]
+        shrunk = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear",
+                                                 align_corners=False)
+        return shrunk, size
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.num_domains:  # no stale labels outside training steps

@@ -121,7 +121,9 @@ def train(cfg: TrainConfig, *, resume: str | None = "auto", overwrite: bool = Fa
                      "train": list(cfg.data.train), "experiment": cfg.experiment,
                      "scheme_definition": scheme_to_dict(scheme)}
         module = LandmarkModule(model_cfg, scheme.name, cfg.to_dict()["optim"],
-                                data_info=data_info, sample_names=data.train_names)
+                                data_info=data_info, sample_names=data.train_names,
+                                smaller_sizes=cfg.data.smaller_sizes,
+                                smaller_p=cfg.data.smaller_p)
         initialise_model(module.model, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")

@@ -149,6 +149,9 @@ def check_self_training(cfg: TrainConfig) -> None:
             :func:`facemark.training.dann.train_dann`).
     """
     st = cfg.self_training
+    if cfg.data.smaller_sizes:
+        raise ConfigError("config key 'data.smaller_sizes' is for supervised training "
+                          "(facemark train), not self-training")
     if st.method != "stc":
         raise ConfigError(f"self_training.method is {st.method!r}: train it with "
                           "facemark.training.dann.train_dann(cfg) (facemark selftrain picks the "

@@ -33,11 +33,14 @@ class LandmarkHead(nn.Module):
     feature map, so that the model also runs on crops of other sides (multiples of ``cell``;
     a first pass that only places the crop, :meth:`LandmarkModel.check_other_input_size`);
     None for heads whose layers are sized for ``input_size`` (the default).
+    ``encodes_other_grids``: whether ``encode`` takes ``grid=`` (targets for crops of another
+    side, so training can shrink some batches: ``data.smaller_sizes``).
     """
 
     num_points: int
     input_size: int
     cell: int | None = None
+    encodes_other_grids: bool = False   # encode(..., grid=G): targets for other crop sides
 
     def encode(self, landmarks: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
         raise NotImplementedError

@@ -170,6 +170,7 @@ class PIPHead(LandmarkHead):
         self.confidence_scale = CONFIDENCE_SCALE
         self.grid = input_size // net_stride
         self.cell = int(net_stride)   # decode reads the grid off the score map
+        self.encodes_other_grids = True   # encode(..., grid=): training on smaller crops
         self.extra, ch = resample_layers(in_channels, in_stride, net_stride,
                                          resolve_norm_layer(norm_layer, nn.BatchNorm2d))
         # Layer names as the authors' checkpoints (cls_layer, x_layer, ...).
@@ -198,8 +199,11 @@ class PIPHead(LandmarkHead):
         return out
 
     # -- codec ------------------------------------------------------------------------
-    def encode(self, landmarks: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
-        """Targets on the S / net_stride grid (see the module docstring).
+    def encode(self, landmarks: Tensor, mask: Tensor | None = None,
+               grid: int | None = None) -> dict[str, Tensor]:
+        """Targets on the S / net_stride grid (see the module docstring), or on a ``grid`` x
+        ``grid`` one: the targets of crops of another side (``grid * net_stride`` px,
+        training with ``data.smaller_sizes``).
 
         Returns:
             ``score``, ``offset_x``, ``offset_y`` (B, N, H, W); ``nb_x``, ``nb_y``
@@ -208,7 +212,7 @@ class PIPHead(LandmarkHead):
         """
         landmarks, mask = self.check_landmarks(landmarks, mask)
         b, n = mask.shape
-        h = w = self.grid
+        h = w = self.grid if grid is None else int(grid)
         gx, gy = landmarks[..., 0] * w, landmarks[..., 1] * h
         cx = gx.floor().clamp(0, w - 1)
         cy = gy.floor().clamp(0, h - 1)

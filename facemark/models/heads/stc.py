@@ -101,6 +101,7 @@ class STCHead(PIPHead):
                          score_weight=score_weight, offset_weight=offset_weight,
                          norm_layer=norm_layer)
         self.levels = resolve_stc_levels(stc_levels, self.grid)
+        self.encodes_other_grids = False   # its levels are sized for input_size
 
     def grid_at(self, level: int) -> int:
         """Side of the score map at ``level`` in cells."""
