@@ -360,6 +360,8 @@ def test_config_section_checks(tmp_path):
         _cfg(tmp_path, ok, cross_protocol={"datasets": ok, "sampling": "balanced"})
     with pytest.raises(ConfigError, match="temperature.schedule"):
         _cfg(tmp_path, ok, temperature={"schedule": "cosine"})
+    with pytest.raises(ConfigError, match="smaller_sizes' is for single-head"):
+        _cfg(tmp_path, ok, data={"smaller_sizes": [96]})
     with pytest.raises(ConfigError, match="data.train' is empty"):
         _cfg(tmp_path, [])
 

@@ -175,6 +175,7 @@ def test_curriculum_is_coarse_to_fine_then_full_three_times(tmp_path):
     ("self_training.crop_rule=300x", "unknown crop rule '300x'"),
     ("self_training.crop_rule={scale: 1.2, shift: 0.1}", "unknown field 'shift'"),
     ("trainer.devices=2", "one device"),
+    ("data.smaller_sizes=[96]", "smaller_sizes' is for supervised training"),
     ("self_training.init_checkpoint=nowhere.ckpt", "init_checkpoint.*not found"),
 ])
 def test_config_errors_name_the_key(tmp_path, override, message):
