@@ -99,3 +99,24 @@ def test_a_run_trains_on_the_smaller_size(tmp_path, monkeypatch):
     assert result.best_val_nme is not None and np.isfinite(result.best_val_nme)
     ckpt = torch.load(result.last_checkpoint, map_location="cpu", weights_only=False)
     assert ckpt["hyper_parameters"]["smaller_sizes"] == [32]   # a resume keeps them
+
+
+def test_norm_eval_keeps_batch_norm_statistics_while_training():
+    model = pipnet()
+    config = {"name": "pipnet", **model.config}
+    for norm_eval in (False, True):
+        torch.manual_seed(0)
+        module = LandmarkModule(config, "300w68", {"optimizer": "adam", "lr": 1e-3,
+                                                  "norm_eval": norm_eval})
+        module.train()
+        bns = [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        before = [b.running_mean.clone() for b in bns]
+        batch = {"image": torch.rand(2, 3, 128, 128), "landmarks": torch.rand(2, N, 2),
+                 "mask": torch.ones(2, N, dtype=torch.bool), "index": torch.arange(2)}
+        module.log = lambda *a, **k: None      # outside a Trainer
+        module.training_step(batch, 0).backward()
+        moved = any(not torch.equal(b.running_mean, m) for b, m in zip(bns, before))
+        assert moved != norm_eval
+        assert all(b.training != norm_eval for b in bns) and module.model.head.training
+        grads = [p.grad for p in module.model.parameters() if p.grad is not None]
+        assert grads   # the weights (batch norm's affine ones included) still learn

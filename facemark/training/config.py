@@ -106,6 +106,11 @@ class OptimConfig:
     # every optimiser step with this decay (0.999: about the last 1000 steps). Validation,
     # best.ckpt and the finished model use the average; 0 turns it off.
     ema_decay: float = 0.0
+    # Batch norm stays in eval mode while training: it normalises with its running
+    # statistics and keeps them (mmdetection's norm_eval). For fine-tuning a trained model,
+    # e.g. with data.smaller_sizes, whose shrunk batches would otherwise pull the
+    # statistics away from those of the model's own input size.
+    norm_eval: bool = False
 
 
 @dataclass

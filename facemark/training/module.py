@@ -136,6 +136,16 @@ class LandmarkModule(SafeCheckpoints, L.LightningModule):
             self.log(f"train/{name}", value, batch_size=bs)
         return loss
 
+    def train(self, mode: bool = True) -> "LandmarkModule":
+        """``nn.Module.train``; with ``optim.norm_eval`` the batch-norm layers stay in eval
+        mode (they normalise with their running statistics and do not update them)."""
+        super().train(mode)
+        if mode and self.optim.get("norm_eval"):
+            for module in self.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
     def training_images(self, images: torch.Tensor) -> tuple[torch.Tensor, int | None]:
         """The batch as trained: shrunk to one of ``smaller_sizes`` with probability
         ``smaller_p`` (drawn from torch's seeded generator), else as it is; and the side it
