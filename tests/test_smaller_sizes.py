@@ -120,3 +120,24 @@ def test_norm_eval_keeps_batch_norm_statistics_while_training():
         assert all(b.training != norm_eval for b in bns) and module.model.head.training
         grads = [p.grad for p in module.model.parameters() if p.grad is not None]
         assert grads   # the weights (batch norm's affine ones included) still learn
+
+
+@pytest.mark.slow   # trains a model end to end
+def test_norm_eval_holds_in_a_lightning_run(tmp_path):
+    """Lightning keeps the modes the module had (it never calls train()): the statistics of
+    a fresh model (mean 0, variance 1) must come out of a run with norm_eval untouched,
+    validation included; without it they move."""
+    from test_training import tiny_config
+
+    from facemark.training.run import train
+
+    torch.set_num_threads(1)
+    for norm_eval in (True, False):
+        cfg = load_config(tiny_config(tmp_path / str(norm_eval), epochs=2),
+                          [f"optim.norm_eval={str(norm_eval).lower()}"])
+        result = train(cfg)
+        state = torch.load(result.last_checkpoint, map_location="cpu",
+                           weights_only=False)["state_dict"]
+        means = [v for k, v in state.items() if k.endswith("running_mean")]
+        kept = all(torch.equal(m, torch.zeros_like(m)) for m in means)
+        assert means and kept == norm_eval

@@ -146,6 +146,12 @@ class LandmarkModule(SafeCheckpoints, L.LightningModule):
                     module.eval()
         return self
 
+    def on_train_start(self) -> None:
+        # Lightning never calls train() on the module (it keeps the modes it was given and
+        # restores them after validation): apply norm_eval here, for fresh and resumed runs
+        if self.optim.get("norm_eval"):
+            self.train()
+
     def training_images(self, images: torch.Tensor) -> tuple[torch.Tensor, int | None]:
         """The batch as trained: shrunk to one of ``smaller_sizes`` with probability
         ``smaller_p`` (drawn from torch's seeded generator), else as it is; and the side it
