@@ -135,6 +135,13 @@ def test_a_bundled_model_exports_its_first_pass_graph_into_the_cache(tiny, tmp_p
     # two sessions take turns: neither spins between runs (they took the cores from each
     # other); one session alone keeps onnxruntime's spinning
     assert not lm.engine_.spinning and not lm.first_engine_.spinning
+    # ... but within a run they may: the spinning stops when a run ends (turned off
+    # altogether, every operator waited for a sleeping thread)
+    for engine in (lm.engine_, lm.first_engine_):
+        options = engine.session_.get_session_options()
+        assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+        with pytest.raises(RuntimeError):
+            options.get_session_config_entry("session.intra_op.allow_spinning")
     assert facemark.load(detector="opencv", first_pass_size=0).engine_.spinning
     assert sorted(p.name.endswith("-32px.onnx") for p in (tmp_path / "cache").iterdir()) \
         == [False, True]

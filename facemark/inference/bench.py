@@ -302,7 +302,7 @@ def _first_pass_engines(landmarker, engines: dict[str, Any], tmp: Path) -> dict[
     """By engine name, ``(engine of the second pass, engine of the first)`` where the
     landmarker runs its first pass at another size (``first_pass_size_``), as it runs them:
     PyTorch engines at that size; the ONNX export of the model (a file in ``tmp``) exported
-    again at that size, both sessions without spinning threads (``Landmarker.load``);
+    again at that size, neither session spinning between its runs (``Landmarker.load``);
     ``--also`` files are single graphs and run the first pass at their own size (left out)."""
     if landmarker.first_engine_ is None:
         return {}

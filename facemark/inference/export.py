@@ -129,10 +129,13 @@ def ort_session(path: str | Path, threads: int | None = None, providers=None,
                 spinning: bool = True):
     """An onnxruntime session with full graph optimisation and ``threads`` intra-op threads.
 
-    ``spinning=False`` lets its threads sleep as soon as a run ends instead of spinning
-    for the next one: for sessions that take turns in one process (a Landmarker's two
-    passes), whose spinning threads would otherwise take the cores from each other (two
-    spinning sessions made the detect path twice as slow on 2 cores, docs/results.md).
+    ``spinning=False`` stops its threads spinning as soon as a run ends (onnxruntime's
+    ``session.force_spinning_stop``; they still spin within a run): for sessions that take
+    turns in one process (a Landmarker's two passes), whose threads would otherwise spin
+    for the next run and take the cores from each other (two spinning sessions made the
+    detect path twice as slow on 2 cores). Turning spinning off altogether
+    (``allow_spinning`` 0), as before, made every operator wait for a sleeping thread:
+    a one-face pair of passes took 4.6-4.9 ms instead of 3.2-3.4 (docs/results.md).
     """
     import onnxruntime as ort
 
@@ -143,7 +146,7 @@ def ort_session(path: str | Path, threads: int | None = None, providers=None,
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
     if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(str(path), sess_options=options,
                                 providers=list(providers or ["CPUExecutionProvider"]))
 
