@@ -2,7 +2,8 @@
 
 Detects the faces of one photo once, then times ``lm.detect(image, boxes=those boxes,
 box_style=the detector's)`` (what ``facemark detect`` does after detection), reporting the
-median per face over ``--runs`` calls (in blocks of 20, each after 2 untimed calls):
+median per face over ``--runs`` calls (``compare_latency``: blocks of 20, each after an
+untimed call):
 
     PYTHONPATH=. python benchmarks/landmarker_latency.py ../shared/data/photos/group_t1.jpg \\
         --threads 2 --runs 80 [--model accurate] [--first-pass-size 96] [--refine 0] [--dlib]
@@ -18,9 +19,7 @@ issue #9's speed goal is the default path at most 2.5x dlib's predictor per face
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     import facemark
     from facemark.data.images import read_image
     from facemark.errors import FacemarkError
-    from facemark.evaluation.bench import dlib_landmarks, find_dlib_predictor
+    from facemark.evaluation.bench import compare_latency, dlib_landmarks, find_dlib_predictor
 
     try:
         image = read_image(args.photo)
@@ -63,17 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"landmarker_latency: error: {what}", file=sys.stderr)
             return 2
         calls[what] = lambda: dlib_landmarks(predictor, image, boxes)
-    times = {name: [] for name in calls}
-    block = 20
-    for _ in range(-(-args.runs // block)):
-        for name, call in calls.items():   # blocks in turn: both see the same machine
-            for _ in range(2):             # untimed: caches warm again after the switch
-                call()
-            for _ in range(block):
-                start = time.perf_counter()
-                call()
-                times[name].append(time.perf_counter() - start)
-    per_face = {name: statistics.median(t) / len(boxes) * 1000 for name, t in times.items()}
+    # blocks of 20 timed calls in turn, one untimed call after each switch
+    timings = compare_latency(calls, runs=args.runs, warmup=5, block=20)
+    per_face = {name: t.median_ms / len(boxes) for name, t in timings.items()}
     for name, ms in per_face.items():
         print(f"{args.photo}: {len(boxes)} faces, {name}: {ms:.2f} ms per face "
               f"(median of {args.runs} calls)")
