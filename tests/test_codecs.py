@@ -96,11 +96,7 @@ def test_pip_predict_is_decode_of_forward(n, grid, batch, nb_frac, net_stride, s
         torch.nn.init.normal_(layer.bias, std=0.3)
     side = max(1, grid - 1) if other_grid else grid          # the stride-32 map's side
     features = torch.randn(batch, CH, side, side)            # the head resamples it
-    with torch.no_grad():
-        expected = head.decode(head(features))
-        got = head.predict(features)
-    torch.testing.assert_close(got[0], expected[0], atol=1e-5, rtol=0)
-    torch.testing.assert_close(got[1], expected[1], atol=1e-4, rtol=0)
+    assert_predict_is_decode_of_forward(head, features, atol_points=1e-5, atol_conf=1e-4)
 
 
 def test_stc_head_predict_is_its_level_zero_decode():
@@ -109,12 +105,17 @@ def test_stc_head_predict_is_its_level_zero_decode():
     torch.manual_seed(0)
     head = STCHead(CH, 32, num_points=6, input_size=128, num_nb=3,
                    mean_face=np.random.default_rng(0).random((6, 2))).eval()
-    features = torch.randn(2, CH, 4, 4)
+    assert_predict_is_decode_of_forward(head, torch.randn(2, CH, 4, 4),
+                                        atol_points=1e-6, atol_conf=1e-5)
+
+
+def assert_predict_is_decode_of_forward(head, features, atol_points, atol_conf):
+    """``head.predict(features)`` gives ``decode(forward(features))``'s points and confidence."""
     with torch.no_grad():
         expected = head.decode(head(features))
         got = head.predict(features)
-    torch.testing.assert_close(got[0], expected[0], atol=1e-6, rtol=0)
-    torch.testing.assert_close(got[1], expected[1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[0], expected[0], atol=atol_points, rtol=0)
+    torch.testing.assert_close(got[1], expected[1], atol=atol_conf, rtol=0)
 
 
 def test_neighbour_channel_layout_is_C_times_i_plus_j():
