@@ -13,41 +13,36 @@ detector's boxes (choose on validation faces, never on a test set):
     python benchmarks/first_pass_size.py --data /tmp/val/300w.txt [--model M.pt] [--sizes 96,128]
 
 It also times onnxruntime on each size (the model exported at that size, batch 6, one
-thread, alternating sizes; ms per face), so a row's accuracy and cost sit side by side.
+thread, sizes timed in turn; ms per face), so a row's accuracy and cost sit side by side.
 Each face is matched to the detection whose box best overlaps its landmark box
 (``calibration.match_face``: IoU >= 0.25; unmatched faces are left out and counted).
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 
 def onnx_ms_per_face(model, info, sizes: list[int], runs: int = 40, batch: int = 6) -> dict:
-    """Median onnxruntime ms per face of ``model`` exported at each size (one thread)."""
+    """Median onnxruntime ms per face of ``model`` exported at each size (one thread),
+    the sizes timed in turn (``compare_latency``)."""
+    from facemark.evaluation.bench import compare_latency
     from facemark.inference.export import export_onnx, ort_session
 
-    sessions = {}
+    rng = np.random.default_rng(0)
+    calls = {}
     with tempfile.TemporaryDirectory() as tmp:
         for s in sizes:
-            m = copy.deepcopy(model).float()
-            m.input_size = s   # export checks the size against the model's own
-            path = export_onnx(m, Path(tmp) / f"m{s}.onnx", input_size=s, info=info)
-            sessions[s] = ort_session(path, threads=1)
-        times = {s: [] for s in sizes}
-        rng = np.random.default_rng(0)
-        for _ in range(runs):
-            for s, sess in sessions.items():
-                x = rng.random((batch, 3, s, s), dtype=np.float32)
-                start = time.perf_counter()
-                sess.run(None, {sess.get_inputs()[0].name: x})
-                times[s].append(time.perf_counter() - start)
-    return {s: 1000 * float(np.median(t)) / batch for s, t in times.items()}
+            path = export_onnx(model, Path(tmp) / f"m{s}.onnx", input_size=s, any_size=True,
+                               info=info)
+            session = ort_session(path, threads=1)
+            feed = {session.get_inputs()[0].name: rng.random((batch, 3, s, s), dtype=np.float32)}
+            calls[s] = lambda session=session, feed=feed: session.run(None, feed)
+        timings = compare_latency(calls, runs=runs, warmup=2, per=batch)
+    return {s: t.per_item_ms for s, t in timings.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
