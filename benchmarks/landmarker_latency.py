@@ -13,7 +13,7 @@ each other's idle onnxruntime threads spinning for work (with two threads on two
 doubled the detect path's time); run the command once per setting, a few times each.
 ``--dlib`` also times dlib's 68-point predictor on the same boxes, in the same process,
 in blocks of 20 calls taking turns with the landmarker's (call by call, each evicted the
-other's weights from the caches and both ran 1.3-1.6x slower), and prints the ratio:
+other's weights from the caches and both ran 1.3-1.7x slower), and prints the ratio:
 issue #9's speed goal is the default path at most 2.5x dlib's predictor per face.
 """
 from __future__ import annotations
