@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refine", type=int, default=None, metavar="N",
                    help="refine passes (default: the model file's)")
     p.add_argument("--dlib", action="store_true",
-                   help="also time dlib's 68-point predictor on the same boxes, alternating")
+                   help="also time dlib's 68-point predictor on the same boxes, in turn")
     args = p.parse_args(argv)
 
     import facemark
