@@ -12,8 +12,9 @@ detector's boxes (choose on validation faces, never on a test set):
         experiments/default/finetune/pipnet_mbv2_128_noflip_cont.yaml --out /tmp/val --sets 300w
     python benchmarks/first_pass_size.py --data /tmp/val/300w.txt [--model M.pt] [--sizes 96,128]
 
-It also times onnxruntime on each size (the model exported at that size, batch 6, one
-thread, sizes timed in turn; ms per face), so a row's accuracy and cost sit side by side.
+It also times onnxruntime on each size (one export of the model that takes every side, as
+``facemark.load()`` runs it; batch 6, one thread, sizes timed in turn; ms per face), so a
+row's accuracy and cost sit side by side.
 Each face is matched to the detection whose box best overlaps its landmark box
 (``calibration.match_face``: IoU >= 0.25; unmatched faces are left out and counted).
 """
@@ -27,20 +28,19 @@ import numpy as np
 
 
 def onnx_ms_per_face(model, info, sizes: list[int], runs: int = 40, batch: int = 6) -> dict:
-    """Median onnxruntime ms per face of ``model`` exported at each size (one thread),
-    the sizes timed in turn (``compare_latency``)."""
+    """Median onnxruntime ms per face of ``model`` at each size (one graph of every side,
+    one session, one thread), the sizes timed in turn (``compare_latency``)."""
     from facemark.evaluation.bench import compare_latency
     from facemark.inference.export import export_onnx, ort_session
 
     rng = np.random.default_rng(0)
     calls = {}
     with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(model, Path(tmp) / "model.onnx", info=info, dynamic_size=True)
+        session = ort_session(path, threads=1)
         for s in sizes:
-            path = export_onnx(model, Path(tmp) / f"m{s}.onnx", input_size=s, any_size=True,
-                               info=info)
-            session = ort_session(path, threads=1)
             feed = {session.get_inputs()[0].name: rng.random((batch, 3, s, s), dtype=np.float32)}
-            calls[s] = lambda session=session, feed=feed: session.run(None, feed)
+            calls[s] = lambda feed=feed: session.run(None, feed)
         timings = compare_latency(calls, runs=runs, warmup=2, per=batch)
     return {s: t.per_item_ms for s, t in timings.items()}
 
@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="labelled dataset (e.g. a validation list)")
     p.add_argument("--model", default=None, help="model file (default: the bundled one)")
-    p.add_argument("--sizes", default="64,80,96,112",
-                   help="first-pass sizes besides the model's own (comma-separated)")
+    p.add_argument("--sizes", default="32,64,96",
+                   help="first-pass sizes besides the model's own (comma-separated; "
+                        "multiples of the model's grid cell, 32)")
     p.add_argument("--no-timing", action="store_true", help="accuracy only")
     args = p.parse_args(argv)
 

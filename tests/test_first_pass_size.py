@@ -1,6 +1,7 @@
 """The first of two passes may run on a smaller crop (``first_pass_size``): it only places
 the crop of the second. A model file carries its default (``facemark export
---first-pass-size N``); both engines honour it; an ONNX file alone runs at its own size."""
+--first-pass-size N``); both engines honour it, sharing the model or the onnxruntime
+session (an ONNX export takes every side the model runs on; ``--static-size`` one)."""
 import numpy as np
 import pytest
 import torch
@@ -104,7 +105,9 @@ def test_torch_engine_at_another_size(tiny, face):
         facemark.load(tiny, engine="torch", first_pass_size=48)
 
 
-def test_export_stores_the_default_and_an_onnx_file_keeps_its_size(tiny, tmp_path, face):
+def test_export_stores_the_default_and_an_onnx_export_takes_every_side(tiny, tmp_path, face):
+    from facemark.inference.onnx_engine import OnnxLandmarkEngine
+
     image, box = face
     small = tmp_path / "small.pt"
     assert main(["export", str(tiny), "-o", str(small), "--first-pass-size", "32"]) == 0
@@ -112,17 +115,53 @@ def test_export_stores_the_default_and_an_onnx_file_keeps_its_size(tiny, tmp_pat
     assert facemark.load(small, engine="torch", first_pass_size=0).first_pass_size_ == SIZE
     onnx = tmp_path / "small.onnx"
     assert main(["export", str(small), "-o", str(onnx)]) == 0
-    lm = facemark.load(onnx)        # one graph: the file's default cannot be honoured
-    assert lm.first_pass_size_ == SIZE and lm.first_engine_ is None
+    assert OnnxLandmarkEngine(onnx).load().input_sizes_ == (32, SIZE)
+    lm = facemark.load(onnx, detector="opencv")       # the file's default, same session
+    assert lm.first_pass_size_ == 32 and lm.first_engine_.input_size == 32
+    assert lm.first_engine_.session_ is lm.engine_.session_ and lm.engine_.spinning
+    ref = facemark.load(small, engine="torch", detector="opencv")
+    np.testing.assert_allclose(lm.detect(image, boxes=[box])[0].points,
+                               ref.detect(image, boxes=[box])[0].points, atol=1e-2)
+    with pytest.raises(ValueError, match="32, 32"):   # the view checks its own side
+        lm.first_engine_.predict(np.zeros((1, 3, SIZE, SIZE), np.float32))
+    # a graph for one side keeps it, and refuses another when asked for
+    static = tmp_path / "static.onnx"
+    assert main(["export", str(small), "-o", str(static), "--static-size"]) == 0
+    one = facemark.load(static)
+    assert one.first_pass_size_ == SIZE and one.first_engine_ is None
     with pytest.raises(ConfigError, match="ONNX graph for 64 px crops only"):
-        facemark.load(onnx, first_pass_size=32)
+        facemark.load(static, first_pass_size=32)
+    with pytest.raises(ConfigError, match="first_pass_size: crop size: expected one of 32, 64"):
+        facemark.load(onnx, first_pass_size=48)
     assert main(["export", str(tiny), "-o", str(tmp_path / "x.pt"), "--first-pass-size", "48"]) == 2
     assert main(["export", str(tiny), "-o", str(tmp_path / "x.onnx"),
                  "--first-pass-size", "32"]) == 2
+    assert main(["export", str(tiny), "-o", str(tmp_path / "x.pt"), "--static-size"]) == 2
 
 
-def test_a_bundled_model_exports_its_first_pass_graph_into_the_cache(tiny, tmp_path, face,
-                                                                     monkeypatch):
+def test_an_export_of_every_side_matches_pytorch_at_each(tiny, tmp_path):
+    from facemark.inference.export import export_onnx
+    from facemark.inference.onnx_engine import OnnxLandmarkEngine, TorchLandmarkEngine
+
+    ref = TorchLandmarkEngine(tiny).load()
+    path = export_onnx(ref.model_, tmp_path / "all.onnx", info=ref.info, dynamic_size=True)
+    engine = OnnxLandmarkEngine(path).load()
+    assert engine.input_sizes_ == tuple(ref.model_.input_sizes()) == (32, SIZE)
+    for side in engine.input_sizes_:
+        x = np.random.default_rng(side).random((3, 3, side, side), dtype=np.float32)
+        points, conf = engine.at_size(side).predict(x)
+        want_points, want_conf = ref.at_size(side).predict(x) if side != SIZE else ref.predict(x)
+        np.testing.assert_allclose(points, want_points, atol=1e-4)
+        np.testing.assert_allclose(conf, want_conf, atol=1e-4)
+    fixed = OnnxLandmarkEngine(export_onnx(ref.model_, tmp_path / "one.onnx",
+                                           info=ref.info)).load()
+    assert fixed.input_sizes_ == (SIZE,)
+    with pytest.raises(ConfigError, match="64 px crops only"):
+        fixed.at_size(32)
+
+
+def test_a_bundled_model_runs_its_first_pass_in_the_same_session(tiny, tmp_path, face,
+                                                                   monkeypatch):
     image, box = face
     small = tmp_path / "small.pt"
     assert main(["export", str(tiny), "-o", str(small), "--first-pass-size", "32"]) == 0
@@ -132,19 +171,10 @@ def test_a_bundled_model_exports_its_first_pass_graph_into_the_cache(tiny, tmp_p
     lm = facemark.load(detector="opencv")
     assert lm.engine_.kind == "onnx" and lm.first_pass_size_ == 32
     assert lm.first_engine_.input_size == 32
-    # two sessions take turns: neither spins between runs (they took the cores from each
-    # other); one session alone keeps onnxruntime's spinning
-    assert not lm.engine_.spinning and not lm.first_engine_.spinning
-    # ... but within a run they may: the spinning stops when a run ends (turned off
-    # altogether, every operator waited for a sleeping thread)
-    for engine in (lm.engine_, lm.first_engine_):
-        options = engine.session_.get_session_options()
-        assert options.get_session_config_entry("session.force_spinning_stop") == "1"
-        with pytest.raises(RuntimeError):
-            options.get_session_config_entry("session.intra_op.allow_spinning")
-    assert facemark.load(detector="opencv", first_pass_size=0).engine_.spinning
-    assert sorted(p.name.endswith("-32px.onnx") for p in (tmp_path / "cache").iterdir()) \
-        == [False, True]
+    # one session for both passes (two sessions' weights took turns in the caches), which
+    # keeps onnxruntime's spinning as any single session does
+    assert lm.first_engine_.session_ is lm.engine_.session_ and lm.engine_.spinning
+    assert len(list((tmp_path / "cache").iterdir())) == 1          # one cached graph
     ref = facemark.load(small, engine="torch", detector="opencv")
     np.testing.assert_allclose(lm.detect(image, boxes=[box])[0].points,
                                ref.detect(image, boxes=[box])[0].points, atol=1e-2)
@@ -172,18 +202,16 @@ def test_speed_bench_times_the_first_pass_at_its_size(tiny, tmp_path, face):
     image, box = face
     lm = facemark.load(tiny, engine="torch", detector="opencv", first_pass_size=32)
     torch_engine = TorchLandmarkEngine(tiny).load()
-    own = export_onnx(torch_engine.model_, tmp_path / "model.onnx", info=torch_engine.info)
-    other = tmp_path / "elsewhere"
-    other.mkdir()
+    own = export_onnx(torch_engine.model_, tmp_path / "model.onnx", info=torch_engine.info,
+                      dynamic_size=True)
     engines = {"torch": torch_engine, "onnx": OnnxLandmarkEngine(own).load(),
-               "also": OnnxLandmarkEngine(export_onnx(torch_engine.model_, other / "m.onnx",
+               "also": OnnxLandmarkEngine(export_onnx(torch_engine.model_, tmp_path / "m.onnx",
                                                       info=torch_engine.info)).load()}
-    pairs = _first_pass_engines(lm, engines, tmp_path)
-    assert sorted(pairs) == ["onnx", "torch"]                 # --also files: own size only
-    assert {second.input_size for second, _ in pairs.values()} == {SIZE}
-    assert {first.input_size for _, first in pairs.values()} == {32}
-    assert not pairs["onnx"][0].spinning and not pairs["onnx"][1].spinning
-    firsts = {name: first for name, (_, first) in pairs.items()}
+    firsts = _first_pass_engines(lm, engines)
+    assert sorted(firsts) == ["onnx", "torch"]        # a graph of one side runs at that side
+    assert {first.input_size for first in firsts.values()} == {32}
+    assert firsts["onnx"].session_ is engines["onnx"].session_
+    assert firsts["torch"].model_ is torch_engine.model_
 
     class Boxes:
         box_style = None
@@ -196,30 +224,4 @@ def test_speed_bench_times_the_first_pass_at_its_size(tiny, tmp_path, face):
     timing = pipeline_latency(Boxes(), engines, [image], repeats=1, landmarker=lm,
                               first_engines=firsts)
     assert timing.faces == 1 and set(timing.landmarks_ms) == set(engines)
-    assert _first_pass_engines(facemark.load(tiny, engine="torch"), engines, tmp_path) == {}
-
-
-def test_an_unwritable_cache_keeps_the_first_pass_at_full_size(tiny, tmp_path, monkeypatch):
-    from facemark.errors import FacemarkError
-    from facemark.inference import landmarker
-    from facemark.inference.model_path import bundled_onnx
-
-    small = tmp_path / "small.pt"
-    assert main(["export", str(tiny), "-o", str(small), "--first-pass-size", "32"]) == 0
-    monkeypatch.setattr("facemark.inference.model_path.bundled_models",
-                        lambda: {"default": {".pt": small}})
-    monkeypatch.setenv("FACEMARK_CACHE", str(tmp_path / "cache"))
-
-    def main_graph_only(name, pt_file, input_size=None):   # the main graph was cached
-        if input_size is None:                              # earlier; the folder cannot
-            return bundled_onnx(name, pt_file)              # take the second one now
-        raise FacemarkError(f"cannot write the ONNX export of the bundled model {name!r} to "
-                            "the cache; set FACEMARK_CACHE to a writable folder")
-
-    monkeypatch.setattr(landmarker, "bundled_onnx", main_graph_only)
-    with pytest.warns(UserWarning, match="first pass runs at 64 px instead"):
-        lm = facemark.load(detector="opencv")
-    assert lm.engine_.kind == "onnx" and lm.engine_.spinning
-    assert lm.first_pass_size_ == SIZE and lm.first_engine_ is None
-    with pytest.raises(FacemarkError, match="FACEMARK_CACHE"):     # asked for: an error
-        facemark.load(detector="opencv", first_pass_size=32)
+    assert _first_pass_engines(facemark.load(tiny, engine="torch"), engines) == {}

@@ -1,6 +1,7 @@
 """``facemark export``: turn a trained model into a file for inference.
 
     facemark export MODEL -o OUT [--format onnx|pt] [--half] [--opset 17] [--static-batch]
+        [--static-size]
         [--int8 --calibration DATASET [--calibration-size 256] [--eval DATASET]]
 
 MODEL is a ``.ckpt`` (``facemark train``) or ``.pt`` model file; for ``--int8`` it may also
@@ -9,6 +10,10 @@ be a float ``.onnx`` export. ``--format`` defaults to OUT's suffix (``.onnx`` or
 * ``onnx``: the predictor (backbone, head and decode) as ONNX with a dynamic batch and the
   scheme, crop size and crop rule in its metadata; checked with ``onnx.checker`` and against
   PyTorch (within 1e-4) before it is written. Run it with ``facemark.inference.onnx_engine``.
+  A model that also runs on smaller crops (PIPNet: multiples of its grid cell) gets one
+  graph for every such side (checked at each), so ``facemark.load(OUT)`` runs its smaller
+  first pass (``--first-pass-size`` of the .pt) in the same session; ``--static-size``
+  fixes the graph to the model's own side.
 * ``pt``: a facemark model file (weights + what inference needs, no optimiser state).
 * ``--int8``: static int8 quantisation (QDQ, per-channel weights) calibrated on face crops
   from ``--calibration`` (a dataset, a crop cache folder, or a folder of face crops). When
@@ -37,6 +42,9 @@ def register(subparsers) -> None:
     p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--static-batch", action="store_true",
                    help="fix the ONNX batch size to 1 (default: any batch size)")
+    p.add_argument("--static-size", action="store_true",
+                   help="onnx: a graph for the model's own crop side only (default: every "
+                        "side it runs on, for a smaller first pass)")
     p.add_argument("--half", action="store_true",
                    help="pt: store the weights as float16 (half the file; loaded as float32)")
     p.add_argument("--refine-passes", type=int, default=None, metavar="N",
@@ -112,6 +120,9 @@ def run(args) -> int:
     if args.first_pass_size is not None and fmt != "pt":
         raise ConfigError("--first-pass-size is for --format pt (an ONNX export carries the "
                           "value of the .pt it is made from)")
+    if args.static_size and fmt != "onnx":
+        raise ConfigError("--static-size is for --format onnx (a .pt model runs at any side "
+                          "its head takes)")
     if args.half and fmt != "pt":
         raise ConfigError("--half is for --format pt (ONNX exports stay float32)")
     if fmt == "pt":
@@ -146,10 +157,13 @@ def run(args) -> int:
             float_path = out if not args.int8 else Path(tmpdir) / "float.onnx"
             export_onnx(model, float_path, info=info, opset=args.opset,
                         dynamic_batch=not args.static_batch,
+                        dynamic_size=not args.static_size,
                         metadata={"exported_from": src.name})
             if not args.int8:
-                print(f"wrote {out} ({_size(out)}): scheme {info.scheme}, {info.input_size} px, "
-                      f"crop rule {info.crop_rule}, opset {args.opset}, "
+                sides = model.input_sizes() if not args.static_size else [info.input_size]
+                print(f"wrote {out} ({_size(out)}): scheme {info.scheme}, {info.input_size} px "
+                      f"(takes {', '.join(map(str, sides))}), crop rule {info.crop_rule}, "
+                      f"opset {args.opset}, "
                       f"{'batch 1' if args.static_batch else 'any batch size'}; "
                       "onnxruntime matches PyTorch within 1e-4")
                 return 0

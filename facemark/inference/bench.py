@@ -275,7 +275,8 @@ def _open_engines(model_path: str | Path, thread_counts: Sequence[int],
     if engine_kind(model_path) == "torch":
         torch_engine = TorchLandmarkEngine(model_path).load()
         _say(progress, "exporting to ONNX for the comparison (parity checked to 1e-4)")
-        onnx_path = export_onnx(torch_engine.model_, tmp / "model.onnx", info=torch_engine.info)
+        onnx_path = export_onnx(torch_engine.model_, tmp / "model.onnx", info=torch_engine.info,
+                                dynamic_size=True)
     else:
         notes.append("eager PyTorch not timed: give the .pt/.ckpt the ONNX file came from")
     by_threads: dict[int, dict[str, Any]] = {}
@@ -298,30 +299,17 @@ def _open_engines(model_path: str | Path, thread_counts: Sequence[int],
     return by_threads, notes
 
 
-def _first_pass_engines(landmarker, engines: dict[str, Any], tmp: Path) -> dict[str, tuple]:
-    """By engine name, ``(engine of the second pass, engine of the first)`` where the
-    landmarker runs its first pass at another size (``first_pass_size_``), as it runs them:
-    PyTorch engines at that size; the ONNX export of the model (a file in ``tmp``) exported
-    again at that size, neither session spinning between its runs (``Landmarker.load``);
-    ``--also`` files are single graphs and run the first pass at their own size (left out)."""
+def _first_pass_engines(landmarker, engines: dict[str, Any]) -> dict[str, Any]:
+    """By engine name, the engine at the landmarker's first-pass size (``first_pass_size_``,
+    ``engine.at_size``: the same model or session) where the landmarker runs its first pass
+    at another size and the engine takes it: PyTorch engines and ONNX graphs of every side
+    (``export_onnx(dynamic_size=True)``, as ``facemark export`` makes them); ``--also``
+    files made for one side run the first pass at that side (left out)."""
     if landmarker.first_engine_ is None:
         return {}
     size = landmarker.first_pass_size_
-    model = getattr(landmarker.engine_, "model_", None)
-    out: dict[str, tuple] = {}
-    for name, engine in engines.items():
-        if isinstance(engine, TorchLandmarkEngine):
-            out[name] = (engine, engine.at_size(size))
-        elif model is not None and Path(engine.path).parent == tmp:   # our own export
-            path = tmp / f"model-{size}px.onnx"
-            if not path.is_file():
-                export_onnx(model, path, input_size=size, any_size=True,
-                            info=landmarker.info_)
-            out[name] = (OnnxLandmarkEngine(engine.path, threads=engine.threads,
-                                            spinning=False).load(),
-                         OnnxLandmarkEngine(path, threads=engine.threads,
-                                            spinning=False).load())
-    return out
+    return {name: engine.at_size(size) for name, engine in engines.items()
+            if isinstance(engine, TorchLandmarkEngine) or size in engine.input_sizes_}
 
 
 def _set_threads(threads: int) -> None:
@@ -465,7 +453,7 @@ def _speed_report(model_path: str | Path, *, photos: str | Path | None = None,
                 if lm.refine_:
                     crop_note += (f", then {lm.refine_} refine pass(es) on crops from the "
                                   "landmarks, as `facemark detect` does by default")
-                firsts = _first_pass_engines(lm, engines, Path(tmpdir))
+                firsts = _first_pass_engines(lm, engines)
                 if firsts:
                     crop_note += (f"; the first pass on {lm.first_pass_size_} px crops "
                                   f"({', '.join(firsts)}; other engines at their own size)")
@@ -484,9 +472,6 @@ def _speed_report(model_path: str | Path, *, photos: str | Path | None = None,
                     raise DataError(photos, "none of the photos could be read")
                 _say(progress, f"detection + landmarks on {len(images)} photos, "
                                f"{repeats} repeats each")
-                engines = {name: firsts[name][0] if name in firsts else e
-                           for name, e in engines.items()}
-                firsts = {name: pair[1] for name, pair in firsts.items()}
                 pt = pipeline_latency(det, engines, images, repeats=repeats, dlib_predictor=dlib,
                                       landmarker=lm, first_engines=firsts)
                 base = pt.landmarks_ms.get("PyTorch (eager)")

@@ -47,9 +47,10 @@ CARRIED_INFO = ("box_calibration", "model_card", "refine_passes", "first_pass_si
 DEFAULT_OPSET = 17
 #: Bumped when the exported graph changes for the same weights (2: PIPNet's confidence
 #: from the spread of the neighbour votes; 3: pads folded into convolutions, vote merging
-#: as matrix products; 4: PIPNet's offset layers only at the peak cells, ``PIPHead.predict``);
+#: as matrix products; 4: PIPNet's offset layers only at the peak cells, ``PIPHead.predict``;
+#: 5: bundled models' graphs take every crop side the model runs on, ``dynamic_size``);
 #: cached exports are named by it.
-GRAPH_REVISION = 4
+GRAPH_REVISION = 5
 PARITY_ATOL = 1e-4
 
 
@@ -131,11 +132,11 @@ def ort_session(path: str | Path, threads: int | None = None, providers=None,
 
     ``spinning=False`` stops its threads spinning as soon as a run ends (onnxruntime's
     ``session.force_spinning_stop``; they still spin within a run): for sessions that take
-    turns in one process (a Landmarker's two passes), whose threads would otherwise spin
-    for the next run and take the cores from each other (two spinning sessions made the
-    detect path twice as slow on 2 cores). Turning spinning off altogether
-    (``allow_spinning`` 0), as before, made every operator wait for a sleeping thread:
-    a one-face pair of passes took 4.6-4.9 ms instead of 3.2-3.4 (docs/results.md).
+    turns in one process, whose threads would otherwise spin for the next run and take the
+    cores from each other (two spinning sessions for a Landmarker's two passes made the
+    detect path twice as slow on 2 cores; the passes now share one session). Turning
+    spinning off altogether (``allow_spinning`` 0) made every operator wait for a sleeping
+    thread: a one-face pair of passes took 4.6-4.9 ms instead of 3.2-3.4 (docs/results.md).
     """
     import onnxruntime as ort
 
@@ -200,7 +201,8 @@ def check_parity(session, model, images: np.ndarray, atol: float = PARITY_ATOL,
 def export_onnx(model, path: str | Path, input_size: int | None = None, opset: int = DEFAULT_OPSET,
                 dynamic_batch: bool = True, *, info=None, scheme=None,
                 crop_rule: str | None = None, atol: float = PARITY_ATOL,
-                metadata: dict[str, Any] | None = None, any_size: bool = False) -> Path:
+                metadata: dict[str, Any] | None = None, any_size: bool = False,
+                dynamic_size: bool = False) -> Path:
     """Export ``model.predictor()`` to ONNX, check it, and write it atomically.
 
     Args:
@@ -220,6 +222,12 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
         any_size: allow an ``input_size`` other than the model's own where the model runs
             on it (``LandmarkModel.check_other_input_size``): the graph of a first pass
             that only places the crop (``Landmarker(first_pass_size=...)``).
+        dynamic_size: the crop side is symbolic: one graph for every side the model runs on
+            (``LandmarkModel.input_sizes()``, listed in the ``facemark.input_sizes``
+            metadata and checked for parity at each), so a first pass at a smaller side
+            shares the session, and its weights, with the second (two sessions' copies of
+            the weights took turns in the caches: 0.35 ms more per face at batch 1,
+            docs/results.md). Same speed at the model's own size here.
 
     Returns:
         ``path``, written only after ``onnx.checker`` and the parity check passed.
@@ -240,6 +248,11 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
     elif int(size) != model.input_size:
         raise ConfigError(f"export: input_size {size} differs from the {model.input_size} px "
                           "the model was built and trained for")
+    sizes = model.input_sizes() if dynamic_size else [int(size)]
+    dynamic_size = len(sizes) > 1   # a head sized for its input: one side all the same
+    if dynamic_size and int(size) != model.input_size:
+        raise ConfigError(f"export: dynamic_size takes the model's own input_size "
+                          f"({model.input_size}), got {size}")
     if isinstance(opset, bool) or not isinstance(opset, int) or not 13 <= opset <= 21:
         raise ConfigError(f"--opset: expected an integer from 13 to 21, got {opset!r}")
     scheme = scheme or (info.landmark_scheme() if info is not None else None) \
@@ -253,8 +266,11 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
     frozen = freeze_same_padding(model, int(size))   # constant pads for the fixed crop size
     predictor = model.predictor().eval()
     example = torch.from_numpy(parity_inputs(int(size), batch=2 if dynamic_batch else 1))
-    axes = ({INPUT_NAME: {0: "batch"}, **{o: {0: "batch"} for o in OUTPUT_NAMES}}
-            if dynamic_batch else None)
+    image_axes = {0: "batch"} if dynamic_batch else {}
+    if dynamic_size:   # one name for both: the crops are square
+        image_axes.update({2: "size", 3: "size"})
+    axes = {INPUT_NAME: image_axes, **({o: {0: "batch"} for o in OUTPUT_NAMES}
+                                       if dynamic_batch else {})} if image_axes else None
     buffer = io.BytesIO()
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -272,6 +288,8 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
     proto = onnx.load_from_string(buffer.getvalue())
     fuse_pads_into_convs(proto)   # TensorFlow SAME pads into the convolutions (same function)
     carried = {k: info.info[k] for k in CARRIED_INFO if info is not None and k in info.info}
+    if dynamic_size:
+        carried["input_sizes"] = sizes
     set_metadata(proto, build_metadata(model, int(size), scheme=scheme, crop_rule=crop_rule,
                                        extra={**carried, **(metadata or {})}))
     try:
@@ -287,6 +305,11 @@ def export_onnx(model, path: str | Path, input_size: int | None = None, opset: i
         if dynamic_batch:  # a batch size other than the traced one goes through the same file
             check_parity(session, model, parity_inputs(int(size), batch=3, seed=1), atol,
                          where=f"{path} (batch 3)")
+        for other in sizes:   # dynamic_size: every other side the graph claims to take
+            if other != int(size):
+                check_parity(session, model, parity_inputs(other, batch=2 if dynamic_batch
+                                                           else 1, seed=2), atol,
+                             where=f"{path} ({other} px)")
 
     try:
         return atomic_write(path, write_checked)

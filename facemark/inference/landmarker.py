@@ -17,7 +17,6 @@ face, defined in ``facemark.data.face``), empty when no face is found, whatever 
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from facemark.data.images import read_image
 from facemark.errors import ConfigError, DataError, FacemarkError
 from facemark.inference.calibration import calibrations_of
 from facemark.inference.detectors import create_detector
-from facemark.inference.model_path import bundled_onnx, bundled_weights, resolve_model_path
+from facemark.inference.model_path import resolve_model_path
 
 #: Default crop rule for boxes from a face detector or from the caller.
 DEFAULT_BOX_RULE = "detector"
@@ -189,8 +188,9 @@ class Landmarker:
             own (``facemark export --first-pass-size N``; the bundled models' are in
             docs/model-card.md), else its input size; 0: its input size; N: a multiple of
             the model's grid cell (32) up to its input size. Needs a model whose head reads
-            its grid off the feature map (PIPNet) and, for the onnx engine, the model's
-            weights (a bundled model): a ``.onnx`` file runs at its own size only.
+            its grid off the feature map (PIPNet) and, for the onnx engine, a graph that
+            takes that side (bundled models' and ``facemark export``'s do; the first pass
+            shares the session); a graph exported with ``--static-size`` runs at its own.
 
     Attributes (set by :meth:`load`):
         engine_: the landmark engine (``OnnxLandmarkEngine`` or ``TorchLandmarkEngine``);
@@ -287,32 +287,22 @@ class Landmarker:
         return self
 
     def _first_pass_engine(self, kind: str):
-        """(crop side, engine) of the first pass (``first_pass_size``); engine None: ``engine_``."""
+        """(crop side, engine) of the first pass (``first_pass_size``); engine None: ``engine_``.
+
+        The first pass shares the engine's model or onnxruntime session (``at_size``): a
+        bundled model's graph, like every ``facemark export`` of a model that runs at
+        other sides, takes them all. An ONNX file made for one side keeps its own size
+        when the side is the file's default, and refuses another when asked for.
+        """
         own = self.info_.input_size
         size = first_pass_size(self.first_pass_size, own,
                                self.info_.info.get("first_pass_size"), self.refine_)
         if size == own:
             return own, None
-        if kind == "torch":
-            return size, self.engine_.at_size(size)
-        source = bundled_weights(self.model)
-        if source is None:   # an .onnx file: one graph, one size
-            if self.first_pass_size is None:
-                return own, None
-            raise ConfigError(f"first_pass_size: {self.model_path_.name} is an ONNX graph for "
-                              f"{own} px crops only; give the model's .pt/.ckpt file (with "
-                              "engine='torch') or use a bundled model")
-        try:
-            path = bundled_onnx(source[0], source[1], input_size=size)
-        except FacemarkError as e:   # e.g. a cache folder that cannot be written
-            if self.first_pass_size is not None:
-                raise
-            warnings.warn(f"{e}; the first pass runs at {own} px instead", stacklevel=3)
+        if kind == "onnx" and size not in self.engine_.input_sizes_ \
+                and self.first_pass_size is None:
             return own, None
-        # two onnxruntime sessions take turns: neither may spin between its runs
-        onnx = type(self.engine_)
-        self.engine_ = onnx(self.engine_.path, threads=self.threads, spinning=False).load()
-        return size, onnx(path, threads=self.threads, spinning=False).load()
+        return size, self.engine_.at_size(size)
 
     def _check_loaded(self) -> None:
         if not hasattr(self, "engine_"):

@@ -43,13 +43,13 @@ def cache_folder() -> Path:
     return Path(base).expanduser() / "facemark"
 
 
-def bundled_onnx(name: str, pt_file: Path, input_size: int | None = None) -> Path:
+def bundled_onnx(name: str, pt_file: Path) -> Path:
     """The ONNX file of a bundled model that ships only its (float16) ``.pt``: exported into
     :func:`cache_folder` on first use (a few seconds), named by a hash of the ``.pt`` so an
     upgraded model never reuses an old export (the hash also covers
     ``export.GRAPH_REVISION``, so a changed decode re-exports), and written atomically.
-    ``input_size``: a graph for crops of another side than the model's own (the first pass
-    of ``Landmarker(first_pass_size=...)``), cached beside the other.
+    The graph takes every crop side the model runs on (``export_onnx(dynamic_size=True)``),
+    so the smaller first pass of ``Landmarker(first_pass_size=...)`` runs in the same session.
 
     Raises:
         FacemarkError: the export failed or the cache folder cannot be written (the message
@@ -62,15 +62,14 @@ def bundled_onnx(name: str, pt_file: Path, input_size: int | None = None) -> Pat
 
     tag = f"graph-{GRAPH_REVISION}".encode()
     digest = hashlib.sha1(pt_file.read_bytes() + tag).hexdigest()[:12]
-    size = "" if input_size is None else f"-{int(input_size)}px"
-    path = cache_folder() / f"{name}-{digest}{size}.onnx"
+    path = cache_folder() / f"{name}-{digest}.onnx"
     if path.is_file():
         return path
     model, info = load_model(pt_file)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(model, path, info=info, metadata={"exported_from": pt_file.name},
-                    input_size=input_size, any_size=input_size is not None)
+                    dynamic_size=True)
     except (OSError, DataError) as e:   # DataError: the folder is there but the file is not
         why = e.message if isinstance(e, DataError) else (e.strerror or e)
         raise FacemarkError(f"cannot write the ONNX export of the bundled model {name!r} to "
@@ -139,14 +138,6 @@ def _bundled_name(name_or_path: str | Path | None) -> str | None:
     if Path(text).expanduser().is_file() or "/" in text or "\\" in text:
         return None
     return text
-
-
-def bundled_weights(name_or_path: str | Path | None) -> tuple[str, Path] | None:
-    """(name, ``.pt`` file) when a ``load`` argument means a bundled model that ships its
-    PyTorch weights (None / ``"default"`` or a bundled name that is not a file), else None."""
-    name = _bundled_name(name_or_path)
-    files = bundled_models().get(name, {})
-    return (name, files[".pt"]) if ".pt" in files else None
 
 
 def describe_models() -> str:

@@ -72,6 +72,8 @@ class OnnxLandmarkEngine:
         session_: the ``onnxruntime.InferenceSession`` (graph optimisation level ALL).
         metadata_: the file's ``facemark.*`` metadata (strings).
         info_: ModelInfo built from the metadata.
+        input_sizes_: the crop sides the graph takes (``export_onnx(dynamic_size=True)``:
+            every side the model runs on; else its ``input_size`` alone).
     """
 
     kind = "onnx"
@@ -118,7 +120,8 @@ class OnnxLandmarkEngine:
             else:
                 scheme = get_scheme(meta["scheme"]).name
             config = json.loads(meta.get("model_config") or "{}")
-        except (ValueError, KeyError, ConfigError) as e:
+            sizes = tuple(int(v) for v in json.loads(meta.get("input_sizes") or f"[{size}]"))
+        except (ValueError, KeyError, TypeError, ConfigError) as e:
             detail = e.args[0] if isinstance(e, KeyError) else e
             raise DataError(path, f"bad facemark metadata ({detail})") from None
         inputs = [i.name for i in session.get_inputs()]
@@ -130,8 +133,10 @@ class OnnxLandmarkEngine:
         if not isinstance(num_points, int):
             num_points = int(meta.get("num_points", get_scheme(scheme).num_points))
         info = {k: v for k, v in meta.items() if k not in
-                ("scheme", "scheme_definition", "input_size", "crop_rule", "model_config")}
+                ("scheme", "scheme_definition", "input_size", "crop_rule", "model_config",
+                 "input_sizes")}
         self.session_ = session
+        self.input_sizes_ = sizes
         self.metadata_ = meta
         self.num_points_ = int(num_points)
         self.info_ = ModelInfo(scheme=scheme, input_size=size, crop_rule=meta["crop_rule"],
@@ -161,6 +166,24 @@ class OnnxLandmarkEngine:
     @property
     def crop_rule(self) -> str:
         return self.info.crop_rule
+
+    def at_size(self, size: int) -> "OnnxLandmarkEngine":
+        """This engine on ``size`` x ``size`` crops: the same session (shared, not
+        reopened), for a graph that takes that side (``input_sizes_``; ConfigError
+        otherwise). For a first pass that only places the crop."""
+        self._loaded()
+        if size not in self.input_sizes_ and len(self.input_sizes_) > 1:
+            raise ConfigError(f"crop size: expected one of "
+                              f"{', '.join(map(str, self.input_sizes_))} (the sides "
+                              f"{Path(self.path).name} takes), got {size!r}")
+        if size not in self.input_sizes_:
+            raise ConfigError(f"{Path(self.path).name} is an ONNX graph for "
+                              f"{self.input_size} px crops only, not {size!r}; export it "
+                              "again from its .pt/.ckpt with 'facemark export' (a graph for "
+                              "every side the model runs on), or use engine='torch'")
+        other = copy.copy(self)
+        other.info_ = dataclasses.replace(self.info_, input_size=int(size))
+        return other
 
     @property
     def quantization(self) -> str | None:

@@ -90,6 +90,16 @@ class LandmarkModel(nn.Module):
                               f"{self.input_size} (the model's own), got {size!r}")
         return int(size)
 
+    def input_sizes(self) -> list[int]:
+        """Every crop side the model runs on, smallest first: its own ``input_size`` and
+        the others :meth:`check_other_input_size` accepts (just ``[input_size]`` for a head
+        sized for its input). The sizes an ONNX export with ``dynamic_size`` takes."""
+        cell = self.head.cell
+        if cell is None:
+            return [self.input_size]
+        cell = max(int(cell), int(getattr(self.backbone, "stride", 1)))
+        return sorted({*range(cell, self.input_size + 1, cell), self.input_size})
+
     def encode(self, landmarks: Tensor, mask: Tensor | None = None,
                input_size: int | None = None) -> dict[str, Tensor]:
         """Training targets for landmarks (B, N, 2) in [0, 1]; mask (B, N) bool (None: all).
