@@ -84,6 +84,42 @@ def test_static_batch_export_fixes_the_batch(tmp_path):
     assert [d.dim_value for d in dims] == [1, 3, SIZE, SIZE]
 
 
+def test_dynamic_size_export_takes_each_side_the_model_runs_on(tmp_path):
+    model = build("pipnet_mbv2")
+    path = export_onnx(model, tmp_path / "m.onnx", info=INFO, dynamic_size=True)
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, "size", "size"]
+    engine = OnnxLandmarkEngine(path, threads=1).load()
+    assert engine.input_sizes_ == (32, SIZE) == tuple(model.input_sizes())
+    assert "input_sizes" not in engine.info.info           # read into input_sizes_
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(engine.at_size(32).predict(x.numpy())[0],
+                               model.predict(x)[0].numpy(), atol=1e-4, rtol=0)
+    # a head sized for its input has one side: the graph stays fixed
+    coord = build("coordnet")
+    assert coord.input_sizes() == [SIZE]
+    fixed = export_onnx(coord, tmp_path / "c.onnx", info=INFO, dynamic_size=True)
+    dims = onnx.load(str(fixed)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, SIZE, SIZE]
+    assert OnnxLandmarkEngine(fixed).load().input_sizes_ == (SIZE,)
+    with pytest.raises(ConfigError, match="own input_size"):
+        export_onnx(model, tmp_path / "x.onnx", info=INFO, input_size=32, any_size=True,
+                    dynamic_size=True)
+
+
+def test_a_session_that_takes_turns_stops_spinning_after_each_run(r18_files):
+    from facemark.inference.export import ort_session
+
+    _, _, path = r18_files
+    options = ort_session(path, threads=1, spinning=False).get_session_options()
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+    with pytest.raises(RuntimeError):    # never turned off altogether (each op would wait)
+        options.get_session_config_entry("session.intra_op.allow_spinning")
+    with pytest.raises(RuntimeError):    # onnxruntime's default: spin
+        ort_session(path, threads=1).get_session_options().get_session_config_entry(
+            "session.force_spinning_stop")
+
+
 def test_export_restores_training_mode(tmp_path):
     model = build("coordnet").train()
     export_onnx(model, tmp_path / "m.onnx", info=INFO)
