@@ -49,7 +49,7 @@ def load(name_or_path: str | Path | None = None, *, device: str = "cpu", detecto
         smoothing: video smoothing (None: on for video, off for photos; False; True; or a
             dict of One Euro parameters ``min_cutoff``, ``beta``, ``d_cutoff``).
         **kwargs: other Landmarker arguments (``batch_size``, ``crop_rule``, ``refine``,
-            ``first_pass_size``, ``threads``).
+            ``first_pass_size``, ``test_crops``, ``threads``).
 
     Raises:
         FacemarkError / DataError / ConfigError: no model, a bad model file or a bad

@@ -3,7 +3,7 @@
     facemark detect PATH [PATH ...] [--sample] [-o OUT] [--format json|csv|both] [--overlay]
         [--model PATH] [--detector NAME] [--device cpu] [--engine auto|torch|onnx]
         [--batch-size 32] [--flip-test] [--refine [--refine-passes N] | --no-refine]
-        [--first-pass-size PX]
+        [--first-pass-size PX] [--test-crops K]
         [--no-smooth] [--keep-exif-orientation] [--shard i/n] [--no-recursive]
         [--max-frames N] [--detect-every K] [--overwrite] [--pose]
         [--chips DIR [--chip-template arcface|dlib] [--chip-size N] [--chip-padding P]]
@@ -141,6 +141,10 @@ def register(subparsers) -> None:
                         "places the next crop; smaller is faster): a multiple of 32 up to "
                         "the model's crop size, 0 for the model's size (default: the "
                         "model's own setting)")
+    p.add_argument("--test-crops", type=positive_int, default=1, metavar="K",
+                   help="average the last pass over K crops: the face's and copies moved "
+                        "around it by 4%% of its side (K times that pass's model time; "
+                        "1, or 3 to 16; default 1)")
     p.add_argument("--keep-exif-orientation", action="store_true",
                    help="take photos' pixels as stored, ignoring their EXIF orientation tag "
                         "(default: turn them upright as viewers show them; points are in "
@@ -225,7 +229,7 @@ def run(args) -> int:
         args.paths, args.out, model=args.model, detector=args.detector, device=args.device,
         engine=args.engine, batch_size=args.batch_size, flip_test=args.flip_test,
         refine=refine_of(args), first_pass_size=args.first_pass_size,
-        smooth=not args.no_smooth, formats=args.format,
+        test_crops=args.test_crops, smooth=not args.no_smooth, formats=args.format,
         overlay=args.overlay, keep_exif_orientation=args.keep_exif_orientation,
         shard=args.shard, recursive=args.recursive, max_frames=args.max_frames,
         detect_every=args.detect_every, overwrite=args.overwrite, pose=args.pose,

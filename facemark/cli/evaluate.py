@@ -3,7 +3,8 @@
     facemark evaluate SOURCE [SOURCE ...] --data DATASET [--format F] [--norm N]
         [--convert-to SCHEME] [--threshold 0.1] [--train DATASET]
         [--crop-rule 300w|gsl|...] [--detector NAME]
-        [--refine [--refine-passes N] [--first-pass-size PX]] [--flip-test] [--subsets KIND]
+        [--refine [--refine-passes N] [--first-pass-size PX]] [--test-crops K] [--flip-test]
+        [--subsets KIND]
         [--out DIR] [--save-predictions] [--skip-bad]
 
 A SOURCE is a prediction file (``.json`` / ``.csv``, see docs/prediction-format.md), a
@@ -72,6 +73,10 @@ def register(subparsers) -> None:
                    help="with --refine: crop side of the first pass (a multiple of 32 up to "
                         "the model's crop size; 0: the model's size; default: the model's "
                         "own setting, as facemark detect)")
+    p.add_argument("--test-crops", type=positive_int, default=1, metavar="K",
+                   help="for model sources: average the last pass over K crops, the face's "
+                        "and copies moved around it by 4%% of its side (1, or 3 to 16; "
+                        "default 1)")
     p.add_argument("--subsets", default="auto",
                    choices=("auto", "none", "300w", "wflw", "300vw"),
                    help="which subset tables to report (default: guessed from the dataset)")
@@ -125,7 +130,8 @@ def run(args) -> int:
                                    crop_rule=crop_rule, skip_bad=log,
                                    scheme=samples[0].scheme, flip_test=args.flip_test,
                                    detector=args.detector, refine=refine,
-                                   first_pass_size=args.first_pass_size)
+                                   first_pass_size=args.first_pass_size,
+                                   test_crops=args.test_crops)
         name = pset.method or arg
         base, k = name, 2
         while name in sets:  # two sources with one name: keep both, numbered

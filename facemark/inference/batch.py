@@ -84,7 +84,8 @@ def detect_files(paths, out=None, **options) -> DetectSummary:
         out: the output folder (default ``facemark_out``).
         **options: :class:`BatchDetector`'s: ``model``, ``detector``, ``device``,
             ``engine``, ``batch_size``, ``flip_test``, ``refine`` (extra passes; None for the
-            model's default), ``first_pass_size`` (None for the model's default), ``smooth``,
+            model's default), ``first_pass_size`` (None for the model's default),
+            ``test_crops`` (crops averaged in the last pass, default 1), ``smooth``,
             ``formats`` ("json", "csv", "both"),
             ``overlay``, ``keep_exif_orientation``, ``shard`` ((i, n)), ``recursive``,
             ``max_frames``, ``detect_every``, ``overwrite``, ``pose``, ``chips`` (a folder),
@@ -104,7 +105,7 @@ class BatchDetector:
     def __init__(self, out=None, *, model=None, detector="auto", device: str = "cpu",
                  engine: str = "auto", batch_size: int = 32, flip_test: bool = False,
                  refine: int | None = None, first_pass_size: int | None = None,
-                 smooth: bool = True, formats: str = "json",
+                 test_crops: int = 1, smooth: bool = True, formats: str = "json",
                  overlay: bool = False, keep_exif_orientation: bool = False,
                  shard: tuple[int, int] | None = None, recursive: bool = True,
                  max_frames: int | None = None, detect_every: int = 10,
@@ -116,7 +117,7 @@ class BatchDetector:
         self.options = SimpleNamespace(
             out=out, model=model, detector=detector, device=device, engine=engine,
             batch_size=batch_size, flip_test=flip_test, refine=refine,
-            first_pass_size=first_pass_size, smooth=smooth,
+            first_pass_size=first_pass_size, test_crops=test_crops, smooth=smooth,
             format=formats, overlay=overlay, keep_exif_orientation=keep_exif_orientation,
             shard=shard, recursive=recursive, max_frames=max_frames, detect_every=detect_every,
             overwrite=overwrite, pose=pose, chips=chips, chip_template=chip_template,
@@ -154,7 +155,8 @@ class BatchDetector:
                                      engine=args.engine, flip_test=args.flip_test,
                                      smoothing=None if args.smooth else False,
                                      batch_size=args.batch_size, refine=args.refine,
-                                     first_pass_size=args.first_pass_size).load()
+                                     first_pass_size=args.first_pass_size,
+                                     test_crops=args.test_crops).load()
         lm = self.landmarker
         settings = {"model": lm.model_path_.name, "model_sha1": file_digest(lm.model_path_),
                     "engine": lm.engine_.kind, "detector": repr(lm.detector_),
@@ -162,6 +164,8 @@ class BatchDetector:
                     "refine": lm.refine_}
         if lm.refine_ and lm.first_pass_size_ != lm.info_.input_size:   # (as exif below)
             settings["first_pass_size"] = lm.first_pass_size_
+        if lm.test_crops > 1:   # (absent for one crop: earlier runs' parts stay valid)
+            settings["test_crops"] = lm.test_crops
         if args.keep_exif_orientation:  # (absent by default: earlier runs' parts stay valid)
             settings["exif_orientation"] = "ignored"
         if args.pose:

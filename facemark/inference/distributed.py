@@ -147,7 +147,8 @@ class RayBatchDetector(BatchDetector):
         landmarker = {"model": opts.model, "device": opts.device,
                       "detector": opts.detector, "engine": opts.engine,
                       "flip_test": opts.flip_test, "batch_size": opts.batch_size,
-                      "refine": opts.refine, "first_pass_size": opts.first_pass_size}
+                      "refine": opts.refine, "first_pass_size": opts.first_pass_size,
+                      "test_crops": opts.test_crops}
         cpus = int(ray.cluster_resources().get("CPU", 1))
         threads = self.threads or 1
         workers = self.workers or max(1, min(len(pending), cpus // threads))

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from facemark.data.crops import CropRule, crop_box, get_crop_rule
+from facemark.data.crops import CropRule, check_test_crops, crop_box, get_crop_rule
 from facemark.data.face import Face
 from facemark.data.images import read_image
 from facemark.errors import ConfigError, DataError, FacemarkError
@@ -191,6 +191,11 @@ class Landmarker:
             its grid off the feature map (PIPNet) and, for the onnx engine, a graph that
             takes that side (bundled models' and ``facemark export``'s do; the first pass
             shares the session); a graph exported with ``--static-size`` runs at its own.
+        test_crops: the last pass averages the predictions of this many crops: the face's
+            crop and copies of it moved by 4% of its side around it (1: no averaging;
+            3 to 16; ``facemark.data.crops.shifted_crop_boxes``). Costs that many model
+            calls in the last pass; on the default model 3 crops took 0.07-0.08 points off
+            the NME of validation faces (docs/results.md, "Test crops").
 
     Attributes (set by :meth:`load`):
         engine_: the landmark engine (``OnnxLandmarkEngine`` or ``TorchLandmarkEngine``);
@@ -206,7 +211,7 @@ class Landmarker:
                  detector: Any = "auto", engine: str = "auto", flip_test: bool = False,
                  smoothing: Any = None, batch_size: int = 32, threads: int | None = None,
                  crop_rule: str | CropRule | None = None, refine: bool | int | None = None,
-                 first_pass_size: int | None = None):
+                 first_pass_size: int | None = None, test_crops: int = 1):
         self.model = model
         self.device = device
         self.detector = detector
@@ -218,11 +223,12 @@ class Landmarker:
         self.crop_rule = crop_rule
         self.refine = refine
         self.first_pass_size = first_pass_size
+        self.test_crops = test_crops
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in (
             "model", "device", "detector", "engine", "flip_test", "smoothing", "batch_size",
-            "threads", "crop_rule", "refine", "first_pass_size"))
+            "threads", "crop_rule", "refine", "first_pass_size", "test_crops"))
         return f"Landmarker({args})"
 
     # -- loading -------------------------------------------------------------------------
@@ -246,6 +252,7 @@ class Landmarker:
                 or self.batch_size < 1:
             raise ConfigError(f"batch_size: expected a positive integer, got {self.batch_size!r}")
         self.smoothing_params_ = _smoothing_params(self.smoothing)
+        check_test_crops(self.test_crops)
         try:
             self.box_rule_ = get_crop_rule(DEFAULT_BOX_RULE if self.crop_rule is None
                                            else self.crop_rule)
@@ -401,19 +408,21 @@ class Landmarker:
 
         With ``refine``, each face is cropped again from its predicted landmarks by the
         model's own training crop rule and predicted once more, ``refine_`` times; the
-        first pass runs on ``first_pass_size_`` px crops.
+        first pass runs on ``first_pass_size_`` px crops; the last averages ``test_crops``.
         """
         out: list[list[Face]] = [[] for _ in images]
         for start in range(0, len(jobs), int(self.batch_size)):
             chunk = jobs[start:start + int(self.batch_size)]
-            first = self.engine_ if self.first_engine_ is None or not self.refine_ \
-                else self.first_engine_
-            points, conf = self._predict(images, [(i, cbox) for i, _, _, cbox in chunk], first)
             boxes = [cbox for _, _, _, cbox in chunk]
-            for _ in range(self.refine_):
-                boxes = [refined_crop_box(self.info_.crop_rule, p, b) for p, b in zip(points, boxes)]
-                crops_of = [(i, b) for (i, _, _, _), b in zip(chunk, boxes)]
-                points, conf = self._predict(images, crops_of, self.engine_)
+            for k in range(1 + self.refine_):
+                if k:
+                    boxes = [refined_crop_box(self.info_.crop_rule, p, b)
+                             for p, b in zip(points, boxes)]
+                engine = self.first_engine_ if k == 0 and self.refine_ \
+                    and self.first_engine_ is not None else self.engine_
+                crops = self.test_crops if k == self.refine_ else 1
+                points, conf = self._predict(images, [(i, b) for (i, *_), b in zip(chunk, boxes)],
+                                             engine, crops)
             for j, (i, box, score, _) in enumerate(chunk):
                 out[i].append(Face(box=box, score=score, points=points[j],
                                    point_scores=np.clip(conf[j], 0.0, 1.0),
@@ -421,15 +430,17 @@ class Landmarker:
                                    image_size=(images[i].shape[1], images[i].shape[0])))
         return out
 
-    def _predict(self, images: list[np.ndarray], crops_of, engine) -> tuple[np.ndarray, np.ndarray]:
+    def _predict(self, images: list[np.ndarray], crops_of, engine,
+                 test_crops: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Points (K, N, 2) in image pixels and confidence (K, N) for (image index, crop box),
-        from ``engine`` (``engine_``, or ``first_engine_`` on ``first_pass_size_`` crops)."""
+        from ``engine`` (``engine_``, or ``first_engine_`` on ``first_pass_size_`` crops),
+        each the mean over ``test_crops`` crops."""
         from facemark.models.crop_predict import predict_boxes
 
         size = self.info_.input_size if engine is self.engine_ else self.first_pass_size_
         return predict_boxes(engine, [images[i] for i, _ in crops_of],
                              [cbox for _, cbox in crops_of], size,
-                             self.flip_test, self.scheme_, self.device_)
+                             self.flip_test, self.scheme_, self.device_, test_crops)
 
 
 MAX_REFINE = 5   # extra passes; measured gains stop well before this (docs/results.md)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from facemark.data.convert import can_convert
-from facemark.data.crops import crop_box
+from facemark.data.crops import check_test_crops, crop_box
 from facemark.data.images import read_image
 from facemark.data.predictions import PredictionSet
 from facemark.data.schemes import get_scheme
@@ -42,11 +42,12 @@ def _model_accepts(arg: str) -> bool:
 
 def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_test: bool,
                      batch_size: int, refine: bool | int = False,
-                     first_size: int | None = None):
+                     first_size: int | None = None, test_crops: int = 1):
     """Points from detector boxes (the model's calibration for that detector, else the
     generic ``detector`` crop rule); faces the detector misses get NaN points. ``refine``
     extra passes each predict again from a crop made from the previous landmarks, the
-    first pass on ``first_size`` px crops (``Landmarker(refine=..., first_pass_size=...)``)."""
+    first pass on ``first_size`` px crops, the last averaging ``test_crops`` crops
+    (``Landmarker(refine=..., first_pass_size=..., test_crops=...)``)."""
     import numpy as np
 
     det = create_detector(detector).load()
@@ -66,7 +67,8 @@ def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_tes
                                            input_size=first if k == 0 else meta.input_size,
                                            batch_size=batch_size,
                                            flip_test=flip_test, on_error=log,
-                                           crop_boxes=boxes)
+                                           crop_boxes=boxes,
+                                           test_crops=test_crops if k + 1 == passes else 1)
         if k + 1 < passes:
             boxes = np.stack([refined_crop_box(meta.crop_rule, points[i], boxes[i]) if ok[i]
                               else np.full(4, np.nan) for i in range(len(samples))])
@@ -74,6 +76,8 @@ def _detector_points(model, meta, samples, detector: str, log: SkipLog, flip_tes
         crops += ", refined" + (f" {refine} times" if refine > 1 else "")
         if first != meta.input_size:
             crops += f" (first pass at {first} px)"
+    if test_crops > 1:
+        crops += f", {test_crops} test crops"
     return points, conf, ok, crops
 
 
@@ -81,8 +85,9 @@ def _model_resolve(arg: str, samples, *, crop_rule: str | None = None,
                    skip_bad: SkipLog | bool = False, scheme: str | None = None,
                    flip_test: bool = False, batch_size: int = 32, detector: str | None = None,
                    refine: bool | int = False, first_pass_size: int | None = None,
-                   **kw) -> PredictionSet:
+                   test_crops: int = 1, **kw) -> PredictionSet:
     model, meta = load_model(arg)
+    test_crops = check_test_crops(test_crops)
     wanted = get_scheme(scheme or (samples[0].scheme if len(samples) else meta.scheme)).name
     if get_scheme(meta.scheme).name != wanted:
         hint = (f"; add --convert-to {meta.scheme} to convert the dataset's points"
@@ -93,12 +98,14 @@ def _model_resolve(arg: str, samples, *, crop_rule: str | None = None,
     if detector:
         points, conf, ok, crops = _detector_points(model, meta, samples, detector, log,
                                                    flip_test, batch_size, refine,
-                                                   first_pass_size)
+                                                   first_pass_size, test_crops)
     else:
         points, conf, ok = predict_samples(model, samples, crop_rule=crop_rule or meta.crop_rule,
                                            input_size=meta.input_size, batch_size=batch_size,
-                                           flip_test=flip_test, on_error=log, progress=True)
-        crops = f"ground truth, crop rule {crop_rule or meta.crop_rule!r}"
+                                           flip_test=flip_test, on_error=log, progress=True,
+                                           test_crops=test_crops)
+        crops = f"ground truth, crop rule {crop_rule or meta.crop_rule!r}" + (
+            f", {test_crops} test crops" if test_crops > 1 else "")
     kept = [s for s, good in zip(samples, ok) if good]
     pset = PredictionSet.from_samples(kept, points[ok], method=Path(arg).stem,
                                       scheme=meta.scheme, scores=conf[ok])

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from facemark.data.crops import crop_box, crop_face, crop_faces, get_crop_rule, invert_affine, \
-    map_back, transform_points
+    map_back, shifted_crop_boxes, transform_points
 from facemark.data.images import read_image
 from facemark.data.schemes import get_scheme
 from facemark.errors import DataError
@@ -48,17 +48,30 @@ def predict_crops(model, crops: np.ndarray, flip_test: bool = False, scheme=None
 
 def predict_boxes(model, images: Sequence[np.ndarray], crop_boxes: Sequence[np.ndarray],
                   size: int, flip_test: bool = False, scheme=None,
-                  device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+                  device: str | torch.device = "cpu",
+                  test_crops: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """The whole pipeline for F faces: cut crop box ``crop_boxes[i]`` (pixels) out of
     ``images[i]`` (RGB uint8, one image may repeat) at ``size`` px, run the model on the
     crops together (:func:`predict_crops`) and map the points back to their image.
 
+    ``test_crops`` > 1: each face's points and confidence are the mean over that many
+    crops, its box and copies moved around it (``data.crops.shifted_crop_boxes``), all in
+    one batch (``test_crops`` times the model time).
+
     Returns:
         points float64 (F, N, 2) in pixels of each face's image, confidence (F, N).
     """
+    k = int(test_crops)
+    if k > 1:
+        crop_boxes = [b for box in crop_boxes for b in shifted_crop_boxes(box, k)]
+        images = [image for image in images for _ in range(k)]
     crops, inverses = crop_faces(images, crop_boxes, size)
     points, conf = predict_crops(model, crops, flip_test, scheme, device)
-    return map_back(points, inverses), np.asarray(conf)
+    points, conf = map_back(points, inverses), np.asarray(conf)
+    if k > 1:
+        points = points.reshape(-1, k, *points.shape[1:]).mean(1)
+        conf = conf.reshape(-1, k, conf.shape[-1]).mean(1)
+    return points, conf
 
 
 def crops_to_images(crops: np.ndarray) -> np.ndarray:
@@ -74,11 +87,14 @@ def _numpy(values) -> np.ndarray:
 
 
 def iter_crops(samples: Sequence, *, crop_rule: str, input_size: int, batch_size: int = 32,
-               on_error=None, progress: bool = False, crop_boxes: np.ndarray | None = None):
+               on_error=None, progress: bool = False, crop_boxes: np.ndarray | None = None,
+               test_crops: int = 1):
     """Batches of face crops cut by ``crop_rule`` from each sample's landmarks or box.
 
     ``crop_boxes`` (B, 4), when given, are the crop boxes themselves (e.g. from a face
     detector and a calibration); a sample whose row is not finite is left out.
+    ``test_crops`` > 1: each sample's box and copies moved around it
+    (``data.crops.shifted_crop_boxes``), its index repeated once per crop.
     Each image is decoded once (samples are visited grouped by image). Yields
     ``(indices, crops uint8 (b, S, S, 3), matrices (b, 2, 3) image->crop)``. A sample whose
     image cannot be read goes to ``on_error`` (raised when None) and is left out.
@@ -110,15 +126,16 @@ def iter_crops(samples: Sequence, *, crop_rule: str, input_size: int, batch_size
             on_error(err)
             image_key = None
             continue
-        crop, matrix = crop_face(image, box, input_size)
-        idx.append(i)
-        crops.append(crop)
-        mats.append(matrix)
+        for one in (shifted_crop_boxes(box, test_crops) if test_crops > 1 else [box]):
+            crop, matrix = crop_face(image, one, input_size)
+            idx.append(i)
+            crops.append(crop)
+            mats.append(matrix)
+            if len(idx) >= batch_size:
+                yield list(idx), np.stack(crops), np.stack(mats)
+                idx, crops, mats = [], [], []
         if bar is not None:
             bar.update(1)
-        if len(idx) >= batch_size:
-            yield list(idx), np.stack(crops), np.stack(mats)
-            idx, crops, mats = [], [], []
     if idx:
         yield list(idx), np.stack(crops), np.stack(mats)
     if bar is not None:
@@ -128,9 +145,10 @@ def iter_crops(samples: Sequence, *, crop_rule: str, input_size: int, batch_size
 def predict_samples(model, samples: Sequence, *, crop_rule: str, input_size: int,
                     batch_size: int = 32, flip_test: bool = False, on_error=None,
                     progress: bool = False, device: str = "cpu",
-                    crop_boxes: np.ndarray | None = None):
+                    crop_boxes: np.ndarray | None = None, test_crops: int = 1):
     """Landmarks for each sample, cropped by ``crop_rule`` from its landmarks or box, or
-    from ``crop_boxes`` (B, 4) when given (rows that are not finite: ``ok=False``).
+    from ``crop_boxes`` (B, 4) when given (rows that are not finite: ``ok=False``);
+    ``test_crops`` > 1: the mean over that many crops per sample (:func:`predict_boxes`).
 
     Returns:
         (points (B, N, 2) image pixels, confidence (B, N), ok (B,) bool). A sample whose
@@ -139,15 +157,20 @@ def predict_samples(model, samples: Sequence, *, crop_rule: str, input_size: int
     """
     scheme = get_scheme(samples[0].scheme) if len(samples) else None
     n = len(samples)
-    points = np.full((n, model.num_points, 2), np.nan)
-    conf = np.zeros((n, model.num_points), dtype=np.float32)
-    ok = np.zeros(n, dtype=bool)
+    points = np.zeros((n, model.num_points, 2))
+    conf = np.zeros((n, model.num_points), dtype=np.float64)
+    count = np.zeros(n)
     for idx, crops, mats in iter_crops(samples, crop_rule=crop_rule, input_size=input_size,
                                        batch_size=batch_size, on_error=on_error,
-                                       progress=progress, crop_boxes=crop_boxes):
+                                       progress=progress, crop_boxes=crop_boxes,
+                                       test_crops=test_crops):
         p, c = predict_crops(model, crops, flip_test, scheme, device)
-        for j, i in enumerate(idx):
-            points[i] = transform_points(p[j], invert_affine(mats[j]))
-            conf[i] = c[j]
-            ok[i] = True
-    return points, conf, ok
+        for j, i in enumerate(idx):   # sums: a sample's test crops may span two batches
+            points[i] += transform_points(p[j], invert_affine(mats[j]))
+            conf[i] += c[j]
+            count[i] += 1
+    ok = count > 0
+    points[ok] /= count[ok, None, None]
+    points[~ok] = np.nan
+    conf[ok] /= count[ok, None]
+    return points, conf.astype(np.float32), ok
