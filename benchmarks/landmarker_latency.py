@@ -6,7 +6,8 @@ median per face over ``--runs`` calls (``compare_latency``: blocks of 20, each a
 untimed call):
 
     PYTHONPATH=. python benchmarks/landmarker_latency.py ../shared/data/photos/group_t1.jpg \\
-        --threads 2 --runs 80 [--model accurate] [--first-pass-size 96] [--refine 0] [--dlib]
+        --threads 2 --runs 80 [--model accurate] [--first-pass-size 96] [--refine 0] \\
+        [--test-crops 3] [--dlib]
 
 One setting per process, on purpose: several landmarkers in one process taking turns time
 each other's idle onnxruntime threads spinning for work (with two threads on two cores that
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="first-pass crop side (0: the model's own; default: the model file's)")
     p.add_argument("--refine", type=int, default=None, metavar="N",
                    help="refine passes (default: the model file's)")
+    p.add_argument("--test-crops", type=int, default=1, metavar="K",
+                   help="crops averaged in the last pass (default 1)")
     p.add_argument("--dlib", action="store_true",
                    help="also time dlib's 68-point predictor on the same boxes, in turn")
     args = p.parse_args(argv)
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         image = read_image(args.photo)
         lm = facemark.load(args.model, threads=args.threads, refine=args.refine,
-                           first_pass_size=args.first_pass_size)
+                           first_pass_size=args.first_pass_size, test_crops=args.test_crops)
     except FacemarkError as e:
         print(f"landmarker_latency: error: {e}", file=sys.stderr)
         return 2
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     style = lm.detector_.box_style
     calls = {f"{lm.model_path_.name}, engine {lm.engine_.kind}, {args.threads} thread(s), "
-             f"{lm.refine_} refine pass(es), first pass {lm.first_pass_size_} px":
+             f"{lm.refine_} refine pass(es), first pass {lm.first_pass_size_} px, "
+             f"{lm.test_crops} test crop(s)":
              lambda: lm.detect(image, boxes=boxes, box_style=style)}
     if args.dlib:
         predictor, what = find_dlib_predictor()
