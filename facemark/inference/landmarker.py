@@ -26,7 +26,7 @@ import numpy as np
 from facemark.data.crops import CropRule, check_test_crops, crop_box, get_crop_rule
 from facemark.data.face import Face
 from facemark.data.images import read_image
-from facemark.errors import ConfigError, DataError, FacemarkError
+from facemark.errors import ConfigError, DataError
 from facemark.inference.calibration import calibrations_of
 from facemark.inference.detectors import create_detector
 from facemark.inference.model_path import resolve_model_path
@@ -415,14 +415,14 @@ class Landmarker:
             chunk = jobs[start:start + int(self.batch_size)]
             boxes = [cbox for _, _, _, cbox in chunk]
             for k in range(1 + self.refine_):
-                if k:
-                    boxes = [refined_crop_box(self.info_.crop_rule, p, b)
-                             for p, b in zip(points, boxes)]
                 engine = self.first_engine_ if k == 0 and self.refine_ \
                     and self.first_engine_ is not None else self.engine_
                 crops = self.test_crops if k == self.refine_ else 1
                 points, conf = self._predict(images, [(i, b) for (i, *_), b in zip(chunk, boxes)],
                                              engine, crops)
+                if k < self.refine_:   # the next pass's crops, from these landmarks
+                    boxes = [refined_crop_box(self.info_.crop_rule, p, b)
+                             for p, b in zip(points, boxes)]
             for j, (i, box, score, _) in enumerate(chunk):
                 out[i].append(Face(box=box, score=score, points=points[j],
                                    point_scores=np.clip(conf[j], 0.0, 1.0),
