@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facemark.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class CropRule:
@@ -182,8 +184,6 @@ def check_test_crops(count) -> int:
     average off the crop's centre); ConfigError otherwise."""
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1 \
             or count == 2 or count > MAX_TEST_CROPS:
-        from facemark.errors import ConfigError
-
         raise ConfigError(f"test_crops: expected 1 (no averaging) or 3 to {MAX_TEST_CROPS} "
                           f"crops, got {count!r}")
     return int(count)
