@@ -11,6 +11,10 @@
 #   facemark train experiments/default/finetune/pipnet_mbv2_128_lightaug_ema_noflip_20ep.yaml
 #   facemark train experiments/default/finetune/pipnet_mbv2_128_smaller96_normeval.yaml
 #       (ten more epochs, half of the batches at 96 px, so its first pass runs at 96 px)
+#   facemark train experiments/default/finetune/pipnet_mbv2_128_300w_x4.yaml
+#       (ten more epochs from that model, the 300-W faces four times per epoch; its
+#       init_weights, facemark/weights/default.pt, was that model until commit 4f860c7:
+#       git show 4f860c7:facemark/weights/default.pt)
 # Needs ../shared/data (and face_recognition_models for dlib's rows). Writes the reports
 # under ${OUT:-/tmp/default-model}. The ONNX file is not committed: facemark.load() makes it
 # from default.pt into the user cache on first use.
@@ -19,7 +23,7 @@
 #   NAME=accurate RUN=../fm-runs/finetune_mbv2_160_lightaug_ema_noflip bash benchmarks/make_default_model.sh
 set -euo pipefail
 NAME=${NAME:-default}
-RUN=${RUN:-../fm-runs/finetune_mbv2_128_smaller96_normeval}
+RUN=${RUN:-../fm-runs/finetune_mbv2_128_300w_x4}
 CKPT=${CKPT:-$RUN/checkpoints/best.ckpt}
 # the first of the two passes on smaller crops where that costs no accuracy (it only places
 # the second crop; benchmarks/first_pass_size.py on validation faces, docs/results.md): the
