@@ -75,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         best = dets[j]
         first_crop = lm.crop_box(best, lm.detector_.box_style)
-        pts1, _ = lm._predict([image], [(0, first_crop)], lm.engine_)
+        pts1, _ = lm._predict([image], [(0, first_crop)], lm.engine_, lm.info_.input_size)
         second_crop = refined_crop_box(lm.info_.crop_rule, pts1[0], first_crop)
-        pts2, _ = lm._predict([image], [(0, second_crop)], lm.engine_)
+        pts2, _ = lm._predict([image], [(0, second_crop)], lm.engine_, lm.info_.input_size)
         true_crop = refined_crop_box(lm.info_.crop_rule, gt, first_crop)
-        pts0, _ = lm._predict([image], [(0, true_crop)], lm.engine_)
-        pts3, _ = lm._predict([image], [(0, moved_like(first_crop, true_crop, rng))], lm.engine_)
+        pts0, _ = lm._predict([image], [(0, true_crop)], lm.engine_, lm.info_.input_size)
+        pts3, _ = lm._predict([image], [(0, moved_like(first_crop, true_crop, rng))],
+                              lm.engine_, lm.info_.input_size)
         e1, e2, e0, e3 = (float(nme(p[0][None], gt[None], lm.scheme_)[0])
                           for p in (pts1, pts2, pts0, pts3))
         rows.append((crop_gap(first_crop, second_crop), e1, e2, e0, e3,

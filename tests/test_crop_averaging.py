@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import facemark
 from facemark.cli import main
@@ -12,20 +11,9 @@ from facemark.data.crops import (MAX_TEST_CROPS, TEST_CROP_SHIFT, check_test_cro
                                  shifted_crop_boxes)
 from facemark.errors import ConfigError
 from facemark.models.crop_predict import predict_boxes, predict_samples
-from synthetic import make_face, make_pts_dataset, template68
-from test_api import SIZE, make_model_file
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    torch.set_num_threads(1)
-    return make_model_file(tmp_path_factory.mktemp("crops") / "tiny.pt")
-
-
-@pytest.fixture(scope="module")
-def face():
-    image, pts = make_face(np.random.default_rng(11), size=160)
-    return image, np.r_[pts.min(0), pts.max(0)]
+from synthetic import make_pts_dataset, template68
+from test_api import SIZE
+from test_first_pass_size import face, tiny  # noqa: F401 (the same tiny model and face)
 
 
 def test_shifted_boxes_surround_the_crop_and_average_to_it():

@@ -415,11 +415,12 @@ class Landmarker:
             chunk = jobs[start:start + int(self.batch_size)]
             boxes = [cbox for _, _, _, cbox in chunk]
             for k in range(1 + self.refine_):
-                engine = self.first_engine_ if k == 0 and self.refine_ \
-                    and self.first_engine_ is not None else self.engine_
+                small = k == 0 and self.refine_ and self.first_engine_ is not None
+                engine, size = ((self.first_engine_, self.first_pass_size_) if small
+                                else (self.engine_, self.info_.input_size))
                 crops = self.test_crops if k == self.refine_ else 1
                 points, conf = self._predict(images, [(i, b) for (i, *_), b in zip(chunk, boxes)],
-                                             engine, crops)
+                                             engine, size, crops)
                 if k < self.refine_:   # the next pass's crops, from these landmarks
                     boxes = [refined_crop_box(self.info_.crop_rule, p, b)
                              for p, b in zip(points, boxes)]
@@ -430,14 +431,13 @@ class Landmarker:
                                    image_size=(images[i].shape[1], images[i].shape[0])))
         return out
 
-    def _predict(self, images: list[np.ndarray], crops_of, engine,
+    def _predict(self, images: list[np.ndarray], crops_of, engine, size: int,
                  test_crops: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Points (K, N, 2) in image pixels and confidence (K, N) for (image index, crop box),
-        from ``engine`` (``engine_``, or ``first_engine_`` on ``first_pass_size_`` crops),
-        each the mean over ``test_crops`` crops."""
+        from ``engine`` on ``size`` px crops (``engine_`` at the model's size, or
+        ``first_engine_`` at ``first_pass_size_``), each the mean over ``test_crops`` crops."""
         from facemark.models.crop_predict import predict_boxes
 
-        size = self.info_.input_size if engine is self.engine_ else self.first_pass_size_
         return predict_boxes(engine, [images[i] for i, _ in crops_of],
                              [cbox for _, cbox in crops_of], size,
                              self.flip_test, self.scheme_, self.device_, test_crops)
